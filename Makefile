@@ -87,3 +87,10 @@ clean:
 .PHONY: all test clean
 .SECONDARY:
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+
+PREFIX ?= /usr/local
+install: $(BUILD)/cellboxd $(BUILD)/cellbox $(BUILD)/cellbox-init
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)/etc/bash_completion.d
+	install -m 0755 $(BUILD)/cellboxd $(BUILD)/cellbox $(BUILD)/cellbox-init $(DESTDIR)$(PREFIX)/bin/
+	[ ! -f contrib/completion/cellbox.bash ] || install -m 0644 contrib/completion/cellbox.bash $(DESTDIR)/etc/bash_completion.d/cellbox
+.PHONY: install
