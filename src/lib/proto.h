@@ -130,6 +130,25 @@ enum cb_proc_state { CB_PROC_RUNNING = 1, CB_PROC_EXITED = 2 };
  * process's pipes (back-pressure) rather than buffering without bound; for
  * PTY processes it drops the slow connection's subscription instead. */
 
+/* Decisions fixed by the first implementation (cellbox-init, v1):
+ * - SPAWN without MODE is BACKGROUND; COLS/ROWS default 80x24, CWD "/",
+ *   UID/GID 0. More than CB_PROTO_MAX_FIELDS fields -> ERROR E2BIG.
+ * - PROC entries also carry UID, TAG, NEXT_SEQ and DROPPED; LIST caps argv
+ *   at 1 KiB per process and drops ARGV/CWD/TAG when the reply would pass
+ *   the frame maximum.
+ * - END's NEXT_SEQ is where to resume: SUBSCRIBE again with
+ *   AFTER_SEQ = NEXT_SEQ - 1. DROPPED counts seqs of the requested range the
+ *   subscriber never received.
+ * - HELLO_OK's NPROCS counts running processes.
+ * - UNSUBSCRIBE answers OK even when the subscription already ended (no END).
+ * - STDIN with EOF on a PTY process sends ^D.
+ * - EXIT is sent when the process is reaped, possibly before all of its
+ *   output was read: for complete output wait for the subscription's END
+ *   (BACKGROUND/PTY) or the pipes' EOF (PIPES).
+ * - In production (--control-fd, PID 1) init accepts connections only from
+ *   peers outside its pid namespace (SO_PEERCRED pid 0), so a sandbox process
+ *   that somehow reached the socket cannot drive init. */
+
 /* ---- decoded views (pointers into the received buffer; no copies) ---- */
 
 struct cb_field_view {
