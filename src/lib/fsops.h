@@ -123,4 +123,11 @@ int cb_fs_watch_read(struct cb_fs_watch *w, struct cb_fs_event **events,
 void cb_fs_events_free(struct cb_fs_event *events, int count);
 void cb_fs_watch_close(struct cb_fs_watch *w);
 
+/* Added by the files library: cb_fs_archive_create with the ids stored in
+ * the tar as seen inside the sandbox (host id minus own->base_uid/gid;
+ * 65534 outside the range). cb_fs_archive_create has no owner and stores
+ * uid/gid 0. */
+int cb_fs_archive_create_as(int root, const char *path, int out_fd,
+                            const struct cb_fs_owner *own, struct cb_error **err);
+
 #endif
