@@ -1,0 +1,195 @@
+/* bench_runtime — container-tier latencies (a benchmark, never a test).
+ *
+ *   build/bench/bench_runtime [N_MAX=100]
+ *
+ * Prints and writes bench/results/runtime.json: create+start+first exec
+ * p50/p99 for 1, 10, 100 live sandboxes; exec round trip vs a bare
+ * posix_spawn+wait of /bin/true; pause/resume; destroy; host memory per idle
+ * sandbox (cgroup memory of the sandbox, init included); and bwrap's
+ * spawn of /bin/true in the same run as a ratio. Needs root. */
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "proto.h"
+#include "tier.h"
+
+extern char **environ;
+static const struct cb_tier_ops *T;
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double pct(uint64_t *v, int n, double p)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_u64);
+    int i = (int)(p * (n - 1) + 0.5);
+    return v[i] / 1e6; /* ms */
+}
+
+static int exec_true(struct cb_sandbox *sb)
+{
+    int s;
+    struct cb_error *err = NULL;
+    if (T->connect(sb, &s, &err) < 0)
+        return -1;
+    struct cb_builder b;
+    cb_builder_init(&b, CB_MSG_SPAWN, 1);
+    cb_builder_str(&b, CB_F_ARGV, "/bin/true");
+    cb_builder_str(&b, CB_F_ENV, "PATH=/usr/bin");
+    cb_builder_str(&b, CB_F_CWD, "/");
+    cb_builder_u32(&b, CB_F_UID, 0);
+    cb_builder_u32(&b, CB_F_GID, 0);
+    cb_builder_u32(&b, CB_F_MODE, CB_SPAWN_PIPES);
+    cb_builder_finish(&b);
+    cb_proto_send(s, &b, NULL, 0);
+    cb_builder_free(&b);
+    uint32_t pid = 0;
+    for (;;) {
+        struct cb_frame_header h;
+        uint8_t *p = NULL;
+        int fds[3], nfds = 0;
+        if (cb_proto_recv(s, &h, &p, fds, &nfds) < 0)
+            break;
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
+        struct cb_field_view f;
+        uint32_t got = 0;
+        int done = h.type == CB_MSG_ERROR;
+        if (h.type == CB_MSG_SPAWNED && cb_proto_find(p, h.length, CB_F_PID, &f) == 1)
+            cb_field_u32(&f, &pid);
+        if (h.type == CB_MSG_EXIT && cb_proto_find(p, h.length, CB_F_PID, &f) == 1 &&
+            cb_field_u32(&f, &got) == 0 && got == pid)
+            done = 1;
+        free(p);
+        if (done)
+            break;
+    }
+    close(s);
+    return 0;
+}
+
+static uint64_t spawn_wait(char *const argv[])
+{
+    uint64_t t0 = cb_now_ns();
+    pid_t pid;
+    if (posix_spawn(&pid, argv[0], NULL, NULL, argv, environ) != 0)
+        return 0;
+    waitpid(pid, NULL, 0);
+    return cb_now_ns() - t0;
+}
+
+int main(int argc, char **argv)
+{
+    int nmax = argc > 1 ? atoi(argv[1]) : 100;
+    char state[] = "/tmp/cb-bench-XXXXXX";
+    if (!mkdtemp(state))
+        return 1;
+    char *init = realpath("build/cellbox-init", NULL);
+    struct cb_runtime_config cfg = {.state_dir = state, .init_path = init,
+                                    .cgroup_parent = "cellbox-bench", .no_disk_quota = true};
+    struct cb_runtime *rt;
+    struct cb_error *err = NULL;
+    if (!init || cb_runtime_open(&cfg, &rt, &err) < 0 || cb_template_ensure_host(rt, &err) < 0) {
+        fprintf(stderr, "bench: %s\n", err ? err->message : "no build/cellbox-init");
+        return 1;
+    }
+    T = cb_tier_lookup("container");
+    struct cb_sandbox **sbs = calloc((size_t)nmax, sizeof *sbs);
+    uint64_t *lat = calloc((size_t)nmax, sizeof *lat);
+    double p50[3] = {0}, p99[3] = {0};
+    int marks[3] = {1, 10, nmax};
+    int mi = 0;
+    for (int i = 0; i < nmax; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "sb_bench%d", i);
+        struct cb_sandbox_spec spec = {.id = id, .template_name = "host"};
+        uint64_t t0 = cb_now_ns();
+        if (T->create(rt, &spec, &sbs[i], &err) < 0 || T->start(sbs[i], &err) < 0 ||
+            exec_true(sbs[i]) < 0) {
+            fprintf(stderr, "bench: %s\n", err ? err->message : "exec");
+            return 1;
+        }
+        lat[i] = cb_now_ns() - t0;
+        while (mi < 3 && i + 1 == marks[mi]) {
+            uint64_t *copy = malloc(sizeof *lat * (size_t)(i + 1));
+            memcpy(copy, lat, sizeof *lat * (size_t)(i + 1));
+            p50[mi] = pct(copy, i + 1, 0.5);
+            p99[mi] = pct(copy, i + 1, 0.99);
+            free(copy);
+            mi++;
+        }
+    }
+    enum { R = 200 };
+    uint64_t ex[R], host[R], pa[R], re[R];
+    char *true_argv[] = {"/bin/true", NULL};
+    for (int i = 0; i < R; i++) {
+        uint64_t t0 = cb_now_ns();
+        exec_true(sbs[0]);
+        ex[i] = cb_now_ns() - t0;
+        host[i] = spawn_wait(true_argv);
+        t0 = cb_now_ns();
+        T->pause(sbs[0], NULL);
+        pa[i] = cb_now_ns() - t0;
+        t0 = cb_now_ns();
+        T->resume(sbs[0], NULL);
+        re[i] = cb_now_ns() - t0;
+    }
+    /* idle memory: the cgroup's charge (init, its page tables, kernel objects) */
+    uint64_t mem = 0;
+    for (int i = 0; i < nmax; i++) {
+        struct cb_sandbox_stats st;
+        if (T->stats(sbs[i], &st, NULL) == 0)
+            mem += st.memory_bytes;
+    }
+    uint64_t bw[20];
+    char *bwrap_argv[] = {"/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/usr", "/usr",
+                          "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
+                          "--symlink", "usr/bin", "/bin", "--proc", "/proc", "--dev", "/dev",
+                          "/bin/true", NULL};
+    for (int i = 0; i < 20; i++)
+        bw[i] = spawn_wait(bwrap_argv);
+    uint64_t de[1024];
+    int nd = nmax < 1024 ? nmax : 1024;
+    for (int i = 0; i < nd; i++) {
+        uint64_t t0 = cb_now_ns();
+        if (T->destroy(sbs[i], &err) < 0)
+            fprintf(stderr, "destroy: %s\n", err->message);
+        de[i] = cb_now_ns() - t0;
+        T->release(sbs[i]);
+    }
+    double bw50 = pct(bw, 20, 0.5);
+    char json[2048];
+    snprintf(json, sizeof json,
+             "{\n  \"create_exec_ms\": {\"1\": {\"p50\": %.3f, \"p99\": %.3f}, \"10\": {\"p50\": %.3f, "
+             "\"p99\": %.3f}, \"%d\": {\"p50\": %.3f, \"p99\": %.3f}},\n"
+             "  \"exec_roundtrip_ms_p50\": %.3f,\n  \"host_posix_spawn_true_ms_p50\": %.3f,\n"
+             "  \"pause_ms_p50\": %.3f,\n  \"resume_ms_p50\": %.3f,\n  \"destroy_ms_p50\": %.3f,\n"
+             "  \"idle_memory_bytes_per_sandbox\": %llu,\n  \"bwrap_true_ms_p50\": %.3f,\n"
+             "  \"ratio_create_exec_vs_bwrap\": %.3f,\n"
+             "  \"runc\": \"not measured: needs an OCI bundle per run (see report)\"\n}\n",
+             p50[0], p99[0], p50[1], p99[1], nmax, p50[2], p99[2], pct(ex, R, 0.5),
+             pct(host, R, 0.5), pct(pa, R, 0.5), pct(re, R, 0.5), pct(de, nd, 0.5),
+             (unsigned long long)(mem / (uint64_t)nmax), bw50, p50[2] / bw50);
+    fputs(json, stdout);
+    FILE *f = fopen("bench/results/runtime.json", "w");
+    if (f) {
+        fputs(json, f);
+        fclose(f);
+    }
+    cb_runtime_free(rt);
+    const char *hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+    for (size_t i = 0; i < 5; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "/sys/fs/cgroup/%s/cellbox-bench", hier[i]);
+        rmdir(p);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", state);
+    return system(cmd) == 0 ? 0 : 1;
+}

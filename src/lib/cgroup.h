@@ -1,0 +1,97 @@
+/* cgroup.h — per-sandbox resource limits, cgroup v1 and v2 behind one vtable.
+ *
+ * A manager is opened on a hierarchy root ("/sys/fs/cgroup" on real hosts,
+ * a temporary directory in unit tests) and a parent cgroup name ("cellbox").
+ * Sandbox cgroups live at <root>/<parent>/<id> (v2) or
+ * <root>/<controller>/<parent>/<id> for each v1 controller we use (memory,
+ * cpu, cpuacct, pids, freezer). The manager never mounts or remounts
+ * anything: it only mkdirs, writes control files and rmdirs.
+ *
+ * Ownership: cb_cgroup_manager_open() returns a manager freed with
+ * cb_cgroup_manager_free(); a struct cb_cgroup is freed with cb_cgroup_free()
+ * (memory only: the cgroup directories stay until cb_cgroup_destroy()). */
+#ifndef CB_CGROUP_H
+#define CB_CGROUP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+#include "tier.h"
+
+enum cb_cgroup_version { CB_CGROUP_V1 = 1, CB_CGROUP_V2 = 2 };
+
+#define CB_CGROUP_MAX_DIRS 5 /* v1 controllers we join */
+#define CB_CGROUP_DEFAULT_PIDS 512
+
+struct cb_cgroup {
+    const struct cb_cgroup_manager *mgr;
+    int ndirs;
+    char *dirs[CB_CGROUP_MAX_DIRS]; /* absolute paths; dirs[0] is v2's only dir */
+    /* v1: index of each controller's dir in dirs[], -1 when absent */
+    int memory, cpu, cpuacct, pids, freezer;
+};
+
+struct cb_cgroup_ops {
+    const char *version; /* "v1" / "v2" */
+    /* Fill cg->dirs for sandbox id (no filesystem access). */
+    void (*layout)(const struct cb_cgroup_manager *m, const char *id,
+                   struct cb_cgroup *cg);
+    /* Make the parent cgroup(s) usable (v2: enable controllers). */
+    int (*prepare_parent)(const struct cb_cgroup_manager *m, struct cb_error **err);
+    int (*set_limits)(struct cb_cgroup *cg, const struct cb_limits *l,
+                      struct cb_error **err);
+    int (*freeze)(struct cb_cgroup *cg, bool frozen, struct cb_error **err);
+    int (*stats)(struct cb_cgroup *cg, struct cb_sandbox_stats *out,
+                 struct cb_error **err);
+    /* Send SIGKILL to every process of the cgroup. */
+    int (*kill_all)(struct cb_cgroup *cg, struct cb_error **err);
+};
+
+struct cb_cgroup_manager {
+    const struct cb_cgroup_ops *ops;
+    char *root;   /* hierarchy root */
+    char *parent; /* relative parent cgroup */
+};
+
+/* Which version is mounted at root: v2 only when root itself is a cgroup2
+ * filesystem with controllers (a hybrid host's empty v2 at root/unified does
+ * not count). */
+enum cb_cgroup_version cb_cgroup_detect(const char *root);
+
+/* Open a manager of a given version (tests pass a fake tree as root). */
+int cb_cgroup_manager_open(enum cb_cgroup_version v, const char *root,
+                           const char *parent, struct cb_cgroup_manager **out,
+                           struct cb_error **err);
+void cb_cgroup_manager_free(struct cb_cgroup_manager *m);
+
+/* Create the sandbox's cgroup directories (EEXIST is fine: restart after
+ * stop reuses them) and apply limits. */
+int cb_cgroup_create(const struct cb_cgroup_manager *m, const char *id,
+                     const struct cb_limits *limits, struct cb_cgroup **out,
+                     struct cb_error **err);
+/* Build the handle of an existing sandbox cgroup (adopt) without touching it. */
+struct cb_cgroup *cb_cgroup_open(const struct cb_cgroup_manager *m, const char *id);
+/* Move a process into every directory of the cgroup. */
+int cb_cgroup_attach(struct cb_cgroup *cg, pid_t pid, struct cb_error **err);
+/* Number of processes in the cgroup (0 = empty), or -1 on error. */
+int cb_cgroup_count_procs(struct cb_cgroup *cg);
+/* Kill everything, wait (up to timeout_ms) until empty, rmdir all dirs. */
+int cb_cgroup_destroy(struct cb_cgroup *cg, int timeout_ms, struct cb_error **err);
+void cb_cgroup_free(struct cb_cgroup *cg);
+
+/* Helpers shared by the v1/v2 back ends (cgroup.c). */
+int cb_cgroup_write(const char *dir, const char *file, const char *value,
+                    struct cb_error **err);
+int cb_cgroup_read(const char *dir, const char *file, char *buf, size_t size);
+int cb_cgroup_read_u64(const char *dir, const char *file, uint64_t *out);
+/* Value of "key N" line in a flat-keyed file; 0 when found. */
+int cb_cgroup_read_key(const char *dir, const char *file, const char *key,
+                       uint64_t *out);
+int cb_cgroup_kill_procs(const char *dir);
+
+extern const struct cb_cgroup_ops cb_cgroup_v1_ops;
+extern const struct cb_cgroup_ops cb_cgroup_v2_ops;
+
+#endif

@@ -1,0 +1,180 @@
+/* cgroup_v1.c — one directory per controller hierarchy (memory, cpu,
+ * cpuacct, pids, freezer). Where two controllers share a hierarchy
+ * ("cpu,cpuacct") the directory is used once. */
+#include "cgroup.h"
+
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static const char *const v1_controllers[] = {"memory", "cpu", "cpuacct", "pids",
+                                             "freezer"};
+
+static int *controller_slot(struct cb_cgroup *cg, int i)
+{
+    int *slots[] = {&cg->memory, &cg->cpu, &cg->cpuacct, &cg->pids, &cg->freezer};
+    return slots[i];
+}
+
+static void v1_layout(const struct cb_cgroup_manager *m, const char *id,
+                      struct cb_cgroup *cg)
+{
+    char reals[CB_CGROUP_MAX_DIRS][PATH_MAX];
+    for (int i = 0; i < (int)CB_ARRAY_SIZE(v1_controllers); i++) {
+        _cleanup_free_ char *hier = cb_xasprintf("%s/%s", m->root, v1_controllers[i]);
+        struct stat st;
+        char real[PATH_MAX];
+        if (stat(hier, &st) < 0 || !S_ISDIR(st.st_mode) || !realpath(hier, real))
+            continue;
+        /* Same hierarchy already used under another name (cpu -> cpu,cpuacct)? */
+        int dup = -1;
+        for (int j = 0; j < cg->ndirs; j++)
+            if (strcmp(reals[j], real) == 0)
+                dup = j;
+        if (dup >= 0) {
+            *controller_slot(cg, i) = dup;
+            continue;
+        }
+        *controller_slot(cg, i) = cg->ndirs;
+        memcpy(reals[cg->ndirs], real, sizeof real);
+        cg->dirs[cg->ndirs++] = cb_xasprintf("%s/%s/%s", real, m->parent, id);
+    }
+}
+
+static int v1_prepare_parent(const struct cb_cgroup_manager *m, struct cb_error **err)
+{
+    int found = 0;
+    for (int i = 0; i < (int)CB_ARRAY_SIZE(v1_controllers); i++) {
+        _cleanup_free_ char *hier = cb_xasprintf("%s/%s", m->root, v1_controllers[i]);
+        struct stat st;
+        if (stat(hier, &st) < 0 || !S_ISDIR(st.st_mode))
+            continue;
+        found++;
+        _cleanup_free_ char *dir = cb_xasprintf("%s/%s", hier, m->parent);
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+            return cb_error_set(err, errno, CB_ERR_INTERNAL, "mkdir %s/%s",
+                                v1_controllers[i], m->parent);
+    }
+    if (!found)
+        return cb_error_set(err, ENOENT, CB_ERR_UNAVAILABLE,
+                            "no cgroup v1 controller hierarchies under %s", m->root);
+    return 0;
+}
+
+static int v1_set_memory(const char *dir, uint64_t bytes, struct cb_error **err)
+{
+    char v[32];
+    if (bytes)
+        snprintf(v, sizeof v, "%" PRIu64, bytes);
+    else
+        snprintf(v, sizeof v, "-1");
+    /* memsw (memory+swap) must stay >= limit: setting both to the same value
+     * turns swap off. Lowering works limit-first, raising memsw-first; try
+     * the first order and fall back to the second. */
+    if (cb_cgroup_write(dir, "memory.limit_in_bytes", v, NULL) == 0) {
+        return cb_cgroup_write(dir, "memory.memsw.limit_in_bytes", v, err);
+    }
+    if (cb_cgroup_write(dir, "memory.memsw.limit_in_bytes", v, err) < 0)
+        return -1;
+    return cb_cgroup_write(dir, "memory.limit_in_bytes", v, err);
+}
+
+static int v1_set_limits(struct cb_cgroup *cg, const struct cb_limits *l,
+                         struct cb_error **err)
+{
+    char v[32];
+    if (cg->memory >= 0 && v1_set_memory(cg->dirs[cg->memory], l->memory_bytes, err) < 0)
+        return -1;
+    if (cg->cpu >= 0) {
+        const char *d = cg->dirs[cg->cpu];
+        long quota = l->cpu > 0 ? (long)(l->cpu * 100000.0) : -1;
+        if (quota > 0 && quota < 1000)
+            quota = 1000; /* the kernel's minimum quota is 1 ms */
+        unsigned shares = l->cpu > 0 ? (unsigned)(l->cpu * 1024.0) : 1024;
+        if (shares < 2)
+            shares = 2;
+        if (cb_cgroup_write(d, "cpu.cfs_period_us", "100000", err) < 0)
+            return -1;
+        snprintf(v, sizeof v, "%ld", quota);
+        if (cb_cgroup_write(d, "cpu.cfs_quota_us", v, err) < 0)
+            return -1;
+        snprintf(v, sizeof v, "%u", shares);
+        if (cb_cgroup_write(d, "cpu.shares", v, err) < 0)
+            return -1;
+    }
+    if (cg->pids >= 0) {
+        snprintf(v, sizeof v, "%u", l->pids ? l->pids : CB_CGROUP_DEFAULT_PIDS);
+        if (cb_cgroup_write(cg->dirs[cg->pids], "pids.max", v, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static int v1_freeze(struct cb_cgroup *cg, bool frozen, struct cb_error **err)
+{
+    if (cg->freezer < 0)
+        return cb_error_set(err, ENOTSUP, CB_ERR_UNAVAILABLE, "no freezer hierarchy");
+    const char *d = cg->dirs[cg->freezer];
+    const char *want = frozen ? "FROZEN" : "THAWED";
+    if (cb_cgroup_write(d, "freezer.state", want, err) < 0)
+        return -1;
+    /* Writing FROZEN starts freezing; the state reads FREEZING until every
+     * task has stopped. Spin briefly first (usually done at once), then
+     * sleep in small steps, up to ~2 s. */
+    char buf[32];
+    for (int i = 0; i < 3000; i++) {
+        if (cb_cgroup_read(d, "freezer.state", buf, sizeof buf) > 0 &&
+            strncmp(buf, want, strlen(want)) == 0)
+            return 0;
+        if (i > 50) {
+            struct timespec ts = {0, 1000000};
+            nanosleep(&ts, NULL);
+        }
+        if (frozen && i > 0 && i % 100 == 0)
+            cb_cgroup_write(d, "freezer.state", want, NULL); /* retry stragglers */
+    }
+    return cb_error_set(err, ETIMEDOUT, CB_ERR_INTERNAL, "freezer did not reach %s", want);
+}
+
+static int v1_stats(struct cb_cgroup *cg, struct cb_sandbox_stats *out,
+                    struct cb_error **err)
+{
+    uint64_t v;
+    if (cg->cpuacct >= 0 && cb_cgroup_read_u64(cg->dirs[cg->cpuacct], "cpuacct.usage", &v) == 0)
+        out->cpu_ns = v;
+    if (cg->memory >= 0) {
+        const char *d = cg->dirs[cg->memory];
+        if (cb_cgroup_read_u64(d, "memory.usage_in_bytes", &v) == 0)
+            out->memory_bytes = v;
+        if (cb_cgroup_read_u64(d, "memory.max_usage_in_bytes", &v) == 0)
+            out->memory_peak_bytes = v;
+        if (cb_cgroup_read_key(d, "memory.oom_control", "oom_kill", &v) == 0)
+            out->oom_kills = v;
+    }
+    if (cg->pids >= 0 && cb_cgroup_read_u64(cg->dirs[cg->pids], "pids.current", &v) == 0)
+        out->pids = (uint32_t)v;
+    return 0;
+}
+
+static int v1_kill_all(struct cb_cgroup *cg, struct cb_error **err)
+{
+    /* Freeze first so nothing can fork while we walk the list. */
+    bool froze = cg->freezer >= 0 && v1_freeze(cg, true, NULL) == 0;
+    int r = cb_cgroup_kill_procs(cg->dirs[0]);
+    if (froze)
+        v1_freeze(cg, false, NULL); /* SIGKILL is delivered on thaw */
+    return r < 0 ? cb_error_set(err, -r, CB_ERR_INTERNAL, "kill cgroup") : 0;
+}
+
+const struct cb_cgroup_ops cb_cgroup_v1_ops = {
+    .version = "v1",
+    .layout = v1_layout,
+    .prepare_parent = v1_prepare_parent,
+    .set_limits = v1_set_limits,
+    .freeze = v1_freeze,
+    .stats = v1_stats,
+    .kill_all = v1_kill_all,
+};

@@ -1,0 +1,269 @@
+#include "mounts.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
+/* /proc entries that expose or control the host kernel; masked with
+ * /dev/null (files) or an empty read-only tmpfs (directories), as Docker
+ * and runc do. */
+static const char *const proc_masked_files[] = {
+    "kcore",          /* physical memory of the host */
+    "keys",           /* host keyrings */
+    "timer_list",     /* host timers and task names */
+    "timer_stats",
+    "sched_debug",    /* every host task */
+    "latency_stats",
+    "sysrq-trigger",  /* reboot/crash the host */
+    "kallsyms",       /* kernel addresses (zeroed for non-root, still) */
+    "kmsg",           /* host kernel log */
+    "config.gz",
+};
+static const char *const proc_masked_dirs[] = {"acpi", "scsi", "asound", "driver"};
+/* Writable knobs with host-wide effect: visible but read-only. */
+static const char *const proc_readonly[] = {"bus", "fs", "irq", "sys"};
+
+/* Device nodes bound from the host: the harmless character devices every
+ * program expects. The host's /dev itself is never visible. */
+static const char *const dev_nodes[] = {"null", "zero", "full", "random",
+                                        "urandom", "tty"};
+
+static const char *keep(struct cb_mount_table *t, char *s)
+{
+    if (t->nstrings == t->capstrings) {
+        t->capstrings = t->capstrings ? t->capstrings * 2 : 64;
+        t->strings = cb_xrealloc(t->strings, t->capstrings * sizeof *t->strings);
+    }
+    t->strings[t->nstrings++] = s;
+    return s;
+}
+
+static struct cb_mount_step *add(struct cb_mount_table *t, enum cb_mount_kind kind)
+{
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 64;
+        t->steps = cb_xrealloc(t->steps, t->cap * sizeof *t->steps);
+    }
+    struct cb_mount_step *s = &t->steps[t->n++];
+    memset(s, 0, sizeof *s);
+    s->kind = kind;
+    return s;
+}
+
+static const char *under(struct cb_mount_table *t, const char *root, const char *p)
+{
+    return keep(t, cb_xasprintf("%s/%s", root, p[0] == '/' ? p + 1 : p));
+}
+
+/* Flags that the kernel locks on a mount copied into a less privileged
+ * namespace: a read-only remount must repeat them or fails with EPERM. */
+static unsigned long locked_flags(const char *path)
+{
+    struct statvfs sv;
+    unsigned long f = 0;
+    if (statvfs(path, &sv) < 0)
+        return 0;
+    if (sv.f_flag & ST_NOSUID) f |= MS_NOSUID;
+    if (sv.f_flag & ST_NODEV) f |= MS_NODEV;
+    if (sv.f_flag & ST_NOEXEC) f |= MS_NOEXEC;
+    if (sv.f_flag & ST_NOATIME) f |= MS_NOATIME;
+    if (sv.f_flag & ST_NODIRATIME) f |= MS_NODIRATIME;
+    if (sv.f_flag & ST_RELATIME) f |= MS_RELATIME;
+    return f;
+}
+
+static void add_mount(struct cb_mount_table *t, const char *src, const char *target,
+                      const char *fstype, unsigned long flags, const char *data)
+{
+    struct cb_mount_step *s = add(t, CB_MNT_MOUNT);
+    s->source = src;
+    s->target = target;
+    s->fstype = fstype;
+    s->flags = flags;
+    s->data = data;
+}
+
+static void build_proc(struct cb_mount_table *t, const char *rootfs)
+{
+    /* A fresh proc for the sandbox's pid namespace. No hidepid: the pid
+     * namespace already limits it to the sandbox, and ps/top run by the
+     * sandbox user should see the sandbox's root-owned init like on any
+     * Linux machine. */
+    const char *proc = under(t, rootfs, "proc");
+    add_mount(t, "proc", proc, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    for (size_t i = 0; i < CB_ARRAY_SIZE(proc_masked_files); i++) {
+        struct cb_mount_step *s = add(t, CB_MNT_MASK_FILE);
+        s->target = under(t, proc, proc_masked_files[i]);
+        s->optional = true;
+    }
+    for (size_t i = 0; i < CB_ARRAY_SIZE(proc_masked_dirs); i++) {
+        struct cb_mount_step *s = add(t, CB_MNT_MASK_DIR);
+        s->target = under(t, proc, proc_masked_dirs[i]);
+        s->optional = true;
+    }
+    for (size_t i = 0; i < CB_ARRAY_SIZE(proc_readonly); i++) {
+        struct cb_mount_step *s = add(t, CB_MNT_READONLY);
+        s->target = under(t, proc, proc_readonly[i]);
+        s->optional = true;
+    }
+}
+
+static void build_sys(struct cb_mount_table *t, const char *rootfs)
+{
+    /* A read-only sysfs of the sandbox's own network namespace: tools read
+     * CPU topology and limits there (nproc fallbacks, lscpu, node). Firmware
+     * tables (ACPI, EFI variables, DMI serials) are hidden. */
+    const char *sys = under(t, rootfs, "sys");
+    add_mount(t, "sysfs", sys, "sysfs",
+              MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+    struct cb_mount_step *s = add(t, CB_MNT_MASK_DIR);
+    s->target = under(t, sys, "firmware");
+    s->optional = true;
+}
+
+static void build_dev(struct cb_mount_table *t, const char *rootfs)
+{
+    const char *dev = under(t, rootfs, "dev");
+    add_mount(t, "tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC,
+              "mode=755,size=65536k");
+    for (size_t i = 0; i < CB_ARRAY_SIZE(dev_nodes); i++) {
+        const char *target = under(t, dev, dev_nodes[i]);
+        add(t, CB_MNT_MKFILE)->target = target;
+        add_mount(t, keep(t, cb_xasprintf("/dev/%s", dev_nodes[i])), target, NULL,
+                  MS_BIND, NULL);
+    }
+    const char *pts = under(t, dev, "pts");
+    add(t, CB_MNT_MKDIR)->target = pts;
+    /* newinstance: the sandbox's own pty numbering, never the host's ptys. */
+    add_mount(t, "devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=620");
+    const char *shm = under(t, dev, "shm");
+    add(t, CB_MNT_MKDIR)->target = shm;
+    add_mount(t, "shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=1777,size=65536k");
+    static const char *const links[][2] = {
+        {"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+        {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
+    };
+    for (size_t i = 0; i < CB_ARRAY_SIZE(links); i++) {
+        struct cb_mount_step *s = add(t, CB_MNT_SYMLINK);
+        s->source = links[i][0];
+        s->target = under(t, dev, links[i][1]);
+    }
+}
+
+int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
+                    const char *lower, const char *upper, const char *work,
+                    const struct cb_template_bind *binds, size_t nbinds,
+                    struct cb_error **err)
+{
+    memset(t, 0, sizeof *t);
+    /* userxattr: overlay keeps its metadata in user.* xattrs, the only ones
+     * an unprivileged (user-namespace) mounter may write. */
+    const char *opts = keep(t, cb_xasprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr",
+                                            lower, upper, work));
+    if (strlen(opts) >= 4000)
+        return cb_error_set(err, ENAMETOOLONG, CB_ERR_INTERNAL, "overlay options too long");
+    add_mount(t, "overlay", rootfs, "overlay", MS_NOSUID | MS_NODEV, opts);
+    for (size_t i = 0; i < nbinds; i++) {
+        struct cb_mount_step *s = add(t, CB_MNT_BIND_RO);
+        s->source = keep(t, cb_xstrdup(binds[i].source));
+        s->target = under(t, rootfs, binds[i].target);
+        s->remount_flags = locked_flags(binds[i].source);
+        s->optional = true; /* a bind whose host path vanished is skipped */
+    }
+    build_proc(t, rootfs);
+    build_sys(t, rootfs);
+    build_dev(t, rootfs);
+    return 0;
+}
+
+void cb_mount_table_free(struct cb_mount_table *t)
+{
+    for (size_t i = 0; i < t->nstrings; i++)
+        free(t->strings[i]);
+    free(t->strings);
+    free(t->steps);
+    memset(t, 0, sizeof *t);
+}
+
+const char *cb_mount_step_name(const struct cb_mount_step *s)
+{
+    switch (s->kind) {
+    case CB_MNT_MOUNT: return s->fstype ? s->fstype : "bind";
+    case CB_MNT_BIND_RO: return "read-only bind";
+    case CB_MNT_MASK_FILE: return "mask file";
+    case CB_MNT_MASK_DIR: return "mask directory";
+    case CB_MNT_READONLY: return "read-only remount";
+    case CB_MNT_MKDIR: return "mkdir";
+    case CB_MNT_MKFILE: return "mount point file";
+    case CB_MNT_SYMLINK: return "symlink";
+    }
+    return "?";
+}
+
+/* ---- child side: syscalls only ---- */
+
+static int bind_readonly(const char *src, const char *target, unsigned long keep_flags)
+{
+    if (mount(src, target, NULL, MS_BIND, NULL) < 0)
+        return -errno;
+    if (mount(NULL, target, NULL,
+              MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | keep_flags,
+              NULL) < 0)
+        return -errno;
+    return 0;
+}
+
+static int apply_one(const struct cb_mount_step *s)
+{
+    struct stat st;
+    switch (s->kind) {
+    case CB_MNT_MOUNT:
+        return mount(s->source, s->target, s->fstype, s->flags, s->data) < 0 ? -errno : 0;
+    case CB_MNT_BIND_RO:
+        if (s->optional && (stat(s->source, &st) < 0 || stat(s->target, &st) < 0))
+            return 0;
+        return bind_readonly(s->source, s->target, s->remount_flags);
+    case CB_MNT_MASK_FILE:
+        if (lstat(s->target, &st) < 0)
+            return s->optional ? 0 : -errno;
+        return mount("/dev/null", s->target, NULL, MS_BIND, NULL) < 0 ? -errno : 0;
+    case CB_MNT_MASK_DIR:
+        if (lstat(s->target, &st) < 0)
+            return s->optional ? 0 : -errno;
+        return mount("tmpfs", s->target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                     "size=0,mode=555") < 0 ? -errno : 0;
+    case CB_MNT_READONLY:
+        if (lstat(s->target, &st) < 0)
+            return s->optional ? 0 : -errno;
+        return bind_readonly(s->target, s->target, MS_NOEXEC);
+    case CB_MNT_MKDIR:
+        return mkdir(s->target, 0755) < 0 && errno != EEXIST ? -errno : 0;
+    case CB_MNT_MKFILE: {
+        int fd = open(s->target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (fd < 0)
+            return -errno;
+        close(fd);
+        return 0;
+    }
+    case CB_MNT_SYMLINK:
+        return symlink(s->source, s->target) < 0 && errno != EEXIST ? -errno : 0;
+    }
+    return -EINVAL;
+}
+
+int cb_mounts_apply(const struct cb_mount_table *t, size_t *failed)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        int r = apply_one(&t->steps[i]);
+        if (r < 0) {
+            *failed = i;
+            return r;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,61 @@
+/* mounts.h — the mount table of a sandbox, built in the parent as data and
+ * executed in the clone child without allocation.
+ *
+ * The parent (cb_mounts_build) turns the template's binds and the sandbox's
+ * paths into an ordered array of steps with every path and option string
+ * precomputed; the child (cb_mounts_apply) walks it. Ownership: a
+ * struct cb_mount_table owns all its strings; free with cb_mount_table_free. */
+#ifndef CB_MOUNTS_H
+#define CB_MOUNTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "error.h"
+
+enum cb_mount_kind {
+    CB_MNT_MOUNT = 1,  /* mount(source, target, fstype, flags, data) */
+    CB_MNT_BIND_RO,    /* bind, then remount read-only + nosuid + nodev,
+                          keeping the source's locked flags (remount_flags) */
+    CB_MNT_MASK_FILE,  /* bind /dev/null over target (if it exists) */
+    CB_MNT_MASK_DIR,   /* empty read-only tmpfs over target (if it exists) */
+    CB_MNT_READONLY,   /* bind target onto itself read-only (if it exists) */
+    CB_MNT_MKDIR,
+    CB_MNT_MKFILE,     /* empty file (a bind mount point) */
+    CB_MNT_SYMLINK,    /* symlink(source, target) */
+};
+
+struct cb_mount_step {
+    enum cb_mount_kind kind;
+    const char *source, *target, *fstype, *data;
+    unsigned long flags;         /* mount flags (CB_MNT_MOUNT) */
+    unsigned long remount_flags; /* CB_MNT_BIND_RO: locked flags to keep */
+    bool optional;               /* skip when source/target is missing */
+};
+
+struct cb_mount_table {
+    struct cb_mount_step *steps;
+    size_t n, cap;
+    char **strings; /* every string the steps point to */
+    size_t nstrings, capstrings;
+};
+
+struct cb_template_bind {
+    char *source; /* host path */
+    char *target; /* path inside the sandbox */
+};
+
+/* Build the table for a sandbox whose merged root will be at rootfs. */
+int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
+                    const char *lower, const char *upper, const char *work,
+                    const struct cb_template_bind *binds, size_t nbinds,
+                    struct cb_error **err);
+void cb_mount_table_free(struct cb_mount_table *t);
+
+/* Child side: run every step; on failure return -errno and set *failed to
+ * the index of the step. */
+int cb_mounts_apply(const struct cb_mount_table *t, size_t *failed);
+/* Human-readable description of a step for error messages (parent side). */
+const char *cb_mount_step_name(const struct cb_mount_step *s);
+
+#endif

@@ -1,0 +1,325 @@
+#include "ns.h"
+
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
+#include "caps.h"
+#include "idmap.h"
+
+#define CHILD_STACK_SIZE (256 * 1024)
+
+/* What the child sends when a step fails. */
+struct child_report {
+    int error;    /* errno */
+    int step;     /* index in child_steps */
+    int detail;   /* mount table index for the mount step, else -1 */
+};
+
+/* ---- the child's ordered setup steps ---- */
+
+static int step_wait_parent(struct cb_child_config *c, int *detail)
+{
+    /* The parent writes one byte once our uid/gid maps are in place and we
+     * sit in the sandbox's cgroups. EOF means the parent gave up. */
+    char go;
+    ssize_t n;
+    do
+        n = read(c->sync_fd, &go, 1);
+    while (n < 0 && errno == EINTR);
+    return n == 1 ? 0 : n == 0 ? -EPIPE : -errno;
+}
+
+static int step_become_root(struct cb_child_config *c, int *detail)
+{
+    /* Raw syscalls: glibc's wrappers would broadcast the change to the
+     * daemon's threads (we share their memory, not their credentials).
+     * Supplementary groups go first: the daemon's (host gid 0 among them)
+     * must not follow us into the sandbox. */
+    if (syscall(SYS_setgroups, 0, NULL) < 0 ||
+        syscall(SYS_setresgid, 0, 0, 0) < 0 || syscall(SYS_setresuid, 0, 0, 0) < 0)
+        return -errno;
+    return 0;
+}
+
+static int step_private_root(struct cb_child_config *c, int *detail)
+{
+    /* Nothing we mount may propagate back to the host's mount namespace. */
+    return mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ? -errno : 0;
+}
+
+static int step_mounts(struct cb_child_config *c, int *detail)
+{
+    size_t failed = 0;
+    int r = cb_mounts_apply(c->mounts, &failed);
+    if (r < 0)
+        *detail = (int)failed;
+    return r;
+}
+
+static int step_pivot_root(struct cb_child_config *c, int *detail)
+{
+    /* pivot_root(".", ".") stacks the old root under the new one; detaching
+     * it leaves no path to the host's file system. */
+    if (chdir(c->rootfs) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+        umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+        return -errno;
+    return 0;
+}
+
+static int step_hostname(struct cb_child_config *c, int *detail)
+{
+    return sethostname(c->hostname, strlen(c->hostname)) < 0 ? -errno : 0;
+}
+
+static int step_loopback(struct cb_child_config *c, int *detail)
+{
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -errno;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof ifr);
+    memcpy(ifr.ifr_name, "lo", 3);
+    int r = 0;
+    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
+        r = -errno;
+    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+    if (r == 0 && ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
+        r = -errno;
+    close(s);
+    return r;
+}
+
+static int step_cgroup_ns(struct cb_child_config *c, int *detail)
+{
+    /* The parent already moved us into our cgroups: from here on they are
+     * this namespace's root, and the host's cgroup paths stay hidden. */
+    return unshare(CLONE_NEWCGROUP) < 0 ? -errno : 0;
+}
+
+static int step_rlimits(struct cb_child_config *c, int *detail)
+{
+    struct rlimit core = {0, 0};
+    if (setrlimit(RLIMIT_NOFILE, &c->nofile) < 0 || setrlimit(RLIMIT_CORE, &core) < 0)
+        return -errno;
+    return 0;
+}
+
+static int step_fds(struct cb_child_config *c, int *detail)
+{
+    /* stdin /dev/null, stdout/stderr the log; then close every fd but the
+     * control socket, the init binary and the sync socket (the last two
+     * are CLOEXEC and vanish at exec). */
+    if (dup2(c->null_fd, 0) < 0 || dup2(c->log_fd, 1) < 0 || dup2(c->log_fd, 2) < 0)
+        return -errno;
+    int keep[3] = {c->control_fd, c->init_fd, c->sync_fd};
+    for (int i = 0; i < 3; i++)
+        for (int j = i + 1; j < 3; j++)
+            if (keep[j] < keep[i]) {
+                int t = keep[i];
+                keep[i] = keep[j];
+                keep[j] = t;
+            }
+    unsigned int from = 3;
+    for (int i = 0; i < 3; i++) {
+        if ((unsigned)keep[i] > from)
+            syscall(SYS_close_range, from, (unsigned)keep[i] - 1, 0);
+        from = (unsigned)keep[i] + 1;
+    }
+    syscall(SYS_close_range, from, ~0u, 0);
+    int flags = fcntl(c->control_fd, F_GETFD);
+    if (flags < 0 || fcntl(c->control_fd, F_SETFD, flags & ~FD_CLOEXEC) < 0)
+        return -errno;
+    return 0;
+}
+
+static int step_capabilities(struct cb_child_config *c, int *detail)
+{
+    int r;
+    if ((r = cb_caps_drop_bounding(c->keep_caps, c->last_cap)) < 0 ||
+        (r = cb_caps_clear_ambient()) < 0 || (r = cb_caps_lock_securebits()) < 0 ||
+        (r = cb_caps_no_new_privs()) < 0)
+        return r;
+    return 0;
+}
+
+static int step_signals(struct cb_child_config *c, int *detail)
+{
+    /* Handlers reset on exec, ignored signals do not: give init defaults. */
+    for (int sig = 1; sig < _NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP)
+            signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    return sigprocmask(SIG_SETMASK, &none, NULL) < 0 ? -errno : 0;
+}
+
+static int step_seccomp(struct cb_child_config *c, int *detail)
+{
+    /* Last before exec: from here on only allow-listed syscalls work. */
+    return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &c->seccomp) < 0 ? -errno : 0;
+}
+
+static int step_exec(struct cb_child_config *c, int *detail)
+{
+    syscall(SYS_execveat, c->init_fd, "", c->argv, c->envp, AT_EMPTY_PATH);
+    return -errno;
+}
+
+struct child_step {
+    const char *name;
+    int (*run)(struct cb_child_config *c, int *detail);
+};
+
+static const struct child_step child_steps[] = {
+    {"wait for parent", step_wait_parent},
+    {"become sandbox root", step_become_root},
+    {"make / private", step_private_root},
+    {"mount", step_mounts},
+    {"pivot_root", step_pivot_root},
+    {"sethostname", step_hostname},
+    {"loopback up", step_loopback},
+    {"unshare cgroup namespace", step_cgroup_ns},
+    {"rlimits", step_rlimits},
+    {"close fds", step_fds},
+    {"capabilities", step_capabilities},
+    {"signals", step_signals},
+    {"seccomp", step_seccomp},
+    {"exec init", step_exec},
+};
+
+static int child_main(void *arg)
+{
+    struct cb_child_config *c = arg;
+    for (size_t i = 0; i < CB_ARRAY_SIZE(child_steps); i++) {
+        int detail = -1;
+        int r = child_steps[i].run(c, &detail);
+        if (r < 0) {
+            struct child_report rep = {-r, (int)i, detail};
+            if (write(c->sync_fd, &rep, sizeof rep) < 0) {
+                /* nothing left to tell anyone */
+            }
+            _exit(127);
+        }
+    }
+    _exit(127); /* step_exec returned without error: cannot happen */
+}
+
+/* ---- parent side ---- */
+
+static int report_to_error(struct cb_child_config *c, const struct child_report *rep,
+                           struct cb_error **err)
+{
+    if (rep->step < 0 || rep->step >= (int)CB_ARRAY_SIZE(child_steps))
+        return cb_error_set(err, EPROTO, CB_ERR_INTERNAL, "sandbox setup failed");
+    const char *name = child_steps[rep->step].name;
+    if (rep->detail >= 0 && (size_t)rep->detail < c->mounts->n) {
+        const struct cb_mount_step *s = &c->mounts->steps[rep->detail];
+        const char *t = s->target;
+        /* name the in-sandbox path, never the host one */
+        size_t rl = strlen(c->rootfs);
+        if (strncmp(t, c->rootfs, rl) == 0)
+            t += rl;
+        return cb_error_set(err, rep->error, CB_ERR_INTERNAL,
+                            "sandbox setup step \"%s\" (%s %s)", name,
+                            cb_mount_step_name(s), *t ? t : "/");
+    }
+    return cb_error_set(err, rep->error, CB_ERR_INTERNAL, "sandbox setup step \"%s\"", name);
+}
+
+static int parent_release_child(struct cb_child_config *c, pid_t pid, int sync,
+                                struct cb_error **err)
+{
+    if (cb_idmap_write_maps(pid, c->id_base, err) < 0)
+        return cb_error_wrap(err, "uid map");
+    if (c->cgroup && cb_cgroup_attach(c->cgroup, pid, err) < 0)
+        return cb_error_wrap(err, "join cgroup");
+    if (CB_RETRY(write(sync, "g", 1)) != 1)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "release sandbox child");
+    struct child_report rep;
+    ssize_t n = CB_RETRY(read(sync, &rep, sizeof rep));
+    if (n == 0)
+        return 0; /* the sync socket closed at exec: init runs */
+    if (n != (ssize_t)sizeof rep)
+        return cb_error_set(err, n < 0 ? errno : EPROTO, CB_ERR_INTERNAL,
+                            "sandbox setup report");
+    return report_to_error(c, &rep, err);
+}
+
+int cb_ns_spawn(struct cb_child_config *c, pid_t *pid_out, int *pidfd_out,
+                struct cb_error **err)
+{
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "socketpair");
+    _cleanup_close_ int parent_end = sv[0];
+    _cleanup_close_ int child_end = sv[1];
+    _cleanup_close_ int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null_fd < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "open /dev/null");
+    c->sync_fd = child_end;
+    c->null_fd = null_fd;
+    void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (stack == MAP_FAILED)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "child stack");
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int pidfd = -1;
+    /* exit signal 0: the daemon's SIGCHLD handling (libuv) never sees our
+     * sandboxes; we reap through the pidfd with __WALL. */
+    pid_t pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE,
+                      CLONE_VM | CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS |
+                          CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS,
+                      c, &pidfd);
+    int clone_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (pid < 0) {
+        munmap(stack, CHILD_STACK_SIZE);
+        return cb_error_set(err, clone_errno, CB_ERR_INTERNAL, "clone");
+    }
+    close(steal_fd(child_end));
+    int r = parent_release_child(c, pid, parent_end, err);
+    if (r < 0) {
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+        siginfo_t si;
+        CB_RETRY(waitid(P_PIDFD, pidfd, &si, WEXITED | __WALL));
+        close(pidfd);
+        munmap(stack, CHILD_STACK_SIZE); /* child gone: its stack is free */
+        return -1;
+    }
+    munmap(stack, CHILD_STACK_SIZE); /* the child exec'd: new address space */
+    *pid_out = pid;
+    *pidfd_out = pidfd;
+    return 0;
+}
+
+int cb_ns_enter(int pidfd, pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/root", (int)pid);
+    int root = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0)
+        return -errno;
+    if (setns(pidfd, CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET) < 0) {
+        int e = errno;
+        close(root);
+        return -e;
+    }
+    int r = fchdir(root) < 0 || chroot(".") < 0 || chdir("/") < 0 ? -errno : 0;
+    close(root);
+    return r;
+}

@@ -1,0 +1,55 @@
+/* ns.h — start a sandbox's first process in fresh namespaces.
+ *
+ * The daemon is multi-threaded, so between clone and exec the child may not
+ * allocate or take locks: the parent precomputes everything into a
+ * struct cb_child_config (paths, mount table, seccomp BPF, argv) and the
+ * child only makes syscalls. We clone with CLONE_VM and a small separate
+ * stack (cost independent of the daemon's size: no page tables copied) with
+ * every signal blocked. The child reports a failed step as {errno, step} on
+ * a CLOEXEC sync socket and _exits; a successful exec closes the socket,
+ * which is how the parent learns the child is running cellbox-init. */
+#ifndef CB_NS_H
+#define CB_NS_H
+
+#include <linux/filter.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+#include "cgroup.h"
+#include "error.h"
+#include "mounts.h"
+
+struct cb_child_config {
+    /* filled by the caller */
+    const struct cb_mount_table *mounts;
+    const char *rootfs;      /* merged root (target of the overlay) */
+    const char *hostname;
+    int init_fd;             /* O_PATH fd of the cellbox-init binary */
+    int control_fd;          /* listening control socket, kept across exec */
+    int log_fd;              /* init's stdout/stderr */
+    char *const *argv;       /* argv of init, control fd already in it */
+    char *const *envp;
+    struct rlimit nofile;
+    uint64_t keep_caps;
+    int last_cap;
+    struct sock_fprog seccomp;
+    uint32_t id_base;        /* host uid/gid of in-sandbox 0 */
+    struct cb_cgroup *cgroup;
+    /* used internally */
+    int sync_fd;
+    int null_fd;
+};
+
+/* Clone the child, map its ids, put it in its cgroups, let it run its setup
+ * steps and wait until it exec'd init. Returns 0 with *pid_out and
+ * *pidfd_out (CLOEXEC) set; on failure the child is reaped and *err names
+ * the failed step. */
+int cb_ns_spawn(struct cb_child_config *cfg, pid_t *pid_out, int *pidfd_out,
+                struct cb_error **err);
+
+/* Join the user, mount and network namespaces of pid (through its pidfd)
+ * and chroot into its root: used by run_inside. Child side. -errno. */
+int cb_ns_enter(int pidfd, pid_t pid);
+
+#endif

@@ -1,0 +1,237 @@
+#include "rootfs.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+static int write_file(const char *dir, const char *name, const char *text, int mode)
+{
+    int dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dfd < 0)
+        return -errno;
+    int r = cb_write_file_at(dfd, name, text, strlen(text), mode, 1);
+    close(dfd);
+    return r;
+}
+
+static int mkdir_p(const char *path, int mode)
+{
+    _cleanup_free_ char *p = cb_xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = '\0';
+        if (mkdir(p, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        *s = '/';
+    }
+    if (mkdir(p, mode) < 0 && errno != EEXIST)
+        return -errno;
+    return 0;
+}
+
+static const char skel_passwd[] =
+    "root:x:0:0:root:/root:/bin/bash\n"
+    "user:x:1000:1000:user:/home/user:/bin/bash\n"
+    "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n";
+static const char skel_group[] =
+    "root:x:0:\nuser:x:1000:\nnogroup:x:65534:\n";
+static const char skel_nsswitch[] =
+    "passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n"
+    "networks: files\nprotocols: files\nservices: files\n";
+/* The network issue will point this at the daemon's resolver. */
+static const char skel_resolv[] = "nameserver 127.0.0.1\n";
+
+static int make_bind_point(const char *rootfs, const struct cb_template_bind *b)
+{
+    struct stat st;
+    if (stat(b->source, &st) < 0)
+        return 0; /* absent on this host: the bind is skipped at mount time */
+    _cleanup_free_ char *target = cb_xasprintf("%s%s", rootfs, b->target);
+    _cleanup_free_ char *parent = cb_xstrdup(target);
+    *strrchr(parent, '/') = '\0';
+    int r = mkdir_p(parent, 0755);
+    if (r < 0)
+        return r;
+    if (S_ISDIR(st.st_mode))
+        return mkdir(target, 0755) < 0 && errno != EEXIST ? -errno : 0;
+    int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return -errno;
+    close(fd);
+    return 0;
+}
+
+/* /bin, /lib, ... : a real directory on the host becomes a bind mount point
+ * (the caller lists it as a bind); a symlink (merged-/usr) is mirrored. */
+static int mirror_top_links(const char *rootfs)
+{
+    static const char *const tops[] = {"bin", "sbin", "lib", "lib32", "lib64", "libx32"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(tops); i++) {
+        char host[32], target[256];
+        snprintf(host, sizeof host, "/%s", tops[i]);
+        ssize_t n = readlink(host, target, sizeof target - 1);
+        if (n <= 0)
+            continue;
+        target[n] = '\0';
+        _cleanup_free_ char *link = cb_xasprintf("%s/%s", rootfs, tops[i]);
+        if (symlink(target, link) < 0 && errno != EEXIST)
+            return -errno;
+    }
+    return 0;
+}
+
+int cb_rootfs_make_host_skeleton(const char *rootfs, const struct cb_template_bind *binds,
+                                 size_t nbinds, struct cb_error **err)
+{
+    static const char *const dirs[] = {"proc", "sys", "dev", "tmp", "home/user",
+                                       "workspace", "root", "etc", "run", "var/tmp",
+                                       "mnt", "usr", "opt", "srv"};
+    int r = mkdir_p(rootfs, 0755);
+    for (size_t i = 0; r == 0 && i < CB_ARRAY_SIZE(dirs); i++) {
+        _cleanup_free_ char *d = cb_xasprintf("%s/%s", rootfs, dirs[i]);
+        r = mkdir_p(d, 0755);
+    }
+    if (r < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "template skeleton directories");
+    _cleanup_free_ char *etc = cb_xasprintf("%s/etc", rootfs);
+    if ((r = write_file(etc, "passwd", skel_passwd, 0644)) < 0 ||
+        (r = write_file(etc, "group", skel_group, 0644)) < 0 ||
+        (r = write_file(etc, "nsswitch.conf", skel_nsswitch, 0644)) < 0 ||
+        (r = write_file(etc, "resolv.conf", skel_resolv, 0644)) < 0 ||
+        (r = write_file(etc, "hostname", "sandbox\n", 0644)) < 0 ||
+        (r = write_file(etc, "hosts", "127.0.0.1 localhost\n", 0644)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "template skeleton /etc");
+    if ((r = mirror_top_links(rootfs)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "template skeleton links");
+    for (size_t i = 0; i < nbinds; i++)
+        if ((r = make_bind_point(rootfs, &binds[i])) < 0)
+            return cb_error_set(err, -r, CB_ERR_INTERNAL, "template mount point %s",
+                                binds[i].target);
+    return 0;
+}
+
+static int make_owned_dir(int parent, const char *name, int mode, uid_t uid, gid_t gid)
+{
+    if (mkdirat(parent, name, mode) < 0 && errno != EEXIST)
+        return -errno;
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    /* fchown/fchmod on the fd: the name cannot be swapped for a symlink. */
+    int r = fchown(fd, uid, gid) < 0 || fchmod(fd, (mode_t)mode) < 0 ? -errno : 0;
+    close(fd);
+    return r;
+}
+
+static int write_owned_file(int dirfd, const char *name, const char *text, uid_t uid, gid_t gid)
+{
+    int r = cb_write_file_at(dirfd, name, text, strlen(text), 0644, 1);
+    if (r < 0)
+        return r;
+    return fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+}
+
+int cb_rootfs_prepare_upper(const char *upper, const char *work, uint32_t base,
+                            const char *hostname, struct cb_error **err)
+{
+    int r;
+    if ((r = mkdir_p(upper, 0755)) < 0 || (r = mkdir_p(work, 0700)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "sandbox layer directories");
+    /* upper is the sandbox's "/" (owned by its root); work belongs to the
+     * overlay mounter, which is the sandbox's root too. */
+    if (chown(upper, base, base) < 0 || chown(work, base, base) < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "chown sandbox layers");
+    _cleanup_close_ int u = open(upper, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (u < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "open upper");
+    uid_t user = base + 1000;
+    if ((r = make_owned_dir(u, "home", 0755, base, base)) < 0 ||
+        (r = make_owned_dir(u, "home/user", 0755, user, user)) < 0 ||
+        (r = make_owned_dir(u, "workspace", 0755, user, user)) < 0 ||
+        (r = make_owned_dir(u, "tmp", 01777, base, base)) < 0 ||
+        (r = make_owned_dir(u, "root", 0700, base, base)) < 0 ||
+        (r = make_owned_dir(u, "etc", 0755, base, base)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "sandbox directories");
+    _cleanup_close_ int etc = openat(u, "etc", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (etc < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "open upper etc");
+    _cleanup_free_ char *hn = cb_xasprintf("%s\n", hostname);
+    _cleanup_free_ char *hosts = cb_xasprintf(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+        "127.0.1.1\t%s\n", hostname);
+    if ((r = write_owned_file(etc, "hostname", hn, base, base)) < 0 ||
+        (r = write_owned_file(etc, "hosts", hosts, base, base)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "sandbox /etc files");
+    return 0;
+}
+
+static int remove_contents(int dfd, int depth)
+{
+    if (depth > 4096)
+        return -ELOOP;
+    int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0)
+        return -errno;
+    DIR *d = fdopendir(dup_fd);
+    if (!d) {
+        close(dup_fd);
+        return -errno;
+    }
+    int r = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+            continue;
+        if (unlinkat(dfd, de->d_name, 0) == 0 || errno == ENOENT)
+            continue;
+        if (errno != EISDIR && errno != EPERM) {
+            r = -errno;
+            continue;
+        }
+        int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (sub < 0) {
+            r = -errno;
+            continue;
+        }
+        int rr = remove_contents(sub, depth + 1);
+        close(sub);
+        if (rr < 0)
+            r = rr;
+        else if (unlinkat(dfd, de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+            r = -errno;
+    }
+    closedir(d);
+    return r;
+}
+
+int cb_rootfs_remove_tree_at(int dirfd, const char *name)
+{
+    if (unlinkat(dirfd, name, 0) == 0 || errno == ENOENT)
+        return 0;
+    int sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sub < 0)
+        return errno == ENOENT ? 0 : -errno;
+    int r = remove_contents(sub, 0);
+    close(sub);
+    if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        r = -errno;
+    return r;
+}
+
+int cb_rootfs_remove_tree(const char *path)
+{
+    _cleanup_free_ char *dir = cb_xstrdup(path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || !slash[1])
+        return -EINVAL;
+    *slash = '\0';
+    int dfd = open(*dir ? dir : "/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return errno == ENOENT ? 0 : -errno;
+    int r = cb_rootfs_remove_tree_at(dfd, slash + 1);
+    close(dfd);
+    return r;
+}

@@ -1,0 +1,30 @@
+/* rootfs.h — sandbox root file systems: the `host` template skeleton, the
+ * per-sandbox upper layer, and removing trees without following symlinks. */
+#ifndef CB_ROOTFS_H
+#define CB_ROOTFS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "error.h"
+#include "mounts.h"
+
+/* Generate the host template's skeleton into rootfs_dir (must not exist or
+ * be empty) with a mount point for every bind. */
+int cb_rootfs_make_host_skeleton(const char *rootfs_dir,
+                                 const struct cb_template_bind *binds, size_t nbinds,
+                                 struct cb_error **err);
+
+/* Pre-create what overlay must take from the upper layer (owner and mode of
+ * home/user, workspace, tmp, root, /etc/hostname, /etc/hosts). base is the
+ * host id of in-sandbox 0. Idempotent. */
+int cb_rootfs_prepare_upper(const char *upper, const char *work, uint32_t base,
+                            const char *hostname, struct cb_error **err);
+
+/* rm -rf that never follows a symlink and never leaves the tree: every
+ * step is openat/unlinkat relative to a directory fd opened O_NOFOLLOW.
+ * ENOENT for path is success. -errno on failure. */
+int cb_rootfs_remove_tree(const char *path);
+int cb_rootfs_remove_tree_at(int dirfd, const char *name);
+
+#endif

@@ -1,0 +1,212 @@
+#include "seccomp_bpf.h"
+
+#include <linux/audit.h>
+#include <linux/sched.h>
+#include <linux/seccomp.h>
+#include <seccomp.h>
+#include <stdbool.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include "seccomp_policy.h"
+
+size_t cb_seccomp_denied_count(void) { return CB_ARRAY_SIZE(cb_seccomp_denied); }
+const char *cb_seccomp_denied_name(size_t i) { return cb_seccomp_denied[i].name; }
+
+static void ctx_releasep(scmp_filter_ctx *c)
+{
+    if (*c)
+        seccomp_release(*c);
+}
+
+static bool is_denied(const char *name)
+{
+    for (size_t i = 0; i < CB_ARRAY_SIZE(cb_seccomp_denied); i++)
+        if (strcmp(cb_seccomp_denied[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* Allow `nr` unless the low 32 bits of argument `arg` are one of values[].
+ * ioctl's cmd and socket's family are 32-bit in the kernel but arrive in
+ * 64-bit registers: a plain != on the whole register is bypassed by setting
+ * high bits. seccomp has no "masked !=", so we emit the complement of the
+ * set as masked-equal prefixes (a binary trie on the 32 bits): about 32
+ * small rules per excluded value. */
+static int allow_unless_low32_in(scmp_filter_ctx ctx, int nr, unsigned arg,
+                                 const uint32_t *values, int n, uint32_t mask,
+                                 uint32_t datum, int bit)
+{
+    if (n == 0)
+        return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 1,
+                                SCMP_CMP(arg, SCMP_CMP_MASKED_EQ, mask, datum));
+    if (bit < 0)
+        return 0; /* exactly one of the excluded values: no rule = denied */
+    uint32_t b = 1u << bit, sub[8];
+    for (uint32_t side = 0; side <= 1; side++) {
+        int m = 0;
+        for (int i = 0; i < n; i++)
+            if (((values[i] & b) != 0) == side)
+                sub[m++] = values[i];
+        int r = allow_unless_low32_in(ctx, nr, arg, sub, m, mask | b,
+                                      datum | (side ? b : 0), bit - 1);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
+static int add_argument_rules(scmp_filter_ctx ctx)
+{
+    int r;
+    /* TIOCSTI pushes bytes into a terminal's input queue (type commands
+     * into whatever shell shares the tty); TIOCLINUX can do the same on a
+     * virtual console. */
+    static const uint32_t bad_ioctls[] = {TIOCSTI, TIOCLINUX};
+    if ((r = allow_unless_low32_in(ctx, SCMP_SYS(ioctl), 1, bad_ioctls, 2, 0, 0, 31)) < 0)
+        return r;
+    /* AF_VSOCK reaches the hypervisor / host services on VMs. */
+    static const uint32_t bad_families[] = {AF_VSOCK};
+    if ((r = allow_unless_low32_in(ctx, SCMP_SYS(socket), 0, bad_families, 1, 0, 0, 31)) < 0)
+        return r;
+    /* A nested user namespace gives back every capability over new
+     * namespaces: the door to most container-escape kernel bugs. clone's
+     * flags are in arg0 on x86-64, like unshare's. */
+    if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(clone), 1,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, 0))) < 0 ||
+        (r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(unshare), 1,
+                              SCMP_A0(SCMP_CMP_MASKED_EQ, CLONE_NEWUSER, 0))) < 0)
+        return r;
+    /* clone3 passes its flags in memory, which seccomp cannot read: answer
+     * ENOSYS so glibc falls back to clone (checked above). */
+    if ((r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), SCMP_SYS(clone3), 0)) < 0)
+        return r;
+    /* personality: only the values Docker allows (Linux, UNAME26,
+     * ADDR_NO_RANDOMIZE combinations, query). */
+    static const unsigned long long personas[] = {0x0, 0x8, 0x20000, 0x20008, 0xffffffff};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(personas); i++)
+        if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(personality), 1,
+                                  SCMP_A0(SCMP_CMP_EQ, personas[i]))) < 0)
+            return r;
+    return 0;
+}
+
+static int build_filter(scmp_filter_ctx ctx, struct cb_error **err)
+{
+    /* Wrong-ABI calls (int 0x80 = i386, x32) answer EPERM instead of the
+     * default kill so probes and old binaries see a clean error. */
+    int r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(EPERM));
+    if (r < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "seccomp badarch");
+    for (size_t i = 0; i < CB_ARRAY_SIZE(cb_seccomp_allowed); i++) {
+        const char *name = cb_seccomp_allowed[i];
+        if (is_denied(name))
+            return cb_error_set(err, EINVAL, CB_ERR_INTERNAL,
+                                "seccomp policy allows denied %s", name);
+        int nr = seccomp_syscall_resolve_name(name);
+        if (nr == __NR_SCMP_ERROR)
+            continue; /* unknown to this libseccomp */
+        if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0)) < 0)
+            return cb_error_set(err, -r, CB_ERR_INTERNAL, "seccomp rule %s", name);
+    }
+    if ((r = add_argument_rules(ctx)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "seccomp argument rules");
+    return 0;
+}
+
+int cb_seccomp_compile(struct cb_seccomp_program *out, struct cb_error **err)
+{
+    _cleanup_(ctx_releasep) scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ERRNO(EPERM));
+    if (!ctx)
+        return cb_error_set(err, ENOMEM, CB_ERR_INTERNAL, "seccomp_init");
+    if (build_filter(ctx, err) < 0)
+        return -1;
+    _cleanup_close_ int fd = memfd_create("cb-seccomp", MFD_CLOEXEC);
+    if (fd < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "memfd_create");
+    int r = seccomp_export_bpf(ctx, fd);
+    if (r < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "seccomp export");
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "seccomp export");
+    size_t n = (size_t)st.st_size;
+    if (n == 0 || n % sizeof(struct sock_filter) || n / sizeof(struct sock_filter) > BPF_MAXINSNS)
+        return cb_error_set(err, E2BIG, CB_ERR_INTERNAL, "seccomp program size %zu", n);
+    struct sock_filter *insns = cb_xmalloc(n);
+    if (pread(fd, insns, n, 0) != (ssize_t)n) {
+        free(insns);
+        return cb_error_set(err, EIO, CB_ERR_INTERNAL, "seccomp export read");
+    }
+    out->insns = insns;
+    out->len = (unsigned short)(n / sizeof(struct sock_filter));
+    return 0;
+}
+
+void cb_seccomp_program_clear(struct cb_seccomp_program *p)
+{
+    free(p->insns);
+    p->insns = NULL;
+    p->len = 0;
+}
+
+/* A tiny classic-BPF interpreter for the subset libseccomp emits, so tests
+ * can check decisions without loading the filter. */
+unsigned cb_seccomp_evaluate(const struct cb_seccomp_program *p, unsigned arch,
+                             int nr, const unsigned long long args[6])
+{
+    struct seccomp_data d = {.nr = nr, .arch = arch};
+    for (int i = 0; i < 6; i++)
+        d.args[i] = args ? args[i] : 0;
+    uint32_t A = 0, X = 0, mem[BPF_MEMWORDS] = {0};
+    for (unsigned pc = 0; pc < p->len; pc++) {
+        const struct sock_filter *f = &p->insns[pc];
+        uint32_t src = BPF_SRC(f->code) == BPF_X ? X : f->k;
+        switch (BPF_CLASS(f->code)) {
+        case BPF_LD:
+            if (BPF_MODE(f->code) == BPF_ABS && f->k + 4 <= sizeof d)
+                memcpy(&A, (const char *)&d + f->k, 4);
+            else if (BPF_MODE(f->code) == BPF_IMM)
+                A = f->k;
+            else if (BPF_MODE(f->code) == BPF_MEM && f->k < BPF_MEMWORDS)
+                A = mem[f->k];
+            break;
+        case BPF_LDX:
+            X = BPF_MODE(f->code) == BPF_MEM && f->k < BPF_MEMWORDS ? mem[f->k] : f->k;
+            break;
+        case BPF_ST: if (f->k < BPF_MEMWORDS) mem[f->k] = A; break;
+        case BPF_STX: if (f->k < BPF_MEMWORDS) mem[f->k] = X; break;
+        case BPF_ALU:
+            switch (BPF_OP(f->code)) {
+            case BPF_AND: A &= src; break;
+            case BPF_OR: A |= src; break;
+            case BPF_ADD: A += src; break;
+            case BPF_SUB: A -= src; break;
+            case BPF_RSH: A >>= src; break;
+            case BPF_LSH: A <<= src; break;
+            default: break;
+            }
+            break;
+        case BPF_JMP: {
+            bool t;
+            switch (BPF_OP(f->code)) {
+            case BPF_JA: pc += f->k; continue;
+            case BPF_JEQ: t = A == src; break;
+            case BPF_JGT: t = A > src; break;
+            case BPF_JGE: t = A >= src; break;
+            case BPF_JSET: t = (A & src) != 0; break;
+            default: return SECCOMP_RET_KILL_PROCESS;
+            }
+            pc += t ? f->jt : f->jf;
+            break;
+        }
+        case BPF_RET: return BPF_RVAL(f->code) == BPF_A ? A : f->k;
+        case BPF_MISC: if (BPF_MISCOP(f->code) == BPF_TAX) X = A; else A = X; break;
+        default: return SECCOMP_RET_KILL_PROCESS;
+        }
+    }
+    return SECCOMP_RET_KILL_PROCESS;
+}

@@ -1,0 +1,729 @@
+/* tier_container.c — the container tier: namespaces + cgroups + seccomp
+ * around cellbox-init, on an overlay root. See tier.h for the contract.
+ *
+ * Directory layout per sandbox:
+ *   state_dir/sandboxes/<id>/{rootfs/, init.sock, init.log, runtime.state}
+ *   layers: state_dir/volume/<id>/{upper,work} when disk quotas work,
+ *           else state_dir/sandboxes/<id>/{upper,work}.
+ * Every mount of a sandbox lives in its own mount namespace, so none of them
+ * is ever visible on the host or needs unmounting: they die with init. */
+#include <fcntl.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+
+#include "caps.h"
+#include "idmap.h"
+#include "ns.h"
+#include "proto.h"
+#include "rootfs.h"
+#include "runtime.h"
+#include "template.h"
+
+#define HELLO_TIMEOUT_MS 5000
+#define STOP_TIMEOUT_MS 5000
+
+struct cb_sandbox {
+    struct cb_runtime *rt;
+    char *id, *hostname, *template_name;
+    struct cb_limits limits;
+    uint32_t slot, base, project;
+    char *dir, *layer_dir, *upper, *work, *rootfs, *sock_path;
+    struct cb_cgroup *cg;
+    enum cb_sandbox_run_state state;
+    pid_t pid;
+    int pidfd;
+    uint64_t start_time;
+    bool is_our_child; /* reap with waitid; false after adopt */
+};
+
+/* ---- small helpers ---- */
+
+static bool id_ok(const char *id)
+{
+    size_t n = id ? strlen(id) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '_'))
+            return false;
+    return true;
+}
+
+static uint64_t proc_start_time(pid_t pid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    ssize_t n = CB_RETRY(read(fd, buf, sizeof buf - 1));
+    close(fd);
+    if (n <= 0)
+        return 0;
+    buf[n] = '\0';
+    /* comm may contain spaces and ')': fields restart after the last ')'.
+     * Field 3 (state) follows; start time is field 22. */
+    char *p = strrchr(buf, ')');
+    if (!p)
+        return 0;
+    p++;
+    for (int field = 3; field < 22 && p; field++)
+        p = strchr(p + 1, ' ');
+    return p ? strtoull(p + 1, NULL, 10) : 0;
+}
+
+static bool pidfd_alive(int pidfd)
+{
+    struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
+    return pidfd >= 0 && poll(&pfd, 1, 0) == 0;
+}
+
+static void sandbox_free(struct cb_sandbox *sb)
+{
+    if (!sb)
+        return;
+    if (sb->pidfd >= 0)
+        close(sb->pidfd);
+    cb_cgroup_free(sb->cg);
+    free(sb->id);
+    free(sb->hostname);
+    free(sb->template_name);
+    free(sb->dir);
+    free(sb->layer_dir);
+    free(sb->upper);
+    free(sb->work);
+    free(sb->rootfs);
+    free(sb->sock_path);
+    free(sb);
+}
+
+static struct cb_sandbox *sandbox_new(struct cb_runtime *rt, const char *id)
+{
+    struct cb_sandbox *sb = cb_xcalloc(1, sizeof *sb);
+    sb->rt = rt;
+    sb->pidfd = -1;
+    sb->id = cb_xstrdup(id);
+    sb->dir = cb_xasprintf("%s/%s", rt->sandboxes_dir, id);
+    sb->rootfs = cb_xasprintf("%s/rootfs", sb->dir);
+    sb->sock_path = cb_xasprintf("%s/init.sock", sb->dir);
+    return sb;
+}
+
+static void set_layer_dir(struct cb_sandbox *sb, const char *layer_dir)
+{
+    free(sb->layer_dir);
+    free(sb->upper);
+    free(sb->work);
+    sb->layer_dir = cb_xstrdup(layer_dir);
+    sb->upper = cb_xasprintf("%s/upper", layer_dir);
+    sb->work = cb_xasprintf("%s/work", layer_dir);
+}
+
+/* ---- runtime.state (key=value, tmp + fsync + rename) ---- */
+
+static int save_state(struct cb_sandbox *sb, struct cb_error **err)
+{
+    char cpu[32];
+    snprintf(cpu, sizeof cpu, "%.6f", sb->limits.cpu);
+    _cleanup_free_ char *cgdirs = cb_xstrdup("");
+    for (int i = 0; sb->cg && i < sb->cg->ndirs; i++) {
+        char *n = cb_xasprintf("%scgroup=%s\n", cgdirs, sb->cg->dirs[i]);
+        free(cgdirs);
+        cgdirs = n;
+    }
+    _cleanup_free_ char *text = cb_xasprintf(
+        "id=%s\nhostname=%s\ntemplate=%s\nslot=%u\nproject=%u\nlayer_dir=%s\n"
+        "state=%d\npid=%d\nstart_time=%" PRIu64 "\nmemory=%" PRIu64 "\ndisk=%" PRIu64
+        "\npids=%u\nnofile=%u\ncpu=%s\n%s",
+        sb->id, sb->hostname, sb->template_name, sb->slot, sb->project, sb->layer_dir,
+        (int)sb->state, (int)sb->pid, sb->start_time, sb->limits.memory_bytes,
+        sb->limits.disk_bytes, sb->limits.pids, sb->limits.nofile, cpu, cgdirs);
+    _cleanup_close_ int dfd = open(sb->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int r = dfd < 0 ? -errno : cb_write_file_at(dfd, "runtime.state", text, strlen(text), 0600, 1);
+    return r < 0 ? cb_error_set(err, -r, CB_ERR_INTERNAL, "save runtime.state") : 0;
+}
+
+static const char *state_value(char *text, const char *key)
+{
+    size_t kl = strlen(key);
+    for (char *line = text; line && *line;) {
+        char *nl = strchr(line, '\n');
+        if (strncmp(line, key, kl) == 0 && line[kl] == '=') {
+            if (nl)
+                *nl = '\0';
+            return line + kl + 1;
+        }
+        line = nl ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
+static int load_state(struct cb_sandbox *sb, struct cb_error **err)
+{
+    _cleanup_close_ int dfd = open(sb->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    _cleanup_free_ char *text = NULL;
+    int r = dfd < 0 ? -errno : cb_read_file_at(dfd, "runtime.state", 65536, &text, NULL);
+    if (r < 0)
+        return cb_error_set(err, -r, r == -ENOENT ? CB_ERR_NOT_FOUND : CB_ERR_INTERNAL,
+                            "sandbox %s: runtime.state", sb->id);
+    /* state_value cuts lines, so read each key from a fresh copy */
+    const char *keys[] = {"hostname", "template", "slot", "project", "layer_dir", "state",
+                          "pid", "start_time", "memory", "disk", "pids", "nofile", "cpu"};
+    const char *vals[CB_ARRAY_SIZE(keys)];
+    char *copies[CB_ARRAY_SIZE(keys)];
+    for (size_t i = 0; i < CB_ARRAY_SIZE(keys); i++) {
+        copies[i] = cb_xstrdup(text);
+        vals[i] = state_value(copies[i], keys[i]);
+    }
+    bool complete = true;
+    for (size_t i = 0; i < CB_ARRAY_SIZE(keys); i++)
+        complete = complete && vals[i];
+    if (complete) {
+        sb->hostname = cb_xstrdup(vals[0]);
+        sb->template_name = cb_xstrdup(vals[1]);
+        sb->slot = (uint32_t)strtoul(vals[2], NULL, 10);
+        sb->project = (uint32_t)strtoul(vals[3], NULL, 10);
+        set_layer_dir(sb, vals[4]);
+        sb->state = (enum cb_sandbox_run_state)atoi(vals[5]);
+        sb->pid = (pid_t)atoi(vals[6]);
+        sb->start_time = strtoull(vals[7], NULL, 10);
+        sb->limits.memory_bytes = strtoull(vals[8], NULL, 10);
+        sb->limits.disk_bytes = strtoull(vals[9], NULL, 10);
+        sb->limits.pids = (uint32_t)strtoul(vals[10], NULL, 10);
+        sb->limits.nofile = (uint32_t)strtoul(vals[11], NULL, 10);
+        sb->limits.cpu = strtod(vals[12], NULL);
+    }
+    for (size_t i = 0; i < CB_ARRAY_SIZE(keys); i++)
+        free(copies[i]);
+    if (!complete || sb->slot >= sb->rt->cfg.uid_slots)
+        return cb_error_set(err, EINVAL, CB_ERR_INTERNAL, "sandbox %s: bad runtime.state", sb->id);
+    sb->base = cb_idmap_base(sb->rt->cfg.uid_base, sb->slot);
+    return 0;
+}
+
+/* ---- create ---- */
+
+static int create_layers(struct cb_sandbox *sb, struct cb_error **err)
+{
+    struct cb_runtime *rt = sb->rt;
+    if (rt->quota.enabled) {
+        _cleanup_free_ char *ld = cb_xasprintf("%s/%s", rt->quota.volume_dir, sb->id);
+        if (mkdir(ld, 0711) < 0)
+            return cb_error_set(err, errno, CB_ERR_INTERNAL, "sandbox volume dir");
+        set_layer_dir(sb, ld);
+        /* Set before anything is created below, so all of it is counted. */
+        if (cb_quota_set(&rt->quota, ld, sb->project, sb->limits.disk_bytes, err) < 0)
+            return -1;
+    } else {
+        set_layer_dir(sb, sb->dir);
+    }
+    if (mkdir(sb->rootfs, 0755) < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "sandbox rootfs dir");
+    return cb_rootfs_prepare_upper(sb->upper, sb->work, sb->base, sb->hostname, err);
+}
+
+static void remove_everything(struct cb_sandbox *sb)
+{
+    if (sb->cg)
+        cb_cgroup_destroy(sb->cg, STOP_TIMEOUT_MS, NULL);
+    if (sb->layer_dir && strcmp(sb->layer_dir, sb->dir) != 0) {
+        if (sb->rt->quota.enabled)
+            cb_quota_set(&sb->rt->quota, sb->layer_dir, sb->project, 0, NULL);
+        cb_rootfs_remove_tree(sb->layer_dir);
+    }
+    cb_rootfs_remove_tree(sb->dir);
+}
+
+static int container_create(struct cb_runtime *rt, const struct cb_sandbox_spec *spec,
+                            struct cb_sandbox **out, struct cb_error **err)
+{
+    if (!id_ok(spec->id))
+        return cb_error_set(err, EINVAL, CB_ERR_BAD_REQUEST, "bad sandbox id");
+    const char *tname = spec->template_name ? spec->template_name : "host";
+    if (!cb_template_exists(rt, tname))
+        return cb_error_set(err, ENOENT, CB_ERR_NOT_FOUND, "template %s not found", tname);
+    struct cb_sandbox *sb = sandbox_new(rt, spec->id);
+    if (mkdir(sb->dir, 0711) < 0) {
+        int e = errno;
+        sandbox_free(sb);
+        return cb_error_set(err, e, e == EEXIST ? CB_ERR_CONFLICT : CB_ERR_INTERNAL,
+                            "create sandbox %s", spec->id);
+    }
+    sb->hostname = cb_xstrdup(spec->hostname && *spec->hostname ? spec->hostname : spec->id);
+    if (strlen(sb->hostname) > 63)
+        sb->hostname[63] = '\0';
+    sb->template_name = cb_xstrdup(tname);
+    sb->limits = spec->limits;
+    sb->state = CB_RUN_CREATED;
+    if (cb_idmap_alloc_slot(rt->slots_dirfd, rt->cfg.uid_slots, spec->id, &sb->slot, err) < 0) {
+        cb_rootfs_remove_tree(sb->dir);
+        sandbox_free(sb);
+        return cb_error_wrap(err, "create %s", spec->id);
+    }
+    sb->base = cb_idmap_base(rt->cfg.uid_base, sb->slot);
+    sb->project = sb->slot + 1;
+    if (create_layers(sb, err) < 0 ||
+        cb_cgroup_create(rt->cgroups, sb->id, &sb->limits, &sb->cg, err) < 0 ||
+        save_state(sb, err) < 0) {
+        remove_everything(sb);
+        cb_idmap_release_slot(rt->slots_dirfd, sb->slot, NULL);
+        sandbox_free(sb);
+        return cb_error_wrap(err, "create %s", spec->id);
+    }
+    *out = sb;
+    return 0;
+}
+
+/* ---- start ---- */
+
+/* Bind the control socket at dir/init.sock; long paths go through
+ * /proc/self/fd/<dirfd>/init.sock so sun_path's 108 bytes never limit
+ * where the state directory lives. */
+static int sock_address(const char *dir, int *dirfd, struct sockaddr_un *addr,
+                        struct cb_error **err)
+{
+    memset(addr, 0, sizeof *addr);
+    addr->sun_family = AF_UNIX;
+    *dirfd = -1;
+    if ((size_t)snprintf(addr->sun_path, sizeof addr->sun_path, "%s/init.sock", dir) <
+        sizeof addr->sun_path)
+        return 0;
+    *dirfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (*dirfd < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "open sandbox dir");
+    snprintf(addr->sun_path, sizeof addr->sun_path, "/proc/self/fd/%d/init.sock", *dirfd);
+    return 0;
+}
+
+static int make_control_socket(struct cb_sandbox *sb, struct cb_error **err)
+{
+    struct sockaddr_un addr;
+    _cleanup_close_ int dirfd = -1;
+    if (sock_address(sb->dir, &dirfd, &addr, err) < 0)
+        return -1;
+    unlink(sb->sock_path);
+    _cleanup_close_ int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "control socket");
+    if (bind(s, (struct sockaddr *)&addr, sizeof addr) < 0 || chmod(sb->sock_path, 0600) < 0 ||
+        listen(s, 64) < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "control socket bind");
+    return steal_fd(s);
+}
+
+static int connect_control(struct cb_sandbox *sb, int timeout_ms, struct cb_error **err)
+{
+    struct sockaddr_un addr;
+    _cleanup_close_ int dirfd = -1;
+    if (sock_address(sb->dir, &dirfd, &addr, err) < 0)
+        return -1;
+    _cleanup_close_ int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "socket");
+    if (CB_RETRY(connect(s, (struct sockaddr *)&addr, sizeof addr)) < 0)
+        return cb_error_set(err, errno, CB_ERR_UNAVAILABLE, "connect to sandbox init");
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    struct cb_builder b;
+    cb_builder_init(&b, CB_MSG_HELLO, 1);
+    cb_builder_u32(&b, CB_F_VERSION, CB_PROTO_VERSION);
+    int r = cb_builder_finish(&b);
+    if (r == 0)
+        r = cb_proto_send(s, &b, NULL, 0);
+    cb_builder_free(&b);
+    struct cb_frame_header hdr;
+    _cleanup_free_ uint8_t *payload = NULL;
+    int fds[CB_PROTO_MAX_FDS], nfds = 0;
+    if (r == 0)
+        r = cb_proto_recv(s, &hdr, &payload, fds, &nfds);
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+    if (r < 0)
+        return cb_error_set(err, -r, CB_ERR_UNAVAILABLE, "sandbox init handshake");
+    if (hdr.type != CB_MSG_HELLO_OK)
+        return cb_error_set(err, EPROTO, CB_ERR_UNAVAILABLE, "sandbox init refused HELLO");
+    struct timeval none = {0, 0};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+    return steal_fd(s);
+}
+
+struct start_plan {
+    struct cb_template *tmpl;
+    struct cb_mount_table mounts;
+    struct cb_child_config child;
+    char control_arg[16];
+    char *argv[4];
+    int init_fd, control_fd, log_fd;
+};
+
+static void start_plan_clear(struct start_plan *p)
+{
+    cb_template_free(p->tmpl);
+    cb_mount_table_free(&p->mounts);
+    if (p->init_fd >= 0)
+        close(p->init_fd);
+    if (p->control_fd >= 0)
+        close(p->control_fd);
+    if (p->log_fd >= 0)
+        close(p->log_fd);
+}
+
+static char *const init_env[] = {
+    "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME=/root", "LANG=C.UTF-8", "container=cellbox", NULL,
+};
+
+static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_error **err)
+{
+    struct cb_runtime *rt = sb->rt;
+    if (cb_template_load(rt->templates_dir, sb->template_name, &p->tmpl, err) < 0)
+        return -1;
+    if (cb_mounts_build(&p->mounts, sb->rootfs, p->tmpl->rootfs, sb->upper, sb->work,
+                        p->tmpl->binds, p->tmpl->nbinds, err) < 0)
+        return -1;
+    p->init_fd = open(rt->init_path, O_PATH | O_CLOEXEC);
+    if (p->init_fd < 0)
+        return cb_error_set(err, errno, CB_ERR_UNAVAILABLE, "cellbox-init binary");
+    _cleanup_free_ char *log = cb_xasprintf("%s/init.log", sb->dir);
+    p->log_fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (p->log_fd < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "init log");
+    if ((p->control_fd = make_control_socket(sb, err)) < 0)
+        return -1;
+    snprintf(p->control_arg, sizeof p->control_arg, "%d", p->control_fd);
+    p->argv[0] = "cellbox-init";
+    p->argv[1] = "--control-fd";
+    p->argv[2] = p->control_arg;
+    p->argv[3] = NULL;
+    struct cb_child_config *c = &p->child;
+    c->mounts = &p->mounts;
+    c->rootfs = sb->rootfs;
+    c->hostname = sb->hostname;
+    c->init_fd = p->init_fd;
+    c->control_fd = p->control_fd;
+    c->log_fd = p->log_fd;
+    c->argv = p->argv;
+    c->envp = init_env;
+    rlim_t nofile = sb->limits.nofile ? sb->limits.nofile : 1048576;
+    if (nofile > rt->nofile_max)
+        nofile = rt->nofile_max; /* raising the hard limit needs CAP_SYS_RESOURCE */
+    c->nofile.rlim_cur = c->nofile.rlim_max = nofile;
+    c->keep_caps = cb_caps_default_keep();
+    c->last_cap = rt->last_cap;
+    c->seccomp.filter = rt->seccomp.insns;
+    c->seccomp.len = rt->seccomp.len;
+    c->id_base = sb->base;
+    c->cgroup = sb->cg;
+    return 0;
+}
+
+static int container_start(struct cb_sandbox *sb, struct cb_error **err)
+{
+    if (sb->state != CB_RUN_CREATED && sb->state != CB_RUN_STOPPED)
+        return cb_error_set(err, EBUSY, CB_ERR_CONFLICT, "sandbox %s is running", sb->id);
+    struct start_plan plan = {.init_fd = -1, .control_fd = -1, .log_fd = -1};
+    int r = plan_start(sb, &plan, err);
+    pid_t pid = -1;
+    int pidfd = -1;
+    if (r == 0)
+        r = cb_ns_spawn(&plan.child, &pid, &pidfd, err);
+    start_plan_clear(&plan);
+    if (r < 0)
+        return cb_error_wrap(err, "start %s", sb->id);
+    sb->pid = pid;
+    sb->pidfd = pidfd;
+    sb->is_our_child = true;
+    sb->start_time = proc_start_time(pid);
+    sb->state = CB_RUN_RUNNING;
+    if (save_state(sb, err) < 0)
+        return cb_error_wrap(err, "start %s", sb->id);
+    int fd = connect_control(sb, HELLO_TIMEOUT_MS, err);
+    if (fd < 0)
+        return cb_error_wrap(err, "start %s", sb->id);
+    close(fd);
+    return 0;
+}
+
+static int container_connect(struct cb_sandbox *sb, int *fd_out, struct cb_error **err)
+{
+    if (sb->state != CB_RUN_RUNNING && sb->state != CB_RUN_PAUSED)
+        return cb_error_set(err, ESRCH, CB_ERR_CONFLICT, "sandbox %s is not running", sb->id);
+    int fd = connect_control(sb, HELLO_TIMEOUT_MS, err);
+    if (fd < 0)
+        return -1;
+    *fd_out = fd;
+    return 0;
+}
+
+/* ---- pause / resume / stop / destroy ---- */
+
+static int container_pause(struct cb_sandbox *sb, struct cb_error **err)
+{
+    if (sb->state == CB_RUN_PAUSED)
+        return 0;
+    if (sb->state != CB_RUN_RUNNING)
+        return cb_error_set(err, ESRCH, CB_ERR_CONFLICT, "sandbox %s is not running", sb->id);
+    if (sb->rt->cgroups->ops->freeze(sb->cg, true, err) < 0)
+        return cb_error_wrap(err, "pause %s", sb->id);
+    sb->state = CB_RUN_PAUSED;
+    return 0;
+}
+
+static int container_resume(struct cb_sandbox *sb, struct cb_error **err)
+{
+    if (sb->state == CB_RUN_RUNNING)
+        return 0;
+    if (sb->state != CB_RUN_PAUSED)
+        return cb_error_set(err, ESRCH, CB_ERR_CONFLICT, "sandbox %s is not paused", sb->id);
+    if (sb->rt->cgroups->ops->freeze(sb->cg, false, err) < 0)
+        return cb_error_wrap(err, "resume %s", sb->id);
+    sb->state = CB_RUN_RUNNING;
+    return 0;
+}
+
+static int wait_init_gone(struct cb_sandbox *sb)
+{
+    if (sb->pidfd < 0)
+        return 0;
+    if (sb->is_our_child) {
+        siginfo_t si;
+        return CB_RETRY(waitid(P_PIDFD, sb->pidfd, &si, WEXITED | __WALL)) < 0 ? -errno : 0;
+    }
+    struct pollfd pfd = {.fd = sb->pidfd, .events = POLLIN};
+    int r = CB_RETRY(poll(&pfd, 1, STOP_TIMEOUT_MS));
+    return r == 1 ? 0 : -ETIMEDOUT;
+}
+
+static int container_stop(struct cb_sandbox *sb, struct cb_error **err)
+{
+    if (sb->state == CB_RUN_CREATED || sb->state == CB_RUN_STOPPED)
+        return 0;
+    const struct cb_cgroup_ops *ops = sb->rt->cgroups->ops;
+    /* Frozen tasks cannot die: thaw first (SIGKILL is then delivered). */
+    if (sb->state == CB_RUN_PAUSED)
+        ops->freeze(sb->cg, false, NULL);
+    /* Killing init makes the kernel kill its whole pid namespace. */
+    if (sb->pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
+    if (wait_init_gone(sb) < 0)
+        return cb_error_set(err, ETIMEDOUT, CB_ERR_INTERNAL, "stop %s: init did not exit", sb->id);
+    /* Stragglers (e.g. a process setns'ed in by run_inside) share the cgroup. */
+    for (int waited = 0; cb_cgroup_count_procs(sb->cg) > 0; waited++) {
+        if (waited % 100 == 0)
+            ops->kill_all(sb->cg, NULL);
+        if (waited > STOP_TIMEOUT_MS)
+            return cb_error_set(err, EBUSY, CB_ERR_INTERNAL, "stop %s: processes remain", sb->id);
+        usleep(1000);
+    }
+    if (sb->pidfd >= 0)
+        close(sb->pidfd);
+    sb->pidfd = -1;
+    sb->pid = 0;
+    sb->start_time = 0;
+    sb->state = CB_RUN_STOPPED;
+    unlink(sb->sock_path);
+    return save_state(sb, err);
+}
+
+static int container_destroy(struct cb_sandbox *sb, struct cb_error **err)
+{
+    if (container_stop(sb, err) < 0)
+        return cb_error_wrap(err, "destroy");
+    int r = 0;
+    if (sb->cg && cb_cgroup_destroy(sb->cg, STOP_TIMEOUT_MS, err) < 0)
+        return cb_error_wrap(err, "destroy %s", sb->id);
+    if (strcmp(sb->layer_dir, sb->dir) != 0) {
+        if (sb->rt->quota.enabled)
+            cb_quota_set(&sb->rt->quota, sb->layer_dir, sb->project, 0, NULL);
+        r = cb_rootfs_remove_tree(sb->layer_dir);
+    }
+    if (r == 0)
+        r = cb_rootfs_remove_tree(sb->dir);
+    if (r < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "destroy %s: remove files", sb->id);
+    /* The uid range goes last: only now is nothing left that it owns. */
+    return cb_idmap_release_slot(sb->rt->slots_dirfd, sb->slot, err);
+}
+
+/* ---- the rest of the vtable ---- */
+
+static int container_probe(struct cb_runtime *rt, char **reason)
+{
+    if (access(rt->init_path, X_OK) < 0) {
+        *reason = cb_xasprintf("cellbox-init not executable: %s", strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int container_stats(struct cb_sandbox *sb, struct cb_sandbox_stats *out,
+                           struct cb_error **err)
+{
+    memset(out, 0, sizeof *out);
+    if (sb->rt->cgroups->ops->stats(sb->cg, out, err) < 0)
+        return -1;
+    int64_t used = cb_quota_used(&sb->rt->quota, sb->project);
+    if (used >= 0)
+        out->disk_bytes = (uint64_t)used;
+    return 0;
+}
+
+static int container_set_limits(struct cb_sandbox *sb, const struct cb_limits *l,
+                                struct cb_error **err)
+{
+    if (sb->rt->cgroups->ops->set_limits(sb->cg, l, err) < 0)
+        return cb_error_wrap(err, "limits %s", sb->id);
+    if (sb->rt->quota.enabled && strcmp(sb->layer_dir, sb->dir) != 0 &&
+        cb_quota_set(&sb->rt->quota, sb->layer_dir, sb->project, l->disk_bytes, err) < 0)
+        return cb_error_wrap(err, "limits %s", sb->id);
+    sb->limits = *l;
+    return save_state(sb, err);
+}
+
+static void adopt_liveness(struct cb_sandbox *sb)
+{
+    if (sb->state != CB_RUN_RUNNING && sb->state != CB_RUN_PAUSED)
+        return;
+    int fd = sb->pid > 0 ? (int)syscall(SYS_pidfd_open, sb->pid, 0) : -1;
+    /* The pid must still be the same process: compare its start time
+     * (read after the pidfd pins it, so the check cannot race a reuse). */
+    if (fd >= 0 && proc_start_time(sb->pid) == sb->start_time && sb->start_time) {
+        fcntl(fd, F_SETFD, FD_CLOEXEC);
+        sb->pidfd = fd;
+        char buf[32];
+        const struct cb_cgroup *cg = sb->cg;
+        bool frozen = cg->freezer >= 0 &&
+                      ((cb_cgroup_read(cg->dirs[cg->freezer], "freezer.state", buf, sizeof buf) > 0 &&
+                        strncmp(buf, "FROZEN", 6) == 0) ||
+                       (cb_cgroup_read(cg->dirs[cg->freezer], "cgroup.freeze", buf, sizeof buf) > 0 &&
+                        buf[0] == '1'));
+        sb->state = frozen ? CB_RUN_PAUSED : CB_RUN_RUNNING;
+        return;
+    }
+    if (fd >= 0)
+        close(fd);
+    sb->state = CB_RUN_STOPPED;
+    sb->pid = 0;
+}
+
+static int container_adopt(struct cb_runtime *rt, const char *id, struct cb_sandbox **out,
+                           struct cb_error **err)
+{
+    if (!id_ok(id))
+        return cb_error_set(err, EINVAL, CB_ERR_BAD_REQUEST, "bad sandbox id");
+    struct cb_sandbox *sb = sandbox_new(rt, id);
+    if (load_state(sb, err) < 0) {
+        sandbox_free(sb);
+        return cb_error_wrap(err, "adopt");
+    }
+    sb->cg = cb_cgroup_open(rt->cgroups, id);
+    adopt_liveness(sb);
+    *out = sb;
+    return 0;
+}
+
+static enum cb_sandbox_run_state container_state(struct cb_sandbox *sb)
+{
+    if ((sb->state == CB_RUN_RUNNING || sb->state == CB_RUN_PAUSED) && !pidfd_alive(sb->pidfd))
+        return CB_RUN_STOPPED; /* init died on its own; stop() cleans up */
+    return sb->state;
+}
+
+static int container_init_pidfd(struct cb_sandbox *sb)
+{
+    return sb->state == CB_RUN_RUNNING || sb->state == CB_RUN_PAUSED ? sb->pidfd : -1;
+}
+
+static int container_root_fd(struct cb_sandbox *sb, int *fd_out, struct cb_error **err)
+{
+    if (sb->pidfd < 0)
+        return cb_error_set(err, ESRCH, CB_ERR_CONFLICT, "sandbox %s is not running", sb->id);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/root", (int)sb->pid);
+    int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return cb_error_set(err, errno, CB_ERR_CONFLICT, "sandbox %s root", sb->id);
+    /* The pid could have been reused between our check and open: only a
+     * still-live pidfd proves the root we opened is our init's. */
+    if (!pidfd_alive(sb->pidfd)) {
+        close(fd);
+        return cb_error_set(err, ESRCH, CB_ERR_CONFLICT, "sandbox %s is not running", sb->id);
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+static int container_map_ids(struct cb_sandbox *sb, uint32_t uid, uint32_t gid,
+                             uid_t *host_uid, gid_t *host_gid)
+{
+    if (uid >= CB_IDMAP_RANGE || gid >= CB_IDMAP_RANGE)
+        return -ERANGE;
+    *host_uid = sb->base + uid;
+    *host_gid = sb->base + gid;
+    return 0;
+}
+
+static int container_run_inside(struct cb_sandbox *sb, uint32_t uid, uint32_t gid,
+                                int (*fn)(void *arg), void *arg, struct cb_error **err)
+{
+    if (sb->pidfd < 0 || !pidfd_alive(sb->pidfd))
+        return cb_error_set(err, ESRCH, CB_ERR_CONFLICT, "sandbox %s is not running", sb->id);
+    pid_t pid = fork();
+    if (pid < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "fork");
+    if (pid == 0) {
+        int r = cb_ns_enter(sb->pidfd, sb->pid);
+        if (r == 0 && (syscall(SYS_setgroups, 0, NULL) < 0 ||
+                       syscall(SYS_setresgid, gid, gid, gid) < 0 ||
+                       syscall(SYS_setresuid, uid, uid, uid) < 0))
+            r = -errno;
+        if (r < 0)
+            _exit(255);
+        r = fn(arg);
+        _exit(r < 0 ? 254 : r > 253 ? 253 : r);
+    }
+    int status;
+    if (CB_RETRY(waitpid(pid, &status, 0)) < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "wait run_inside");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) == 255)
+        return cb_error_set(err, EIO, CB_ERR_INTERNAL, "could not enter sandbox %s", sb->id);
+    if (WEXITSTATUS(status) == 254)
+        return cb_error_set(err, EIO, CB_ERR_INTERNAL, "operation inside %s failed", sb->id);
+    return WEXITSTATUS(status);
+}
+
+static void container_release(struct cb_sandbox *sb)
+{
+    sandbox_free(sb);
+}
+
+const struct cb_tier_ops cb_tier_container = {
+    .name = "container",
+    .probe = container_probe,
+    .create = container_create,
+    .start = container_start,
+    .connect = container_connect,
+    .pause = container_pause,
+    .resume = container_resume,
+    .stop = container_stop,
+    .destroy = container_destroy,
+    .stats = container_stats,
+    .set_limits = container_set_limits,
+    .adopt = container_adopt,
+    .state = container_state,
+    .init_pidfd = container_init_pidfd,
+    .root_fd = container_root_fd,
+    .map_ids = container_map_ids,
+    .run_inside = container_run_inside,
+    .release = container_release,
+};

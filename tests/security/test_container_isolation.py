@@ -1,0 +1,207 @@
+"""Container tier isolation, judged by evidence on the host."""
+import os
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+from conftest import UID_BASE, host_uid_of
+
+PROBE_C = r'''
+#define _GNU_SOURCE
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sched.h>
+#ifndef __NR_io_uring_setup
+#define __NR_io_uring_setup 425
+#endif
+static void probe(const char *name, long nr, long a, long b, long c) {
+    long r = syscall(nr, a, b, c, (long)-1, (long)-1, (long)-1);
+    printf("%s %d\n", name, r < 0 ? errno : 0);
+}
+int main(void) {
+    void *bad = (void *)16; /* bad pointer: reaching the kernel gives EFAULT/EINVAL/EBADF */
+    probe("io_uring_setup", __NR_io_uring_setup, 1, (long)bad, 0);
+    probe("io_uring_enter", 426, -1, 0, 0);
+    probe("io_uring_register", 427, -1, 0, 0);
+    probe("fsopen", 430, (long)bad, 0, 0);
+    probe("fsconfig", 431, -1, 0, 0);
+    probe("fsmount", 432, -1, 0, 0);
+    probe("fspick", 433, -1, (long)bad, 0);
+    probe("open_tree", 428, -1, (long)bad, 0);
+    probe("move_mount", 429, -1, (long)bad, -1);
+    probe("mount_setattr", 442, -1, (long)bad, 0);
+    probe("mount", __NR_mount, (long)bad, (long)bad, (long)bad);
+    probe("keyctl", __NR_keyctl, 0, 0, 0);
+    probe("add_key", __NR_add_key, (long)bad, (long)bad, 0);
+    probe("request_key", __NR_request_key, (long)bad, (long)bad, 0);
+    probe("bpf", __NR_bpf, 0, (long)bad, 16);
+    probe("perf_event_open", __NR_perf_event_open, (long)bad, 0, -1);
+    probe("userfaultfd", __NR_userfaultfd, 0, 0, 0);
+    probe("kexec_load", __NR_kexec_load, 0, 0, (long)bad);
+    probe("kexec_file_load", __NR_kexec_file_load, -1, -1, 0);
+    probe("init_module", __NR_init_module, (long)bad, 0, (long)bad);
+    probe("finit_module", __NR_finit_module, -1, (long)bad, 0);
+    probe("delete_module", __NR_delete_module, (long)bad, 0, 0);
+    probe("open_by_handle_at", __NR_open_by_handle_at, -1, (long)bad, 0);
+    probe("name_to_handle_at", __NR_name_to_handle_at, -1, (long)bad, (long)bad);
+    probe("setns", __NR_setns, -1, 0, 0);
+    probe("ioctl_TIOCSTI", __NR_ioctl, 0, TIOCSTI, (long)bad);
+    probe("ioctl_TIOCSTI_hi", __NR_ioctl, 0, 0x100000000L | TIOCSTI, (long)bad);
+    probe("ioctl_TIOCLINUX", __NR_ioctl, 0, TIOCLINUX, (long)bad);
+    probe("socket_vsock", __NR_socket, 40, SOCK_STREAM, 0);
+    probe("unshare_user", __NR_unshare, CLONE_NEWUSER, 0, 0);
+    probe("clone_user", __NR_clone, CLONE_NEWUSER | CLONE_VM, (long)bad, (long)bad);
+    probe("clone3", 435, (long)bad, 64, 0);
+    /* controls: these reach the kernel */
+    probe("ctl_read", __NR_read, -1, (long)bad, 1);
+    probe("ctl_ioctl", __NR_ioctl, -1, TCGETS, (long)bad);
+    long r;
+    /* i386 getpid (20) through int 0x80 */
+    __asm__ volatile("int $0x80" : "=a"(r) : "a"(20) : "memory");
+    printf("i386_int80 %ld\n", r < 0 ? -r : 0);
+    r = syscall(0x40000000 | __NR_getpid);
+    printf("x32_getpid %d\n", r < 0 ? errno : 0);
+    return 0;
+}
+'''
+
+DENIED = ["io_uring_setup", "io_uring_enter", "io_uring_register", "fsopen", "fsconfig",
+          "fsmount", "fspick", "open_tree", "move_mount", "mount_setattr", "mount", "keyctl",
+          "add_key", "request_key", "bpf", "perf_event_open", "userfaultfd", "kexec_load",
+          "kexec_file_load", "init_module", "finit_module", "delete_module",
+          "open_by_handle_at", "name_to_handle_at", "setns", "ioctl_TIOCSTI",
+          "ioctl_TIOCSTI_hi", "ioctl_TIOCLINUX", "socket_vsock", "unshare_user", "clone_user",
+          "i386_int80"]
+
+
+@pytest.fixture(scope="module")
+def probe_bin():
+    d = tempfile.mkdtemp(prefix="cb-probe-")
+    src, out = os.path.join(d, "probe.c"), os.path.join(d, "probe")
+    with open(src, "w") as f:
+        f.write(PROBE_C)
+    subprocess.run(["gcc", "-static", "-O1", "-o", out, src], check=True)
+    yield out
+    subprocess.run(["rm", "-rf", d])
+
+
+def test_denied_syscalls_return_eperm(rt, probe_bin):
+    sid = rt.sandbox("sb_probe")
+    path = rt.put(sid, probe_bin, "probe")
+    r = rt.sh(sid, path)
+    assert r.returncode == 0, r.stderr
+    got = dict(line.split() for line in r.stdout.splitlines())
+    for name in DENIED:
+        assert int(got[name]) == 1, f"{name}: errno {got[name]} (want EPERM)"
+    assert int(got["clone3"]) == 38  # ENOSYS so libc falls back to clone
+    assert int(got["x32_getpid"]) in (1, 38)
+    # controls reached the kernel (EBADF), so EPERM above is the filter's
+    assert int(got["ctl_read"]) == 9 and int(got["ctl_ioctl"]) == 9
+
+
+def test_canary_outside_root_untouched(rt):
+    d = tempfile.mkdtemp(prefix="cb-canary-")
+    canary = os.path.join(d, "canary")
+    with open(canary, "w") as f:
+        f.write("secret")
+    os.utime(canary, (1000000, 1000000))
+    before = os.stat(canary)
+    sid = rt.sandbox("sb_canary")
+    script = (f"cat {canary}; cat ../../../../..{canary}; cat /proc/1/root{canary}; "
+              f"cat /proc/self/root{canary}; ls /proc/1/cwd/; echo x > {canary}; "
+              f"cd /proc/1/root/../../..; cat .{canary}; true")
+    for uid in (0, 1000):
+        r = rt.sh(sid, script, uid=uid)
+        assert "secret" not in r.stdout
+    after = os.stat(canary)
+    assert (after.st_atime, after.st_mtime, after.st_size) == \
+        (before.st_atime, before.st_mtime, before.st_size)
+    with open(canary) as f:
+        assert f.read() == "secret"
+    os.unlink(canary)
+    os.rmdir(d)
+
+
+def test_host_processes_invisible_and_unsignalable(rt):
+    sleeper = subprocess.Popen(["sleep", "300"])
+    try:
+        sid = rt.sandbox("sb_pids")
+        r = rt.sh(sid, "ls /proc | grep -E '^[0-9]+$' | sort -n | tr '\\n' ' '")
+        pids = [int(p) for p in r.stdout.split()]
+        assert max(pids) < 50, pids  # only the sandbox's own, tiny pid namespace
+        rt.sh(sid, f"kill -9 {sleeper.pid}; kill -9 1 2>/dev/null; true")
+        time.sleep(0.2)
+        assert sleeper.poll() is None  # host process still alive
+        init = rt.pid(sid)
+        assert os.path.exists(f"/proc/{init}")  # init cannot be killed from inside
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_processes_run_as_unprivileged_host_uid(rt):
+    sid = rt.sandbox("sb_uid")
+    init = rt.pid(sid)
+    assert min(host_uid_of(init)) >= UID_BASE
+    # a long-running process started by the sandbox user
+    rt.sh(sid, "sleep 30 >/dev/null 2>&1 &", uid=1000)
+    time.sleep(0.3)
+    found = False
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                with open(f"/proc/{p}/cmdline", "rb") as f:
+                    cmd = f.read()
+                ns = os.readlink(f"/proc/{p}/ns/pid")
+            except OSError:
+                continue
+            if cmd.startswith(b"sleep\x0030") and ns == os.readlink(f"/proc/{init}/ns/pid"):
+                assert min(host_uid_of(int(p))) == UID_BASE + 1000 or \
+                    min(host_uid_of(int(p))) >= UID_BASE
+                found = True
+    assert found
+
+
+def test_proc_sysrq_and_kcore_unusable(rt):
+    sid = rt.sandbox("sb_proc")
+    r = rt.sh(sid, "echo h > /proc/sysrq-trigger && echo WROTE; "
+                   "head -c 16 /proc/kcore | wc -c; cat /proc/keys | wc -c; "
+                   "echo 1 > /proc/sys/kernel/panic && echo WROTE2; true")
+    assert "WROTE" not in r.stdout
+    assert r.stdout.split()[:2] == ["0", "0"]
+
+
+def gone(pid, timeout=3.0):
+    """Dead: no /proc entry, or a zombie waiting for its (new) parent to reap it."""
+    end = time.time() + timeout
+    while time.time() < end:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_destroy_leaves_nothing(rt):
+    sid = rt.sandbox("sb_gone")
+    init = rt.pid(sid)
+    rt.cb("destroy", sid)
+    rt.made.remove(sid)
+    assert gone(init)
+    with open("/proc/self/mountinfo") as f:
+        assert rt.state not in f.read()
+    for h in ("memory", "cpu", "cpuacct", "pids", "freezer"):
+        assert not os.path.exists(f"/sys/fs/cgroup/{h}/cellbox/{sid}")
+    assert os.listdir(os.path.join(rt.state, "uidslots")) == []
+    assert not os.path.exists(os.path.join(rt.state, "sandboxes", sid))

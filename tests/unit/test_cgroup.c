@@ -1,0 +1,139 @@
+/* cgroup v1 and v2 back ends against fake trees in a temp dir. */
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "cgroup.h"
+#include "rootfs.h"
+#include "runner.h"
+
+static char *fake_root(void)
+{
+    char tmpl[] = "/tmp/cb-cgroup-test-XXXXXX";
+    char *d = mkdtemp(tmpl);
+    if (!d)
+        FAIL("mkdtemp");
+    return cb_xstrdup(d);
+}
+
+static void expect_file(const char *dir, const char *file, const char *want)
+{
+    char buf[256];
+    int n = cb_cgroup_read(dir, file, buf, sizeof buf);
+    if (n < 0)
+        FAIL("read %s/%s: %d", dir, file, n);
+    ASSERT_STREQ(buf, want);
+}
+
+TEST(cgroup_v1_fake_tree)
+{
+    char *root = fake_root();
+    const char *ctl[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+    for (size_t i = 0; i < 5; i++) {
+        char *d = cb_xasprintf("%s/%s", root, ctl[i]);
+        ASSERT_EQ(mkdir(d, 0755), 0);
+        free(d);
+    }
+    struct cb_cgroup_manager *m;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    ASSERT_STREQ(m->ops->version, "v1");
+    struct cb_limits l = {.cpu = 1.5, .memory_bytes = 64 << 20, .pids = 0};
+    struct cb_cgroup *cg;
+    ASSERT_EQ(cb_cgroup_create(m, "sb_x", &l, &cg, &err), 0);
+    ASSERT_EQ(cg->ndirs, 5);
+    char *mem = cb_xasprintf("%s/memory/cellbox/sb_x", root);
+    char *cpu = cb_xasprintf("%s/cpu/cellbox/sb_x", root);
+    char *pids = cb_xasprintf("%s/pids/cellbox/sb_x", root);
+    char *frz = cb_xasprintf("%s/freezer/cellbox/sb_x", root);
+    expect_file(mem, "memory.limit_in_bytes", "67108864");
+    expect_file(mem, "memory.memsw.limit_in_bytes", "67108864");
+    expect_file(cpu, "cpu.cfs_quota_us", "150000");
+    expect_file(cpu, "cpu.cfs_period_us", "100000");
+    expect_file(cpu, "cpu.shares", "1536");
+    expect_file(pids, "pids.max", "512");
+    ASSERT_EQ(cb_cgroup_attach(cg, 4242, &err), 0);
+    expect_file(frz, "cgroup.procs", "4242");
+    ASSERT_EQ(m->ops->freeze(cg, true, &err), 0);
+    expect_file(frz, "freezer.state", "FROZEN");
+    ASSERT_EQ(m->ops->freeze(cg, false, &err), 0);
+    expect_file(frz, "freezer.state", "THAWED");
+    cb_cgroup_write(mem, "memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n", NULL);
+    cb_cgroup_write(pids, "pids.current", "7\n", NULL);
+    struct cb_sandbox_stats st = {0};
+    ASSERT_EQ(m->ops->stats(cg, &st, &err), 0);
+    ASSERT_EQ(st.oom_kills, 3);
+    ASSERT_EQ(st.pids, 7);
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+    cb_rootfs_remove_tree(root);
+}
+
+TEST(cgroup_v1_shared_hierarchy)
+{
+    /* cpu -> cpu,cpuacct symlink: one directory, used once */
+    char *root = fake_root();
+    char *both = cb_xasprintf("%s/cpu,cpuacct", root);
+    ASSERT_EQ(mkdir(both, 0755), 0);
+    char *cpu = cb_xasprintf("%s/cpu", root), *acct = cb_xasprintf("%s/cpuacct", root);
+    ASSERT_EQ(symlink("cpu,cpuacct", cpu), 0);
+    ASSERT_EQ(symlink("cpu,cpuacct", acct), 0);
+    struct cb_cgroup_manager *m;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, NULL), 0);
+    struct cb_cgroup *cg = cb_cgroup_open(m, "sb_y");
+    ASSERT_EQ(cg->ndirs, 1);
+    ASSERT_EQ(cg->cpu, cg->cpuacct);
+    ASSERT_EQ(cg->memory, -1);
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+    cb_rootfs_remove_tree(root);
+}
+
+TEST(cgroup_v2_fake_tree)
+{
+    char *root = fake_root();
+    struct cb_cgroup_manager *m;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V2, root, "cellbox", &m, &err), 0);
+    char *parent = cb_xasprintf("%s/cellbox", root);
+    expect_file(parent, "cgroup.subtree_control", "+pids"); /* last write wins in a fake file */
+    struct cb_limits l = {.cpu = 0.5, .memory_bytes = 128 << 20, .pids = 64};
+    struct cb_cgroup *cg;
+    ASSERT_EQ(cb_cgroup_create(m, "sb_z", &l, &cg, &err), 0);
+    char *d = cb_xasprintf("%s/cellbox/sb_z", root);
+    expect_file(d, "memory.max", "134217728");
+    expect_file(d, "memory.swap.max", "0");
+    expect_file(d, "cpu.max", "50000 100000");
+    expect_file(d, "cpu.weight", "50");
+    expect_file(d, "pids.max", "64");
+    cb_cgroup_write(d, "cgroup.events", "populated 1\nfrozen 1\n", NULL);
+    ASSERT_EQ(m->ops->freeze(cg, true, &err), 0);
+    expect_file(d, "cgroup.freeze", "1");
+    cb_cgroup_write(d, "cpu.stat", "usage_usec 250\nuser_usec 100\n", NULL);
+    cb_cgroup_write(d, "memory.current", "4096\n", NULL);
+    cb_cgroup_write(d, "memory.peak", "8192\n", NULL);
+    cb_cgroup_write(d, "memory.events", "low 0\noom 1\noom_kill 2\n", NULL);
+    struct cb_sandbox_stats st = {0};
+    ASSERT_EQ(m->ops->stats(cg, &st, &err), 0);
+    ASSERT_EQ(st.cpu_ns, 250000);
+    ASSERT_EQ(st.memory_bytes, 4096);
+    ASSERT_EQ(st.memory_peak_bytes, 8192);
+    ASSERT_EQ(st.oom_kills, 2);
+    l.memory_bytes = 0;
+    l.cpu = 0;
+    ASSERT_EQ(m->ops->set_limits(cg, &l, &err), 0);
+    expect_file(d, "memory.max", "max");
+    expect_file(d, "cpu.max", "max 100000");
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+    cb_rootfs_remove_tree(root);
+}
+
+TEST(cgroup_parent_validated)
+{
+    struct cb_cgroup_manager *m;
+    struct cb_error *err = NULL;
+    ASSERT(cb_cgroup_manager_open(CB_CGROUP_V2, "/tmp", "../etc", &m, &err) < 0);
+    ASSERT_EQ(err->kind, CB_ERR_BAD_REQUEST);
+    cb_error_free(err);
+}

@@ -1,0 +1,179 @@
+/* A real sandbox on this host: create, start, exec, pause, stop, start,
+ * adopt, run_inside, destroy — and nothing left behind. Needs root and
+ * build/cellbox-init (CB_BUILD or ./build). */
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "proto.h"
+#include "rootfs.h"
+#include "runner.h"
+#include "tier.h"
+
+static const struct cb_tier_ops *T;
+
+static void remove_parent_cgroups(void)
+{
+    const char *hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(hier); i++) {
+        char *pdir = cb_xasprintf("/sys/fs/cgroup/%s/cellbox-unit", hier[i]);
+        rmdir(pdir); /* the parent we created; fails harmlessly while in use */
+        free(pdir);
+    }
+}
+
+static struct cb_runtime *open_runtime(char *state)
+{
+    if (geteuid() != 0)
+        SKIP("needs root");
+    const char *b = getenv("CB_BUILD");
+    char *init = cb_xasprintf("%s/cellbox-init", b ? b : "build");
+    if (access(init, X_OK) < 0)
+        SKIP("no %s", init);
+    char *abs = realpath(init, NULL);
+    ASSERT(mkdtemp(state));
+    struct cb_runtime_config cfg = {.state_dir = state, .init_path = abs,
+                                    .cgroup_parent = "cellbox-unit", .no_disk_quota = true};
+    struct cb_runtime *rt;
+    struct cb_error *err = NULL;
+    if (cb_runtime_open(&cfg, &rt, &err) < 0)
+        FAIL("runtime: %s", err->message);
+    if (cb_template_ensure_host(rt, &err) < 0)
+        FAIL("template: %s", err->message);
+    T = cb_tier_lookup("container");
+    ASSERT(T != NULL);
+    return rt;
+}
+
+/* Run argv as uid; return its exit code. */
+static int run(struct cb_sandbox *sb, uint32_t uid, const char *cmd)
+{
+    int s;
+    struct cb_error *err = NULL;
+    if (T->connect(sb, &s, &err) < 0)
+        FAIL("connect: %s", err->message);
+    struct cb_builder b;
+    cb_builder_init(&b, CB_MSG_SPAWN, 7);
+    cb_builder_str(&b, CB_F_ARGV, "/bin/sh");
+    cb_builder_str(&b, CB_F_ARGV, "-c");
+    cb_builder_str(&b, CB_F_ARGV, cmd);
+    cb_builder_str(&b, CB_F_ENV, "PATH=/usr/bin:/bin");
+    cb_builder_str(&b, CB_F_CWD, "/");
+    cb_builder_u32(&b, CB_F_UID, uid);
+    cb_builder_u32(&b, CB_F_GID, uid);
+    cb_builder_u32(&b, CB_F_MODE, CB_SPAWN_PIPES);
+    ASSERT_EQ(cb_builder_finish(&b), 0);
+    ASSERT_EQ(cb_proto_send(s, &b, NULL, 0), 0);
+    cb_builder_free(&b);
+    uint32_t pid = 0;
+    for (;;) {
+        struct cb_frame_header h;
+        uint8_t *p = NULL;
+        int fds[3], nfds = 0;
+        ASSERT_EQ(cb_proto_recv(s, &h, &p, fds, &nfds), 0);
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
+        struct cb_field_view f;
+        uint32_t got = 0;
+        if (h.type == CB_MSG_ERROR)
+            FAIL("spawn refused");
+        if (h.type == CB_MSG_SPAWNED && cb_proto_find(p, h.length, CB_F_PID, &f) == 1)
+            cb_field_u32(&f, &pid);
+        else if (h.type == CB_MSG_EXIT && cb_proto_find(p, h.length, CB_F_PID, &f) == 1 &&
+                 cb_field_u32(&f, &got) == 0 && got == pid) {
+            int32_t code = -1;
+            if (cb_proto_find(p, h.length, CB_F_EXIT_CODE, &f) == 1)
+                cb_field_i32(&f, &code);
+            free(p);
+            close(s);
+            return code;
+        }
+        free(p);
+    }
+}
+
+static int read_etc_hostname(void *arg)
+{
+    char buf[64] = {0};
+    int fd = open("/etc/hostname", O_RDONLY);
+    if (fd < 0 || read(fd, buf, sizeof buf - 1) <= 0)
+        return 1;
+    return strcmp(buf, "unit-box\n") == 0 && getuid() == 1000 ? 42 : 2;
+}
+
+TEST(runtime_full_lifecycle)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    struct cb_error *err = NULL;
+    struct cb_sandbox_spec spec = {.id = "sb_unit", .hostname = "unit-box",
+                                   .template_name = "host", .limits = {.pids = 64}};
+    struct cb_sandbox *sb;
+    if (T->create(rt, &spec, &sb, &err) < 0)
+        FAIL("create: %s", err->message);
+    ASSERT_EQ(T->state(sb), CB_RUN_CREATED);
+    if (T->start(sb, &err) < 0)
+        FAIL("start: %s", err->message);
+    ASSERT_EQ(T->state(sb), CB_RUN_RUNNING);
+    ASSERT_EQ(run(sb, 0, "test \"$(hostname)\" = unit-box && python3 -c 'import sys'"), 0);
+    ASSERT_EQ(run(sb, 1000, "echo hi > /home/user/f && test -O /home/user/f"), 0);
+    ASSERT_NE(run(sb, 0, "touch /usr/evil 2>/dev/null"), 0); /* read-only host /usr */
+    ASSERT_EQ(T->run_inside(sb, 1000, 1000, read_etc_hostname, NULL, &err), 42);
+    int root;
+    ASSERT_EQ(T->root_fd(sb, &root, &err), 0);
+    struct stat st;
+    ASSERT_EQ(fstatat(root, "home/user/f", &st, 0), 0);
+    uid_t hu;
+    gid_t hg;
+    T->map_ids(sb, 1000, 1000, &hu, &hg);
+    ASSERT_EQ(st.st_uid, hu);
+    close(root);
+    ASSERT_EQ(T->pause(sb, &err), 0);
+    ASSERT_EQ(T->state(sb), CB_RUN_PAUSED);
+    ASSERT_EQ(T->resume(sb, &err), 0);
+    ASSERT_EQ(T->stop(sb, &err), 0);
+    ASSERT_EQ(T->state(sb), CB_RUN_STOPPED);
+    ASSERT_EQ(T->start(sb, &err), 0);
+    ASSERT_EQ(run(sb, 1000, "test \"$(cat /home/user/f)\" = hi"), 0); /* kept across stop */
+    T->release(sb);
+    /* a new handle from disk sees the live sandbox */
+    ASSERT_EQ(T->adopt(rt, "sb_unit", &sb, &err), 0);
+    ASSERT_EQ(T->state(sb), CB_RUN_RUNNING);
+    ASSERT_EQ(run(sb, 0, "true"), 0);
+    if (T->destroy(sb, &err) < 0)
+        FAIL("destroy: %s", err->message);
+    T->release(sb);
+    char *d = cb_xasprintf("%s/sandboxes/sb_unit", state);
+    ASSERT(access(d, F_OK) < 0);
+    ASSERT(access("/sys/fs/cgroup/pids/cellbox-unit/sb_unit", F_OK) < 0);
+    char *slot = cb_xasprintf("%s/uidslots/0", state);
+    ASSERT(access(slot, F_OK) < 0);
+    cb_runtime_free(rt);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
+
+TEST(runtime_setup_failure_names_step)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    struct cb_error *err = NULL;
+    struct cb_sandbox_spec spec = {.id = "sb_bad", .template_name = "host"};
+    struct cb_sandbox *sb;
+    ASSERT_EQ(T->create(rt, &spec, &sb, &err), 0);
+    /* break the overlay: remove the work dir */
+    char *work = cb_xasprintf("%s/sandboxes/sb_bad/work", state);
+    ASSERT_EQ(cb_rootfs_remove_tree(work), 0);
+    ASSERT(T->start(sb, &err) < 0);
+    ASSERT(strstr(err->message, "overlay") != NULL);
+    ASSERT(strstr(err->message, state) == NULL); /* no host path leaks */
+    cb_error_free(err);
+    err = NULL;
+    ASSERT_EQ(T->destroy(sb, &err), 0);
+    T->release(sb);
+    cb_runtime_free(rt);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
