@@ -1,0 +1,454 @@
+/* exec.c — POST /v1/sandboxes/{id}/exec: run a command to completion.
+ *
+ * The daemon asks init to SPAWN in PIPES mode and receives the three pipe
+ * ends over the control socket; it writes the request's stdin, collects
+ * stdout/stderr up to the cap (more is read and dropped so the process never
+ * blocks on a full pipe; `truncated` says so), and answers once both pipes
+ * reached EOF and init reported the EXIT. With a streaming Accept header the
+ * output is forwarded as events as it arrives; when the client reads slowly
+ * the daemon stops reading the pipes (the process then blocks on write)
+ * instead of buffering without bound. */
+#include <string.h>
+
+#include "api.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+
+#define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+#define MAX_ARGV 4096
+
+static const char *const exec_keys[] = {"argv", "cmd", "env", "cwd", "user", "stdin",
+                                        "stdin_b64", "timeout", "tag", NULL};
+
+static void add_env(json_t *env, json_t *from)
+{
+    const char *k;
+    json_t *v;
+    json_object_foreach(from, k, v) json_object_set(env, k, v);
+}
+
+static int build_argv(json_t *body, struct cb_builder *b, struct cb_error **err)
+{
+    json_t *argv = json_object_get(body, "argv");
+    const char *cmd = NULL;
+    if (cb_json_get_string(body, "cmd", 1 << 20, &cmd, err) < 0)
+        return -1;
+    if (argv && cmd)
+        return cb_error_set(err, 0, CB_ERR_BAD_REQUEST, "give either 'argv' or 'cmd'");
+    if (cmd) {
+        cb_builder_str(b, CB_F_ARGV, "/bin/sh");
+        cb_builder_str(b, CB_F_ARGV, "-c");
+        cb_builder_str(b, CB_F_ARGV, cmd);
+        return 0;
+    }
+    if (!json_is_array(argv) || json_array_size(argv) == 0 ||
+        json_array_size(argv) > MAX_ARGV)
+        return cb_error_set(err, 0, CB_ERR_BAD_REQUEST,
+                            "'argv' must be a non-empty array of strings (or give 'cmd')");
+    size_t i;
+    json_t *a;
+    json_array_foreach(argv, i, a)
+    {
+        if (!json_is_string(a) || strlen(json_string_value(a)) != json_string_length(a))
+            return cb_error_set(err, 0, CB_ERR_BAD_REQUEST, "'argv' must hold strings without NUL");
+        cb_builder_str(b, CB_F_ARGV, json_string_value(a));
+    }
+    return 0;
+}
+
+int cb_api_build_spawn(struct cb_sbx *s, json_t *body, int mode, uint32_t request_id,
+                       struct cb_builder *b, struct cb_error **err)
+{
+    const char *cwd = json_string_value(json_object_get(s->spec, "workdir"));
+    const char *user = json_string_value(json_object_get(s->spec, "user"));
+    const char *tag = NULL;
+    double timeout = 0;
+    json_t *env = NULL;
+    if (cb_json_check_keys(body, exec_keys, err) < 0 ||
+        cb_json_get_string(body, "cwd", 4096, &cwd, err) < 0 ||
+        cb_json_get_string(body, "user", 16, &user, err) < 0 ||
+        cb_json_get_string(body, "tag", 256, &tag, err) < 0 ||
+        cb_json_get_number(body, "timeout", 0, 1e7, &timeout, err) < 0 ||
+        cb_json_get_string_map(body, "env", 1024, &env, err) < 0)
+        return -1;
+    bool root = user && strcmp(user, "root") == 0;
+    if (user && !root && strcmp(user, "user") != 0)
+        return cb_error_set(err, 0, CB_ERR_BAD_REQUEST, "'user' must be \"user\" or \"root\"");
+    if (!cwd || cwd[0] != '/')
+        return cb_error_set(err, 0, CB_ERR_BAD_REQUEST, "'cwd' must be an absolute path");
+    cb_builder_init(b, CB_MSG_SPAWN, request_id);
+    if (build_argv(body, b, err) < 0) {
+        cb_builder_free(b);
+        return -1;
+    }
+    json_t *all = json_pack("{s:s,s:s,s:s,s:s}", "PATH", DEFAULT_PATH, "HOME",
+                            root ? "/root" : "/home/user", "USER", root ? "root" : "user",
+                            "LANG", "C.UTF-8");
+    add_env(all, json_object_get(s->spec, "env"));
+    if (env)
+        add_env(all, env);
+    const char *k;
+    json_t *v;
+    json_object_foreach(all, k, v)
+    {
+        if (strchr(k, '=')) {
+            json_decref(all);
+            cb_builder_free(b);
+            return cb_error_set(err, 0, CB_ERR_BAD_REQUEST, "environment names must not contain '='");
+        }
+        char *kv = cb_xasprintf("%s=%s", k, json_string_value(v));
+        cb_builder_str(b, CB_F_ENV, kv);
+        free(kv);
+    }
+    json_decref(all);
+    cb_builder_str(b, CB_F_CWD, cwd);
+    cb_builder_u32(b, CB_F_UID, root ? 0 : 1000);
+    cb_builder_u32(b, CB_F_GID, root ? 0 : 1000);
+    cb_builder_u32(b, CB_F_MODE, (uint32_t)mode);
+    if (timeout > 0)
+        cb_builder_u64(b, CB_F_TIMEOUT_MS, (uint64_t)(timeout * 1000));
+    if (tag)
+        cb_builder_str(b, CB_F_TAG, tag);
+    if (cb_builder_finish(b) < 0) {
+        cb_builder_free(b);
+        return cb_error_set(err, 0, CB_ERR_TOO_LARGE, "command and environment too large");
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------- exec op */
+
+struct out_buf {
+    char *data;
+    size_t len;
+    bool truncated, eof;
+};
+
+struct exec_op {
+    struct cb_http_req *req;
+    struct cb_sbx *s;
+    json_t *body;
+    char *stdin_data;
+    size_t stdin_len;
+    bool streaming;
+    enum cb_stream_format fmt;
+    uint64_t t0;
+    uint32_t pid;
+    uint64_t proc_id;
+    uv_pipe_t pipes[3];
+    bool pipe_open[3];
+    int open_handles;
+    uv_write_t stdin_write;
+    struct out_buf out[2];
+    struct cb_exit_listener exit_l;
+    struct cb_exit_info exit;
+    bool exited, answered;
+    uint64_t cap;
+};
+
+static void op_free(struct exec_op *op)
+{
+    json_decref(op->body);
+    free(op->stdin_data);
+    free(op->out[0].data);
+    free(op->out[1].data);
+    cb_sbx_unref(op->s);
+    free(op);
+}
+
+static void pipe_closed_cb(uv_handle_t *h)
+{
+    struct exec_op *op = h->data;
+    if (--op->open_handles == 0 && op->answered)
+        op_free(op);
+}
+
+static void close_pipe(struct exec_op *op, int i)
+{
+    if (!op->pipe_open[i])
+        return;
+    op->pipe_open[i] = false;
+    uv_close((uv_handle_t *)&op->pipes[i], pipe_closed_cb);
+}
+
+static void put_output(json_t *o, const char *key, struct out_buf *b)
+{
+    if (cb_utf8_valid(b->data ? b->data : "", b->len)) {
+        json_object_set_new(o, key, json_stringn(b->data ? b->data : "", b->len));
+    } else {
+        char *b64 = cb_base64_encode(b->data, b->len);
+        char *k = cb_xasprintf("%s_b64", key);
+        json_object_set_new(o, key, json_string(""));
+        json_object_set_new(o, k, json_string(b64));
+        free(k);
+        free(b64);
+    }
+}
+
+static json_t *result_json(struct exec_op *op)
+{
+    double dur = (double)(cb_now_ns() - op->t0) / 1e9;
+    const struct cb_exit_info *e = &op->exit;
+    json_t *o = json_pack("{s:i,s:o,s:f,s:b,s:b,s:I,s:I}", "exit_code",
+                          e->lost ? -1 : e->exit_code, "signal",
+                          e->signo ? json_integer(e->signo) : json_null(), "duration", dur,
+                          "timed_out", e->timed_out,
+                          "truncated", op->out[0].truncated || op->out[1].truncated, "pid",
+                          (json_int_t)op->pid, "proc_id", (json_int_t)op->proc_id);
+    if (e->lost)
+        json_object_set_new(o, "error", json_string("sandbox stopped before the process ended"));
+    return o;
+}
+
+static void forget_process(struct exec_op *op)
+{
+    struct cb_initc *c = op->s->initc;
+    if (!cb_initc_alive(c) || op->exit.lost)
+        return;
+    struct cb_builder b;
+    cb_builder_init(&b, CB_MSG_FORGET, cb_initc_next_id(c));
+    cb_builder_u32(&b, CB_F_PID, op->pid);
+    if (cb_builder_finish(&b) == 0)
+        cb_initc_send(c, &b, false, 0, NULL, NULL);
+    cb_builder_free(&b);
+}
+
+static void maybe_finish(struct exec_op *op)
+{
+    if (op->answered || !op->exited || !op->out[0].eof || !op->out[1].eof)
+        return;
+    op->answered = true;
+    cb_metrics_exec(op->s->d->metrics, (double)(cb_now_ns() - op->t0) / 1e9);
+    forget_process(op);
+    if (op->streaming) {
+        json_t *ev = result_json(op);
+        json_object_set_new(ev, "type", json_string("exit"));
+        cb_http_stream_event(op->req, ev);
+        cb_http_stream_end(op->req);
+        op->s->attached--;
+    } else {
+        json_t *o = result_json(op);
+        put_output(o, "stdout", &op->out[0]);
+        put_output(o, "stderr", &op->out[1]);
+        cb_http_respond_json(op->req, 200, o);
+    }
+    for (int i = 0; i < 3; i++)
+        close_pipe(op, i);
+    if (op->open_handles == 0)
+        op_free(op);
+}
+
+static void on_exit_cb(struct cb_exit_listener *l, const struct cb_exit_info *info)
+{
+    struct exec_op *op = (struct exec_op *)((char *)l - offsetof(struct exec_op, exit_l));
+    op->exit = *info;
+    op->exited = true;
+    if (info->lost) {
+        /* The sandbox went away: its pipes will not all reach EOF in time. */
+        op->out[0].eof = op->out[1].eof = true;
+    }
+    maybe_finish(op);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    buf->base = cb_xmalloc(65536);
+    buf->len = 65536;
+}
+
+static void stream_chunk(struct exec_op *op, int which, const char *data, size_t len)
+{
+    json_t *ev = json_pack("{s:s}", "type", which == 0 ? "stdout" : "stderr");
+    if (cb_utf8_valid(data, len)) {
+        json_object_set_new(ev, "data", json_stringn(data, len));
+    } else {
+        char *b64 = cb_base64_encode(data, len);
+        json_object_set_new(ev, "data_b64", json_string(b64));
+        free(b64);
+    }
+    cb_http_stream_event(op->req, ev);
+    if (cb_http_congested(op->req))
+        for (int i = 1; i < 3; i++)
+            if (op->pipe_open[i])
+                uv_read_stop((uv_stream_t *)&op->pipes[i]);
+}
+
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
+{
+    struct exec_op *op = st->data;
+    int which = (uv_pipe_t *)st == &op->pipes[1] ? 0 : 1;
+    struct out_buf *b = &op->out[which];
+    if (n < 0) {
+        free(buf->base);
+        b->eof = true;
+        uv_read_stop(st);
+        maybe_finish(op);
+        return;
+    }
+    if (n > 0 && op->streaming && !op->answered) {
+        stream_chunk(op, which, buf->base, (size_t)n);
+    } else if (n > 0) {
+        size_t room = op->cap > b->len ? (size_t)(op->cap - b->len) : 0;
+        size_t take = (size_t)n < room ? (size_t)n : room;
+        if (take < (size_t)n)
+            b->truncated = true; /* keep reading so the process is not blocked */
+        if (take) {
+            b->data = cb_xrealloc(b->data, b->len + take);
+            memcpy(b->data + b->len, buf->base, take);
+            b->len += take;
+        }
+    }
+    free(buf->base);
+}
+
+static void on_drain(struct cb_http_req *req)
+{
+    struct exec_op *op = req->data;
+    for (int i = 1; i < 3; i++)
+        if (op->pipe_open[i] && !op->out[i - 1].eof)
+            uv_read_start((uv_stream_t *)&op->pipes[i], alloc_cb, read_cb);
+}
+
+static void stdin_written_cb(uv_write_t *w, int status)
+{
+    close_pipe(w->data, 0);
+}
+
+static void start_pipes(struct exec_op *op, int *fds)
+{
+    uv_loop_t *loop = op->s->d->loop;
+    for (int i = 0; i < 3; i++) {
+        uv_pipe_init(loop, &op->pipes[i], 0);
+        op->pipes[i].data = op;
+        uv_pipe_open(&op->pipes[i], fds[i]);
+        op->pipe_open[i] = true;
+        op->open_handles++;
+    }
+    if (op->stdin_len) {
+        uv_buf_t buf = uv_buf_init(op->stdin_data, (unsigned)op->stdin_len);
+        op->stdin_write.data = op;
+        if (uv_write(&op->stdin_write, (uv_stream_t *)&op->pipes[0], &buf, 1,
+                     stdin_written_cb) < 0)
+            close_pipe(op, 0);
+    } else {
+        close_pipe(op, 0); /* EOF on the process's stdin */
+    }
+    for (int i = 1; i < 3; i++)
+        uv_read_start((uv_stream_t *)&op->pipes[i], alloc_cb, read_cb);
+}
+
+static void fail_op(struct exec_op *op, enum cb_error_kind kind, const char *msg)
+{
+    op->answered = true;
+    cb_http_respond_error(op->req, kind, "%s", msg);
+    op_free(op);
+}
+
+static void spawned_cb(void *arg, const struct cb_frame_header *h, const uint8_t *p,
+                       size_t len, int *fds, int nfds)
+{
+    struct exec_op *op = arg;
+    if (!h) {
+        fail_op(op, CB_ERR_CONFLICT, "sandbox stopped");
+        return;
+    }
+    if (h->type != CB_MSG_SPAWNED || nfds != 3) {
+        for (int i = 0; i < nfds; i++)
+            close(fds[i]);
+        struct cb_field_view f;
+        char *msg = cb_proto_find(p, len, CB_F_MESSAGE, &f) == 1 ? cb_field_strdup(&f) : NULL;
+        char *full = cb_xasprintf("cannot start process: %s", msg ? msg : "init refused");
+        fail_op(op, CB_ERR_BAD_REQUEST, full);
+        free(full);
+        free(msg);
+        return;
+    }
+    struct cb_field_view f;
+    if (cb_proto_find(p, len, CB_F_PID, &f) == 1)
+        cb_field_u32(&f, &op->pid);
+    if (cb_proto_find(p, len, CB_F_PROC_ID, &f) == 1)
+        cb_field_u64(&f, &op->proc_id);
+    op->exit_l = (struct cb_exit_listener){.pid = op->pid, .proc_id = op->proc_id,
+                                           .fn = on_exit_cb};
+    cb_sbx_add_exit_listener(op->s, &op->exit_l);
+    if (op->streaming) {
+        op->s->attached++;
+        op->req->data = op;
+        op->req->on_drain = on_drain;
+        cb_http_stream_begin_events(op->req, op->fmt);
+    }
+    start_pipes(op, fds);
+}
+
+static void exec_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
+{
+    struct exec_op *op = arg;
+    if (err) {
+        op->answered = true;
+        cb_http_respond_cb_error(op->req, err);
+        op_free(op);
+        return;
+    }
+    struct cb_builder b;
+    struct cb_error *e2 = NULL;
+    struct cb_initc *c = s->initc;
+    if (cb_api_build_spawn(s, op->body, CB_SPAWN_PIPES, cb_initc_next_id(c), &b, &e2) < 0) {
+        op->answered = true;
+        cb_http_respond_cb_error(op->req, e2);
+        cb_error_free(e2);
+        op_free(op);
+        return;
+    }
+    cb_initc_send(c, &b, false, 3, spawned_cb, op);
+    cb_builder_free(&b);
+}
+
+static int take_stdin(struct exec_op *op, struct cb_error **err)
+{
+    const char *text = NULL, *b64 = NULL;
+    if (cb_json_get_string(op->body, "stdin", 1 << 30, &text, err) < 0 ||
+        cb_json_get_string(op->body, "stdin_b64", 1 << 30, &b64, err) < 0)
+        return -1;
+    if (text) {
+        op->stdin_len = strlen(text);
+        op->stdin_data = cb_xstrdup(text);
+    } else if (b64) {
+        op->stdin_data = cb_base64_decode(b64, strlen(b64), &op->stdin_len);
+        if (!op->stdin_data)
+            return cb_error_set(err, 0, CB_ERR_BAD_REQUEST, "'stdin_b64' is not valid base64");
+    }
+    return 0;
+}
+
+void cb_api_exec(struct cb_http_req *req)
+{
+    struct cb_sbx *s = cb_api_sandbox(req);
+    if (!s)
+        return;
+    json_t *body = cb_api_body(req, false);
+    if (!body)
+        return;
+    struct exec_op *op = cb_xcalloc(1, sizeof(*op));
+    op->req = req;
+    op->s = s;
+    cb_sbx_ref(s);
+    op->body = body;
+    op->t0 = cb_now_ns();
+    op->cap = s->d->cfg.exec_output_cap;
+    op->fmt = cb_http_accept_stream(req);
+    op->streaming = op->fmt != CB_FMT_NONE;
+    struct cb_error *err = NULL;
+    if (take_stdin(op, &err) < 0) {
+        op->answered = true;
+        cb_http_respond_cb_error(req, err);
+        cb_error_free(err);
+        op_free(op);
+        return;
+    }
+    if (strcmp(s->rec.state, "stopped") == 0) {
+        fail_op(op, CB_ERR_CONFLICT, "sandbox is stopped; start it first");
+        return;
+    }
+    cb_sbx_ready(s, exec_ready, op);
+}

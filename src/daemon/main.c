@@ -1,0 +1,265 @@
+/* cellboxd — the cellbox daemon.
+ *
+ *   cellboxd [--state-dir DIR] [--socket PATH] [--listen HOST:PORT]
+ *            [--preview-domain D] [--log-format json|text] [--config FILE]
+ *            [--init PATH] [--uid-base N] [--max-sandboxes N] [--max-memory-mb N]
+ *   cellboxd --print-routes
+ *   cellboxd key create --tenant NAME [--state-dir DIR]
+ *
+ * SIGTERM/SIGINT stop the daemon gracefully; sandboxes keep running under
+ * their own init and are re-adopted at the next start. */
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "api/api.h"
+#include "daemon.h"
+#include "log.h"
+#include "metrics.h"
+#include "sandbox.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: cellboxd [--state-dir DIR] [--socket PATH] [--listen HOST:PORT]\n"
+               "                [--preview-domain D] [--log-format json|text] [--config FILE]\n"
+               "                [--init PATH] [--uid-base N] [--max-sandboxes N]\n"
+               "                [--max-memory-mb N] [--no-disk-quota]\n"
+               "       cellboxd --print-routes\n"
+               "       cellboxd key create --tenant NAME [--state-dir DIR]\n");
+}
+
+static int print_routes(void)
+{
+    for (size_t i = 0; i < cb_nroutes; i++)
+        printf("%s %s\n", cb_routes[i].method, cb_routes[i].pattern);
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct cb_config *cfg)
+{
+    static const struct option opts[] = {
+        {"state-dir", 1, 0, 0}, {"socket", 1, 0, 0}, {"listen", 1, 0, 0},
+        {"preview-domain", 1, 0, 0}, {"log-format", 1, 0, 0}, {"config", 1, 0, 'c'},
+        {"init", 1, 0, 0}, {"uid-base", 1, 0, 0}, {"max-sandboxes", 1, 0, 0},
+        {"max-memory-mb", 1, 0, 0}, {"max-body", 1, 0, 0}, {"max-upload", 1, 0, 0},
+        {"exec-output-cap", 1, 0, 0}, {"no-disk-quota", 0, 0, 'q'}, {"tenant", 1, 0, 0},
+        {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    /* The config file first, so command-line options override it. */
+    for (int i = 1; i < argc - 1; i++) {
+        if (strcmp(argv[i], "--config") == 0) {
+            struct cb_error *err = NULL;
+            if (cb_config_load_file(cfg, argv[i + 1], &err) < 0) {
+                fprintf(stderr, "cellboxd: %s\n", err->message);
+                cb_error_free(err);
+                return -1;
+            }
+        }
+    }
+    int c, idx;
+    while ((c = getopt_long(argc, argv, "h", opts, &idx)) != -1) {
+        if (c == 'h') {
+            usage(stdout);
+            exit(0);
+        }
+        if (c == 'c' || (c == 0 && strcmp(opts[idx].name, "tenant") == 0))
+            continue;
+        if (c == 'q') {
+            cfg->no_disk_quota = true;
+            continue;
+        }
+        if (c != 0) {
+            usage(stderr);
+            return -1;
+        }
+        struct cb_error *err = NULL;
+        if (cb_config_set(cfg, opts[idx].name, optarg, &err) < 0) {
+            fprintf(stderr, "cellboxd: %s\n", err->message);
+            cb_error_free(err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static char *default_init_path(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return cb_xstrdup("/usr/lib/cellbox/cellbox-init");
+    exe[n] = 0;
+    return cb_xasprintf("%s/cellbox-init", dirname(exe));
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+    char *p = cb_xstrdup(path);
+    for (char *s = p + 1; *s; s++) {
+        if (*s != '/')
+            continue;
+        *s = 0;
+        mkdir(p, 0755);
+        *s = '/';
+    }
+    int r = mkdir(p, mode) < 0 && errno != EEXIST ? -errno : 0;
+    free(p);
+    return r;
+}
+
+static int open_store(struct cb_daemon *d, struct cb_error **err)
+{
+    if (mkdir_p(d->cfg.state_dir, 0711) < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "create state directory");
+    char *db = cb_xasprintf("%s/state.db", d->cfg.state_dir);
+    int r = cb_store_open(db, &d->store, err);
+    free(db);
+    return r;
+}
+
+/* Offline key creation: `cellboxd key create --tenant NAME --state-dir DIR`. */
+static int key_create(int argc, char **argv, struct cb_daemon *d)
+{
+    const char *tenant = NULL;
+    for (int i = 1; i < argc - 1; i++)
+        if (strcmp(argv[i], "--tenant") == 0)
+            tenant = argv[i + 1];
+    if (!tenant || !*tenant || strlen(tenant) > 63) {
+        fprintf(stderr, "cellboxd key create: --tenant NAME is required\n");
+        return 2;
+    }
+    struct cb_error *err = NULL;
+    if (open_store(d, &err) < 0) {
+        fprintf(stderr, "cellboxd: %s\n", err->message);
+        cb_error_free(err);
+        return 1;
+    }
+    char rnd[33], idhex[17], hash[65], prefix[13];
+    cb_random_hex(rnd, 16);
+    cb_random_hex(idhex, 8);
+    char *key = cb_xasprintf("cbk_%s", rnd), *id = cb_xasprintf("key_%s", idhex);
+    snprintf(prefix, sizeof(prefix), "%.12s", key);
+    cb_api_key_hash(key, hash);
+    int rc = 0;
+    if (cb_store_key_insert(d->store, id, tenant, hash, prefix, &err) < 0) {
+        fprintf(stderr, "cellboxd: %s\n", err->message);
+        cb_error_free(err);
+        rc = 1;
+    } else {
+        printf("{\"id\":\"%s\",\"tenant\":\"%s\",\"key\":\"%s\"}\n", id, tenant, key);
+    }
+    free(key);
+    free(id);
+    cb_store_close(d->store);
+    return rc;
+}
+
+static void signal_cb(uv_signal_t *h, int signum)
+{
+    struct cb_daemon *d = h->data;
+    if (d->stopping)
+        return;
+    d->stopping = true;
+    cb_log_info(NULL, "signal %d: stopping (sandboxes keep running)", signum);
+    cb_http_server_close(&d->http);
+    cb_sbx_detach_all(d);
+    uv_stop(d->loop);
+}
+
+static void sweep_cb(uv_timer_t *t) { cb_sbx_sweep(t->data); }
+
+static int start_runtime(struct cb_daemon *d, struct cb_error **err)
+{
+    if (!d->cfg.init_path)
+        d->cfg.init_path = default_init_path();
+    struct cb_runtime_config rc = {
+        .state_dir = d->cfg.state_dir, .init_path = d->cfg.init_path,
+        .uid_base = d->cfg.uid_base, .cgroup_parent = "cellbox",
+        .no_disk_quota = d->cfg.no_disk_quota};
+    if (cb_runtime_open(&rc, &d->rt, err) < 0)
+        return cb_error_wrap(err, "runtime");
+    d->tier = cb_tier_lookup("container");
+    if (!d->tier)
+        return cb_error_set(err, 0, CB_ERR_INTERNAL, "container tier missing from this build");
+    if (cb_template_ensure_host(d->rt, err) < 0)
+        return cb_error_wrap(err, "host template");
+    return 0;
+}
+
+static int start_http(struct cb_daemon *d, struct cb_error **err)
+{
+    cb_http_server_init(&d->http, d->loop, d);
+    d->http.limits.max_body = d->cfg.max_body;
+    d->http.limits.max_stream_body = d->cfg.max_upload;
+    d->http.on_headers = cb_api_on_headers;
+    d->http.on_request = cb_api_on_request;
+    d->http.on_done = cb_api_on_done;
+    char *dir = cb_xstrdup(d->cfg.socket_path);
+    mkdir_p(dirname(dir), 0755);
+    free(dir);
+    /* The unix socket is the admin interface: root only (0660, root group). */
+    if (cb_http_listen_unix(&d->http, d->cfg.socket_path, 0660, err) < 0)
+        return -1;
+    if (d->cfg.listen && cb_http_listen_tcp(&d->http, d->cfg.listen, err) < 0)
+        return -1;
+    return 0;
+}
+
+static int run(struct cb_daemon *d)
+{
+    struct cb_error *err = NULL;
+    if (open_store(d, &err) < 0 || start_runtime(d, &err) < 0 ||
+        cb_sbx_recover(d, &err) < 0 || start_http(d, &err) < 0) {
+        cb_log_error(NULL, "startup failed: %s", err ? err->message : "?");
+        cb_error_free(err);
+        return 1;
+    }
+    uv_signal_t sigterm, sigint;
+    uv_signal_init(d->loop, &sigterm);
+    uv_signal_init(d->loop, &sigint);
+    sigterm.data = sigint.data = d;
+    uv_signal_start(&sigterm, signal_cb, SIGTERM);
+    uv_signal_start(&sigint, signal_cb, SIGINT);
+    uv_timer_init(d->loop, &d->sweep);
+    d->sweep.data = d;
+    uv_timer_start(&d->sweep, sweep_cb, 500, 500);
+    cb_log_info(NULL, "cellboxd %s listening on %s%s%s", CB_VERSION, d->cfg.socket_path,
+                d->cfg.listen ? " and " : "", d->cfg.listen ? d->cfg.listen : "");
+    uv_run(d->loop, UV_RUN_DEFAULT);
+    /* Graceful end: let close callbacks run, leave sandboxes running. */
+    uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&sigint, NULL);
+    uv_close((uv_handle_t *)&d->sweep, NULL);
+    uv_run(d->loop, UV_RUN_NOWAIT);
+    unlink(d->cfg.socket_path);
+    cb_log_info(NULL, "stopped");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (argc > 1 && strcmp(argv[1], "--print-routes") == 0)
+        return print_routes();
+    struct cb_daemon d = {0};
+    cb_config_defaults(&d.cfg);
+    bool key_cmd = argc > 2 && strcmp(argv[1], "key") == 0 && strcmp(argv[2], "create") == 0;
+    if (parse_args(key_cmd ? argc - 2 : argc, key_cmd ? argv + 2 : argv, &d.cfg) < 0)
+        return 2;
+    if (key_cmd)
+        return key_create(argc, argv, &d);
+    cb_log_setup(d.cfg.log_json, getenv("CELLBOX_DEBUG") ? CB_LOG_DEBUG : CB_LOG_INFO);
+    d.loop = uv_default_loop();
+    d.metrics = cb_metrics_new();
+    d.started_at = cb_wall_time();
+    int rc = run(&d);
+    cb_store_close(d.store);
+    if (d.rt)
+        cb_runtime_free(d.rt);
+    cb_metrics_free(d.metrics);
+    cb_config_clear(&d.cfg);
+    return rc;
+}

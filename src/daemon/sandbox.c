@@ -1,0 +1,557 @@
+#include "sandbox.h"
+
+#include <string.h>
+
+#include "log.h"
+
+enum op_kind { OP_START, OP_STOP, OP_PAUSE, OP_RESUME, OP_DESTROY, OP_LIMITS, OP_READY };
+
+struct cb_sbx_work {
+    uv_work_t w;
+    struct cb_sbx *s;
+    enum op_kind kind;
+    struct cb_limits limits;
+    int fd;          /* control connection made by START */
+    bool resumed;    /* READY found it paused and resumed it */
+    int result;
+    struct cb_error *err;
+    char *reason;
+    cb_sbx_cb cb;
+    void *arg;
+    struct cb_sbx_work *next;
+};
+
+static void run_next(struct cb_sbx *s);
+
+void cb_sbx_ref(struct cb_sbx *s) { s->refs++; }
+
+void cb_sbx_unref(struct cb_sbx *s)
+{
+    if (--s->refs > 0)
+        return;
+    if (s->h && s->d->tier)
+        s->d->tier->release(s->h);
+    json_decref(s->spec);
+    cb_sb_record_clear(&s->rec);
+    free(s);
+}
+
+const char *cb_sbx_state(const struct cb_sbx *s) { return s->rec.state; }
+
+static void set_state(struct cb_sbx *s, const char *state)
+{
+    free(s->rec.state);
+    s->rec.state = cb_xstrdup(state);
+}
+
+void cb_sbx_touch(struct cb_sbx *s) { s->last_active = cb_wall_time(); }
+
+int cb_sbx_save(struct cb_sbx *s, struct cb_error **err)
+{
+    char *spec = json_dumps(s->spec, JSON_COMPACT | JSON_SORT_KEYS);
+    free(s->rec.spec_json);
+    s->rec.spec_json = spec ? spec : cb_xstrdup("{}");
+    return cb_store_sandbox_update(s->d->store, &s->rec, err);
+}
+
+static void save_or_log(struct cb_sbx *s)
+{
+    struct cb_error *err = NULL;
+    if (cb_sbx_save(s, &err) < 0) {
+        cb_log_error(s->rec.id, "saving state: %s", err->message);
+        cb_error_free(err);
+    }
+}
+
+struct cb_sbx *cb_sbx_find(struct cb_daemon *d, const char *tenant, bool is_admin,
+                           const char *id_or_name)
+{
+    if (!id_or_name)
+        return NULL;
+    struct cb_sbx *by_name = NULL;
+    for (struct cb_sbx *s = d->sandboxes; s; s = s->next) {
+        if (s->deleted || (!is_admin && strcmp(s->rec.tenant, tenant) != 0))
+            continue;
+        if (strcmp(s->rec.id, id_or_name) == 0)
+            return s;
+        if (!by_name && s->rec.name && strcmp(s->rec.name, id_or_name) == 0)
+            by_name = s;
+    }
+    return by_name;
+}
+
+void cb_sbx_limits(const struct cb_sbx *s, struct cb_limits *out)
+{
+    json_t *l = json_object_get(s->spec, "limits");
+    memset(out, 0, sizeof(*out));
+    out->cpu = json_number_value(json_object_get(l, "cpu"));
+    out->memory_bytes = (uint64_t)json_integer_value(json_object_get(l, "memory_mb")) << 20;
+    out->disk_bytes = (uint64_t)json_integer_value(json_object_get(l, "disk_mb")) << 20;
+    out->pids = (uint32_t)json_integer_value(json_object_get(l, "pids"));
+}
+
+static struct cb_sbx *sbx_new(struct cb_daemon *d, json_t *spec)
+{
+    struct cb_sbx *s = cb_xcalloc(1, sizeof(*s));
+    s->refs = 1;
+    s->d = d;
+    s->spec = spec ? spec : json_object();
+    s->last_active = cb_wall_time();
+    return s;
+}
+
+static void registry_add(struct cb_daemon *d, struct cb_sbx *s)
+{
+    struct cb_sbx **pp = &d->sandboxes;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = s;
+}
+
+static void registry_remove(struct cb_daemon *d, struct cb_sbx *s)
+{
+    for (struct cb_sbx **pp = &d->sandboxes; *pp; pp = &(*pp)->next) {
+        if (*pp == s) {
+            *pp = s->next;
+            break;
+        }
+    }
+    s->next = NULL;
+}
+
+struct cb_sbx *cb_sbx_register(struct cb_daemon *d, struct cb_sb_record *rec,
+                               json_t *spec, struct cb_error **err)
+{
+    struct cb_sbx *s = sbx_new(d, spec);
+    s->rec = *rec;
+    memset(rec, 0, sizeof(*rec));
+    char *text = json_dumps(s->spec, JSON_COMPACT | JSON_SORT_KEYS);
+    free(s->rec.spec_json);
+    s->rec.spec_json = text;
+    if (cb_store_sandbox_insert(d->store, &s->rec, err) < 0) {
+        cb_sbx_unref(s);
+        return NULL;
+    }
+    registry_add(d, s);
+    return s;
+}
+
+/* ------------------------------------------------------ exit listeners */
+
+int cb_exit_info_parse(const uint8_t *payload, size_t len, struct cb_exit_info *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->exit_code = -1;
+    size_t off = 0;
+    struct cb_field_view f;
+    int r;
+    uint32_t u;
+    while ((r = cb_proto_next_field(payload, len, &off, &f)) > 0) {
+        switch (f.tag) {
+        case CB_F_PID: cb_field_u32(&f, &out->pid); break;
+        case CB_F_PROC_ID: cb_field_u64(&f, &out->proc_id); break;
+        case CB_F_EXIT_CODE: cb_field_i32(&f, &out->exit_code); break;
+        case CB_F_SIGNO: cb_field_u32(&f, &out->signo); break;
+        case CB_F_TIMED_OUT:
+            if (cb_field_u32(&f, &u) == 0)
+                out->timed_out = u != 0;
+            break;
+        case CB_F_STARTED_AT: cb_field_u64(&f, &out->started_at_ms); break;
+        case CB_F_ENDED_AT: cb_field_u64(&f, &out->ended_at_ms); break;
+        default: break;
+        }
+    }
+    return r;
+}
+
+void cb_sbx_add_exit_listener(struct cb_sbx *s, struct cb_exit_listener *l)
+{
+    l->next = s->exit_listeners;
+    s->exit_listeners = l;
+}
+
+void cb_sbx_remove_exit_listener(struct cb_sbx *s, struct cb_exit_listener *l)
+{
+    for (struct cb_exit_listener **pp = &s->exit_listeners; *pp; pp = &(*pp)->next) {
+        if (*pp == l) {
+            *pp = l->next;
+            l->next = NULL;
+            return;
+        }
+    }
+}
+
+static void notify_exit(struct cb_sbx *s, const struct cb_exit_info *info)
+{
+    struct cb_exit_listener *l = s->exit_listeners, *next;
+    for (; l; l = next) {
+        next = l->next;
+        if (info->lost || (l->pid == info->pid &&
+                           (l->proc_id == 0 || l->proc_id == info->proc_id))) {
+            cb_sbx_remove_exit_listener(s, l);
+            l->fn(l, info);
+        }
+    }
+}
+
+static void on_init_event(void *arg, const struct cb_frame_header *h,
+                          const uint8_t *payload, size_t len)
+{
+    struct cb_sbx *s = arg;
+    if (h->type != CB_MSG_EXIT)
+        return;
+    struct cb_exit_info info;
+    if (cb_exit_info_parse(payload, len, &info) < 0)
+        return;
+    notify_exit(s, &info);
+}
+
+static void fail_listeners(struct cb_sbx *s)
+{
+    struct cb_exit_info lost = {.lost = true, .exit_code = -1, .signo = 9};
+    notify_exit(s, &lost);
+}
+
+/* The control connection ended without us asking: init died. */
+static void on_init_closed(void *arg)
+{
+    struct cb_sbx *s = arg;
+    s->initc = NULL;
+    fail_listeners(s);
+    if (s->busy || s->deleted)
+        return;
+    cb_log_warn(s->rec.id, "init exited; sandbox stopped (filesystem kept)");
+    set_state(s, "stopped");
+    free(s->rec.stop_reason);
+    s->rec.stop_reason = cb_xstrdup("init exited");
+    cb_store_event_add(s->d->store, s->rec.id, "init_exited", NULL, NULL);
+    save_or_log(s);
+}
+
+static void detach_initc(struct cb_sbx *s)
+{
+    if (s->initc) {
+        struct cb_initc *c = s->initc;
+        s->initc = NULL;
+        cb_initc_close(c);
+    }
+    fail_listeners(s);
+}
+
+static void attach_initc(struct cb_sbx *s, int fd)
+{
+    detach_initc(s);
+    s->initc = cb_initc_open(s->d->loop, fd, on_init_event, on_init_closed, s);
+}
+
+/* ------------------------------------------------------- operation queue */
+
+static int work_start(struct cb_sbx *s, struct cb_sbx_work *w)
+{
+    const struct cb_tier_ops *t = s->d->tier;
+    if (!s->h && t->adopt(s->d->rt, s->rec.id, &s->h, NULL) < 0) {
+        s->h = NULL;
+        struct cb_sandbox_spec spec = {
+            .id = s->rec.id,
+            .hostname = s->rec.name ? s->rec.name : s->rec.id,
+            .template_name = s->rec.template_name,
+            .limits = w->limits,
+            .internet = json_is_true(json_object_get(
+                json_object_get(s->spec, "network"), "internet")),
+        };
+        if (t->create(s->d->rt, &spec, &s->h, &w->err) < 0) {
+            s->h = NULL;
+            return -1;
+        }
+    }
+    if (t->state(s->h) != CB_RUN_RUNNING && t->state(s->h) != CB_RUN_PAUSED &&
+        t->start(s->h, &w->err) < 0)
+        return -1;
+    if (t->state(s->h) == CB_RUN_PAUSED && t->resume(s->h, &w->err) < 0)
+        return -1;
+    return t->connect(s->h, &w->fd, &w->err);
+}
+
+static void work_cb(uv_work_t *req)
+{
+    struct cb_sbx_work *w = req->data;
+    struct cb_sbx *s = w->s;
+    const struct cb_tier_ops *t = s->d->tier;
+    int r = 0;
+    switch (w->kind) {
+    case OP_START: r = work_start(s, w); break;
+    case OP_STOP: r = s->h ? t->stop(s->h, &w->err) : 0; break;
+    case OP_PAUSE: r = t->pause(s->h, &w->err); break;
+    case OP_RESUME: r = t->resume(s->h, &w->err); break;
+    case OP_DESTROY:
+        if (!s->h && t->adopt(s->d->rt, s->rec.id, &s->h, NULL) < 0)
+            s->h = NULL;
+        r = s->h ? t->destroy(s->h, &w->err) : 0;
+        break;
+    case OP_LIMITS: r = s->h ? t->set_limits(s->h, &w->limits, &w->err) : 0; break;
+    case OP_READY:
+        if (s->h && strcmp(s->rec.state, "paused") == 0) {
+            r = t->resume(s->h, &w->err);
+            w->resumed = r == 0;
+        }
+        break;
+    }
+    w->result = r;
+}
+
+static void finish_op(struct cb_sbx *s, struct cb_sbx_work *w)
+{
+    switch (w->kind) {
+    case OP_START:
+        if (w->result == 0) {
+            attach_initc(s, w->fd);
+            set_state(s, "running");
+            free(s->rec.stop_reason);
+            s->rec.stop_reason = NULL;
+        } else if (strcmp(s->rec.state, "creating") == 0) {
+            set_state(s, "stopped");
+        }
+        break;
+    case OP_STOP:
+        if (w->result == 0) {
+            set_state(s, "stopped");
+            free(s->rec.stop_reason);
+            s->rec.stop_reason = cb_xstrdup(w->reason ? w->reason : "stopped");
+        }
+        break;
+    case OP_PAUSE:
+        if (w->result == 0)
+            set_state(s, "paused");
+        break;
+    case OP_RESUME:
+        if (w->result == 0)
+            set_state(s, "running");
+        break;
+    case OP_READY:
+        if (w->resumed) {
+            set_state(s, "running");
+            cb_log_info(s->rec.id, "resumed on request");
+        }
+        break;
+    case OP_DESTROY:
+    case OP_LIMITS:
+        return;
+    }
+    if (!s->deleted)
+        save_or_log(s);
+}
+
+static void after_work_cb(uv_work_t *req, int status)
+{
+    struct cb_sbx_work *w = req->data;
+    struct cb_sbx *s = w->s;
+    if (w->kind == OP_READY && w->result == 0 && strcmp(s->rec.state, "running") != 0 &&
+        !w->resumed)
+        w->result = cb_error_set(&w->err, 0, CB_ERR_CONFLICT, "sandbox is %s",
+                                 s->rec.state);
+    finish_op(s, w);
+    if (w->result < 0 && !w->err)
+        cb_error_set(&w->err, 0, CB_ERR_INTERNAL, "sandbox operation failed");
+    s->busy = false;
+    if (w->cb)
+        w->cb(s, w->result < 0 ? w->err : NULL, w->arg);
+    cb_error_free(w->err);
+    free(w->reason);
+    free(w);
+    run_next(s);
+    cb_sbx_unref(s);
+}
+
+static void run_next(struct cb_sbx *s)
+{
+    if (s->busy || !s->queue)
+        return;
+    struct cb_sbx_work *w = s->queue;
+    s->queue = w->next;
+    s->busy = true;
+    if (w->kind == OP_STOP || w->kind == OP_DESTROY)
+        detach_initc(s); /* we end init on purpose: no "init died" record */
+    if (w->kind == OP_READY && strcmp(s->rec.state, "running") == 0 &&
+        cb_initc_alive(s->initc)) {
+        /* Fast path: nothing to do on a worker thread. */
+        w->w.data = w;
+        after_work_cb(&w->w, 0);
+        return;
+    }
+    w->w.data = w;
+    uv_queue_work(s->d->loop, &w->w, work_cb, after_work_cb);
+}
+
+static void enqueue(struct cb_sbx *s, enum op_kind kind, const char *reason, cb_sbx_cb cb,
+                    void *arg)
+{
+    struct cb_sbx_work *w = cb_xcalloc(1, sizeof(*w));
+    w->s = s;
+    w->kind = kind;
+    w->fd = -1;
+    w->cb = cb;
+    w->arg = arg;
+    w->reason = reason ? cb_xstrdup(reason) : NULL;
+    cb_sbx_limits(s, &w->limits);
+    cb_sbx_ref(s);
+    struct cb_sbx_work **pp = &s->queue;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = w;
+    run_next(s);
+}
+
+void cb_sbx_start(struct cb_sbx *s, cb_sbx_cb cb, void *arg) { enqueue(s, OP_START, NULL, cb, arg); }
+void cb_sbx_stop(struct cb_sbx *s, const char *reason, cb_sbx_cb cb, void *arg)
+{
+    enqueue(s, OP_STOP, reason, cb, arg);
+}
+void cb_sbx_pause(struct cb_sbx *s, cb_sbx_cb cb, void *arg) { enqueue(s, OP_PAUSE, NULL, cb, arg); }
+void cb_sbx_resume(struct cb_sbx *s, cb_sbx_cb cb, void *arg) { enqueue(s, OP_RESUME, NULL, cb, arg); }
+void cb_sbx_set_limits(struct cb_sbx *s, cb_sbx_cb cb, void *arg) { enqueue(s, OP_LIMITS, NULL, cb, arg); }
+
+void cb_sbx_ready(struct cb_sbx *s, cb_sbx_cb cb, void *arg)
+{
+    cb_sbx_touch(s);
+    if (!s->busy && !s->queue && strcmp(s->rec.state, "running") == 0 &&
+        cb_initc_alive(s->initc)) {
+        cb(s, NULL, arg);
+        return;
+    }
+    enqueue(s, OP_READY, NULL, cb, arg);
+}
+
+struct delete_ctx {
+    cb_sbx_cb cb;
+    void *arg;
+};
+
+static void delete_done(struct cb_sbx *s, struct cb_error *err, void *arg)
+{
+    struct delete_ctx *dc = arg;
+    if (!err) {
+        struct cb_error *e2 = NULL;
+        if (cb_store_sandbox_delete(s->d->store, s->rec.id, &e2) < 0) {
+            cb_log_error(s->rec.id, "delete record: %s", e2->message);
+            cb_error_free(e2);
+        }
+        s->deleted = true;
+        registry_remove(s->d, s);
+        cb_log_info(s->rec.id, "deleted");
+    } else {
+        s->deleting = false;
+    }
+    if (dc->cb)
+        dc->cb(s, err, dc->arg);
+    free(dc);
+    if (!err)
+        cb_sbx_unref(s); /* the registry's reference */
+}
+
+void cb_sbx_delete(struct cb_sbx *s, cb_sbx_cb cb, void *arg)
+{
+    struct delete_ctx *dc = cb_xcalloc(1, sizeof(*dc));
+    dc->cb = cb;
+    dc->arg = arg;
+    s->deleting = true;
+    enqueue(s, OP_DESTROY, NULL, delete_done, dc);
+}
+
+/* ---------------------------------------------------------- recovery */
+
+static void recover_one(const struct cb_sb_record *r, void *arg)
+{
+    struct cb_daemon *d = arg;
+    json_error_t jerr;
+    json_t *spec = json_loads(r->spec_json ? r->spec_json : "{}", 0, &jerr);
+    struct cb_sbx *s = sbx_new(d, json_is_object(spec) ? spec : NULL);
+    if (spec && !json_is_object(spec))
+        json_decref(spec);
+    s->rec = (struct cb_sb_record){
+        cb_xstrdup(r->id), cb_xstrdup(r->tenant), r->name ? cb_xstrdup(r->name) : NULL,
+        cb_xstrdup(r->state), cb_xstrdup(r->tier), cb_xstrdup(r->template_name),
+        r->created_at, r->expires_at, r->idle_timeout, cb_xstrdup(r->on_idle),
+        cb_xstrdup(r->spec_json), r->seq,
+        r->stop_reason ? cb_xstrdup(r->stop_reason) : NULL};
+    registry_add(d, s);
+    if (r->seq >= d->next_seq)
+        d->next_seq = r->seq + 1;
+    const struct cb_tier_ops *t = d->tier;
+    struct cb_error *err = NULL;
+    if (t->adopt(d->rt, r->id, &s->h, &err) < 0) {
+        s->h = NULL;
+        if (strcmp(r->state, "stopped") != 0) {
+            cb_log_warn(r->id, "cannot adopt: %s", err ? err->message : "?");
+            cb_store_event_add(d->store, r->id, "adopt_failed", err ? err->message : NULL, NULL);
+            set_state(s, "stopped");
+            save_or_log(s);
+        }
+        cb_error_free(err);
+        return;
+    }
+    enum cb_sandbox_run_state st = t->state(s->h);
+    bool alive = st == CB_RUN_RUNNING || st == CB_RUN_PAUSED;
+    int fd = -1;
+    if (alive && t->connect(s->h, &fd, &err) == 0) {
+        attach_initc(s, fd);
+        set_state(s, st == CB_RUN_PAUSED ? "paused" : "running");
+        cb_log_info(r->id, "re-adopted (%s)", s->rec.state);
+    } else if (strcmp(r->state, "stopped") != 0) {
+        cb_log_warn(r->id, "init is gone; marking stopped (filesystem kept)");
+        cb_store_event_add(d->store, r->id, "init_lost", "init not running at daemon start", NULL);
+        set_state(s, "stopped");
+        free(s->rec.stop_reason);
+        s->rec.stop_reason = cb_xstrdup("init exited while the daemon was down");
+    }
+    cb_error_free(err);
+    save_or_log(s);
+}
+
+int cb_sbx_recover(struct cb_daemon *d, struct cb_error **err)
+{
+    d->next_seq = cb_store_sandbox_max_seq(d->store) + 1;
+    return cb_store_sandbox_foreach(d->store, recover_one, d, err);
+}
+
+/* ---------------------------------------------------------- timers */
+
+static void sweep_done(struct cb_sbx *s, struct cb_error *err, void *arg)
+{
+    if (err)
+        cb_log_warn(s->rec.id, "%s: %s", (const char *)arg, err->message);
+    else
+        cb_log_info(s->rec.id, "%s", (const char *)arg);
+}
+
+void cb_sbx_sweep(struct cb_daemon *d)
+{
+    double now = cb_wall_time();
+    for (struct cb_sbx *s = d->sandboxes, *next; s; s = next) {
+        next = s->next;
+        if (s->busy || s->queue || s->deleting)
+            continue;
+        if (s->rec.expires_at > 0 && now >= s->rec.expires_at) {
+            cb_sbx_delete(s, sweep_done, "lifetime expired: deleted");
+            continue;
+        }
+        bool running = strcmp(s->rec.state, "running") == 0;
+        if (running && s->rec.idle_timeout > 0 && s->attached == 0 &&
+            now - s->last_active >= s->rec.idle_timeout) {
+            if (strcmp(s->rec.on_idle, "stop") == 0)
+                cb_sbx_stop(s, "idle", sweep_done, "idle: stopped");
+            else
+                cb_sbx_pause(s, sweep_done, "idle: paused");
+        }
+    }
+}
+
+void cb_sbx_detach_all(struct cb_daemon *d)
+{
+    for (struct cb_sbx *s = d->sandboxes; s; s = s->next) {
+        if (s->initc) {
+            struct cb_initc *c = s->initc;
+            s->initc = NULL;
+            cb_initc_close(c);
+        }
+    }
+}

@@ -1,0 +1,103 @@
+/* sandbox.h — the daemon's registry of sandboxes and their life cycle.
+ *
+ * A struct cb_sbx is the daemon's view of one sandbox: its persisted record
+ * (store.h), its tier handle, and its control connection to init (initc.h).
+ * Tier operations that block (create, start, stop, pause, resume, destroy)
+ * run on the libuv worker pool, one at a time per sandbox: they are queued
+ * on the sandbox and run in order; a sandbox is never operated on by two
+ * threads at once (tier.h's rule).
+ *
+ * Reference counting: the registry holds one reference; asynchronous work
+ * that keeps a pointer takes one with cb_sbx_ref() and drops it with
+ * cb_sbx_unref(). A deleted sandbox stays valid (with deleted = true) until
+ * its last reference goes. */
+#ifndef CB_DAEMON_SANDBOX_H
+#define CB_DAEMON_SANDBOX_H
+
+#include <jansson.h>
+#include <stdbool.h>
+
+#include "daemon.h"
+#include "initc.h"
+
+struct cb_exit_info {
+    uint32_t pid;
+    uint64_t proc_id;
+    int32_t exit_code;
+    uint32_t signo;
+    bool timed_out;
+    uint64_t started_at_ms, ended_at_ms;
+    bool lost; /* the control connection ended before the process did */
+};
+
+struct cb_exit_listener {
+    uint32_t pid;
+    uint64_t proc_id; /* 0 = any */
+    void (*fn)(struct cb_exit_listener *l, const struct cb_exit_info *info);
+    struct cb_exit_listener *next;
+};
+
+struct cb_sbx_work; /* one queued tier operation */
+
+struct cb_sbx {
+    int refs;
+    struct cb_daemon *d;
+    struct cb_sb_record rec;
+    json_t *spec;        /* parsed rec.spec_json */
+    struct cb_sandbox *h; /* tier handle, NULL when none */
+    struct cb_initc *initc;
+    bool busy, deleted, deleting;
+    struct cb_sbx_work *queue;
+    double last_active;
+    int attached;        /* open streams: hold off idle action */
+    struct cb_exit_listener *exit_listeners;
+    struct cb_sbx *next, *prev;
+};
+
+typedef void (*cb_sbx_cb)(struct cb_sbx *s, struct cb_error *err, void *arg);
+
+void cb_sbx_ref(struct cb_sbx *s);
+void cb_sbx_unref(struct cb_sbx *s);
+
+/* Find by id or name among the sandboxes tenant may see (admin sees all).
+ * Returns a borrowed pointer or NULL. */
+struct cb_sbx *cb_sbx_find(struct cb_daemon *d, const char *tenant, bool is_admin,
+                           const char *id_or_name);
+const char *cb_sbx_state(const struct cb_sbx *s);
+/* Persist s->rec (spec re-serialised) in one transaction. */
+int cb_sbx_save(struct cb_sbx *s, struct cb_error **err);
+void cb_sbx_touch(struct cb_sbx *s); /* API activity: postpones idle action */
+
+/* Register a new sandbox from a complete record (state "creating"); inserts
+ * it in the store. Returns NULL with *err (CONFLICT when the name is taken). */
+struct cb_sbx *cb_sbx_register(struct cb_daemon *d, struct cb_sb_record *rec,
+                               json_t *spec, struct cb_error **err);
+
+/* Life cycle; cb runs on the loop when done (err NULL on success; cb owns
+ * nothing: err is freed after cb returns). */
+void cb_sbx_start(struct cb_sbx *s, cb_sbx_cb cb, void *arg);   /* create+start or restart */
+void cb_sbx_stop(struct cb_sbx *s, const char *reason, cb_sbx_cb cb, void *arg);
+void cb_sbx_pause(struct cb_sbx *s, cb_sbx_cb cb, void *arg);
+void cb_sbx_resume(struct cb_sbx *s, cb_sbx_cb cb, void *arg);
+void cb_sbx_delete(struct cb_sbx *s, cb_sbx_cb cb, void *arg);
+void cb_sbx_set_limits(struct cb_sbx *s, cb_sbx_cb cb, void *arg);
+/* Run cb once the sandbox can take process/file work: waits for queued
+ * operations, resumes a paused sandbox (wake on request), fails with
+ * CONFLICT when it is stopped. */
+void cb_sbx_ready(struct cb_sbx *s, cb_sbx_cb cb, void *arg);
+
+/* Limits from the spec. */
+void cb_sbx_limits(const struct cb_sbx *s, struct cb_limits *out);
+
+void cb_sbx_add_exit_listener(struct cb_sbx *s, struct cb_exit_listener *l);
+void cb_sbx_remove_exit_listener(struct cb_sbx *s, struct cb_exit_listener *l);
+int cb_exit_info_parse(const uint8_t *payload, size_t len, struct cb_exit_info *out);
+
+/* Startup: load records, adopt live sandboxes, reconnect. */
+int cb_sbx_recover(struct cb_daemon *d, struct cb_error **err);
+/* Periodic: lifetimes and idle actions. */
+void cb_sbx_sweep(struct cb_daemon *d);
+/* Shutdown: close control connections (sandboxes keep running). */
+void cb_sbx_detach_all(struct cb_daemon *d);
+
+#endif

@@ -1,0 +1,226 @@
+"""Start a real cellboxd for tests and talk to it (standard library only).
+
+Other suites (CLI, SDKs, security) import this module:
+
+    from cellboxd import Daemon
+    with Daemon(tcp=True) as d:
+        status, body = d.request("POST", "/v1/sandboxes", {"name": "x"})
+        sb = d.create_sandbox()
+        r = d.exec(sb["id"], cmd="echo hi")
+
+A Daemon runs build/cellboxd (or $CB_BUILD/cellboxd) with a temporary
+--state-dir and --socket, optionally --listen 127.0.0.1:<free port>, waits
+for /healthz, and at stop() deletes every sandbox it can still see, stops the
+daemon, lazily unmounts <state>/volume if it is mounted, and removes the
+temporary directory.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("CB_BUILD", os.path.join(ROOT, "build"))
+
+
+class UnixHTTPConnection(http.client.HTTPConnection):
+    """http.client over a unix socket (the admin interface)."""
+
+    def __init__(self, path, timeout=60):
+        super().__init__("localhost", timeout=timeout)
+        self.unix_path = path
+
+    def connect(self):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(self.timeout)
+        s.connect(self.unix_path)
+        self.sock = s
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Response:
+    """status, headers (dict, lower-case names), raw body, and .json()."""
+
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body) if self.body else None
+
+    def __repr__(self):
+        return "<Response %d %r>" % (self.status, self.body[:200])
+
+
+class Daemon:
+    def __init__(self, tcp=False, extra_args=(), binary=None, state_dir=None):
+        self.binary = binary or os.path.join(BUILD, "cellboxd")
+        self.tmp = tempfile.mkdtemp(prefix="cbd-e2e-")
+        # mkdtemp makes the directory 0700; the sandboxes' (unprivileged)
+        # root must be able to traverse it to reach its overlay layers.
+        os.chmod(self.tmp, 0o755)
+        self.state_dir = state_dir or os.path.join(self.tmp, "state")
+        self.socket_path = os.path.join(self.tmp, "cellbox.sock")
+        self.port = free_port() if tcp else None
+        self.extra_args = list(extra_args)
+        self.proc = None
+        self.log_path = os.path.join(self.tmp, "daemon.log")
+
+    # ---- life cycle -------------------------------------------------
+    def args(self):
+        a = [self.binary, "--state-dir", self.state_dir, "--socket", self.socket_path]
+        if self.port:
+            a += ["--listen", "127.0.0.1:%d" % self.port]
+        return a + self.extra_args
+
+    def start(self, timeout=20):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.args(), stdout=log, stderr=log)
+        log.close()
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("cellboxd exited: %s" % self.log())
+            try:
+                if self.request("GET", "/healthz").status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("cellboxd did not answer /healthz: %s" % self.log())
+
+    def kill9(self):
+        """Crash the daemon (SIGKILL); sandboxes keep running."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self):
+        """Graceful stop (SIGTERM); sandboxes keep running."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart(self):
+        self.terminate()
+        return self.start()
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                for sb in self.request("GET", "/v1/sandboxes?limit=1000").json()["items"]:
+                    self.request("DELETE", "/v1/sandboxes/" + sb["id"])
+            except Exception:
+                pass
+        self.terminate()
+        vol = os.path.join(self.state_dir, "volume")
+        if os.path.ismount(vol):
+            subprocess.run(["umount", "-l", vol], check=False)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")[-4000:]
+        except OSError:
+            return ""
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def fd_count(self):
+        return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+
+    # ---- requests ---------------------------------------------------
+    def connection(self, tcp=False, timeout=60):
+        if tcp:
+            return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        return UnixHTTPConnection(self.socket_path, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, key=None, tcp=None,
+                raw=None, timeout=60):
+        """One request on a fresh connection. body: dict/list → JSON; raw: bytes."""
+        use_tcp = bool(key) if tcp is None else tcp
+        conn = self.connection(tcp=use_tcp, timeout=timeout)
+        h = dict(headers or {})
+        data = raw
+        if body is not None:
+            data = json.dumps(body).encode()
+            h.setdefault("Content-Type", "application/json")
+        if key:
+            h["Authorization"] = "Bearer " + key
+        try:
+            conn.request(method, path, body=data, headers=h)
+            r = conn.getresponse()
+            payload = r.read()
+            return Response(r.status, {k.lower(): v for k, v in r.getheaders()}, payload)
+        finally:
+            conn.close()
+
+    def stream(self, method, path, body=None, accept="application/x-ndjson", key=None):
+        """Yield decoded events of an NDJSON (or SSE) stream."""
+        conn = self.connection(tcp=bool(key))
+        h = {"Accept": accept}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            h["Content-Type"] = "application/json"
+        if key:
+            h["Authorization"] = "Bearer " + key
+        conn.request(method, path, body=data, headers=h)
+        r = conn.getresponse()
+        if r.status != 200:
+            raise AssertionError("stream %s -> %d %r" % (path, r.status, r.read()))
+        try:
+            for line in r:
+                line = line.strip()
+                if not line:
+                    continue
+                if line.startswith(b"data: "):
+                    yield json.loads(line[6:])
+                elif line.startswith(b"{"):
+                    yield json.loads(line)
+        finally:
+            conn.close()
+
+    # ---- helpers ------------------------------------------------------
+    def create_sandbox(self, key=None, **spec):
+        r = self.request("POST", "/v1/sandboxes", spec, key=key)
+        assert r.status == 201, r
+        return r.json()
+
+    def delete_sandbox(self, sid, key=None):
+        return self.request("DELETE", "/v1/sandboxes/" + sid, key=key)
+
+    def exec(self, sid, key=None, **body):
+        r = self.request("POST", "/v1/sandboxes/%s/exec" % sid, body, key=key)
+        assert r.status == 200, r
+        return r.json()
+
+    def create_key(self, tenant, **quota):
+        body = {"tenant": tenant}
+        body.update(quota)
+        r = self.request("POST", "/v1/admin/keys", body)
+        assert r.status == 201, r
+        return r.json()["key"]
