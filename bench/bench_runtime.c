@@ -8,7 +8,9 @@
  * sandbox (cgroup memory of the sandbox, init included); and bwrap's
  * spawn of /bin/true in the same run as a ratio. Needs root. */
 #include <fcntl.h>
+#include <jansson.h>
 #include <spawn.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -84,6 +86,65 @@ static uint64_t spawn_wait(char *const argv[])
     return cb_now_ns() - t0;
 }
 
+/* An OCI bundle for runc made of the same host binds as our host template
+ * (read-only /usr, merged-/usr symlinks), rootless-style config (user
+ * namespace), process /bin/true. Built once; 0 on success. */
+static int make_runc_bundle(const char *dir)
+{
+    char path[1024], cmd[1200];
+    static const char *const dirs[] = {"rootfs", "rootfs/usr", "rootfs/proc", "rootfs/dev",
+                                       "rootfs/sys", "rootfs/tmp", "rootfs/etc"};
+    for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, dirs[i]);
+        if (mkdir(path, 0755) < 0)
+            return -1;
+    }
+    static const char *const links[][2] = {{"usr/bin", "bin"}, {"usr/lib", "lib"},
+                                           {"usr/lib64", "lib64"}, {"usr/sbin", "sbin"}};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/rootfs/%s", dir, links[i][1]);
+        if (symlink(links[i][0], path) < 0)
+            return -1;
+    }
+    snprintf(cmd, sizeof cmd, "runc spec --rootless --bundle %s", dir);
+    if (system(cmd) != 0)
+        return -1;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    if (!cfg)
+        return -1;
+    json_t *proc = json_object_get(cfg, "process");
+    json_object_set_new(proc, "terminal", json_false());
+    json_object_set_new(proc, "args", json_pack("[s]", "/bin/true"));
+    json_object_set_new(json_object_get(cfg, "root"), "readonly", json_true());
+    json_array_append_new(json_object_get(cfg, "mounts"),
+                          json_pack("{s:s,s:s,s:s,s:[s,s,s]}", "destination", "/usr", "type",
+                                    "bind", "source", "/usr", "options", "rbind", "ro",
+                                    "nosuid"));
+    int r = json_dump_file(cfg, path, JSON_INDENT(2));
+    json_decref(cfg);
+    return r;
+}
+
+static uint64_t runc_run(const char *root, const char *bundle, int i)
+{
+    char name[32];
+    snprintf(name, sizeof name, "cbbench%d", i);
+    char *argv[] = {"/usr/sbin/runc", "--root", (char *)root, "run", "--bundle",
+                    (char *)bundle, name, NULL};
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    uint64_t t0 = cb_now_ns();
+    pid_t pid;
+    int status = -1;
+    if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) == 0)
+        waitpid(pid, &status, 0);
+    posix_spawn_file_actions_destroy(&fa);
+    return status == 0 ? cb_now_ns() - t0 : 0;
+}
+
 int main(int argc, char **argv)
 {
     int nmax = argc > 1 ? atoi(argv[1]) : 100;
@@ -154,6 +215,18 @@ int main(int argc, char **argv)
                           "/bin/true", NULL};
     for (int i = 0; i < 20; i++)
         bw[i] = spawn_wait(bwrap_argv);
+    /* runc: same machine, same moment, same binds; p50 of 20 runs. */
+    enum { RUNC_N = 20 };
+    uint64_t rc[RUNC_N];
+    int nrc = 0;
+    char bundle[256], runc_root[256];
+    snprintf(bundle, sizeof bundle, "%s/runc-bundle", state);
+    snprintf(runc_root, sizeof runc_root, "%s/runc-state", state);
+    if (mkdir(bundle, 0755) == 0 && make_runc_bundle(bundle) == 0)
+        for (int i = 0; i < RUNC_N; i++)
+            if ((rc[nrc] = runc_run(runc_root, bundle, i)) > 0)
+                nrc++;
+    double rc50 = nrc ? pct(rc, nrc, 0.5) : 0;
     uint64_t de[1024];
     int nd = nmax < 1024 ? nmax : 1024;
     for (int i = 0; i < nd; i++) {
@@ -164,6 +237,21 @@ int main(int argc, char **argv)
         T->release(sbs[i]);
     }
     double bw50 = pct(bw, 20, 0.5);
+    printf("create+start+first exec, %d sandboxes: p50 %.3f ms  p99 %.3f ms\n", nmax, p50[2], p99[2]);
+    printf("  %-28s %8s %8s\n", "", "p50 ms", "ours/it");
+    printf("  %-28s %8.3f %8.2f\n", "bwrap /bin/true", bw50, p50[2] / bw50);
+    if (nrc)
+        printf("  %-28s %8.3f %8.2f\n", "runc run /bin/true", rc50, p50[2] / rc50);
+    else
+        printf("  runc: failed (see stderr)\n");
+    printf("  %-28s %8.3f\n", "host posix_spawn /bin/true", pct(host, R, 0.5));
+    char runc_json[160];
+    if (nrc)
+        snprintf(runc_json, sizeof runc_json,
+                 "\"runc_true_ms_p50\": %.3f,\n  \"ratio_create_exec_vs_runc\": %.3f", rc50,
+                 p50[2] / rc50);
+    else
+        snprintf(runc_json, sizeof runc_json, "\"runc_true_ms_p50\": null");
     char json[2048];
     snprintf(json, sizeof json,
              "{\n  \"create_exec_ms\": {\"1\": {\"p50\": %.3f, \"p99\": %.3f}, \"10\": {\"p50\": %.3f, "
@@ -172,10 +260,10 @@ int main(int argc, char **argv)
              "  \"pause_ms_p50\": %.3f,\n  \"resume_ms_p50\": %.3f,\n  \"destroy_ms_p50\": %.3f,\n"
              "  \"idle_memory_bytes_per_sandbox\": %llu,\n  \"bwrap_true_ms_p50\": %.3f,\n"
              "  \"ratio_create_exec_vs_bwrap\": %.3f,\n"
-             "  \"runc\": \"not measured: needs an OCI bundle per run (see report)\"\n}\n",
+             "  %s\n}\n",
              p50[0], p99[0], p50[1], p99[1], nmax, p50[2], p99[2], pct(ex, R, 0.5),
              pct(host, R, 0.5), pct(pa, R, 0.5), pct(re, R, 0.5), pct(de, nd, 0.5),
-             (unsigned long long)(mem / (uint64_t)nmax), bw50, p50[2] / bw50);
+             (unsigned long long)(mem / (uint64_t)nmax), bw50, p50[2] / bw50, runc_json);
     fputs(json, stdout);
     FILE *f = fopen("bench/results/runtime.json", "w");
     if (f) {

@@ -9,6 +9,8 @@
 #include <sys/vfs.h>
 #include <time.h>
 
+static int open_at_dir(const char *dir, const char *file, int flags);
+
 enum cb_cgroup_version cb_cgroup_detect(const char *root)
 {
     struct statfs sfs;
@@ -92,6 +94,23 @@ int cb_cgroup_attach(struct cb_cgroup *cg, pid_t pid, struct cb_error **err)
         if (cb_cgroup_write(cg->dirs[i], "cgroup.procs", buf, err) < 0)
             return -1;
     return 0;
+}
+
+int cb_cgroup_open_join_fds(struct cb_cgroup *cg, int fds[CB_CGROUP_MAX_DIRS],
+                            struct cb_error **err)
+{
+    if (cg->mgr->ops != &cb_cgroup_v1_ops)
+        return 0;
+    for (int i = 0; i < cg->ndirs; i++) {
+        fds[i] = open_at_dir(cg->dirs[i], "tasks", O_WRONLY);
+        if (fds[i] < 0) {
+            int e = -fds[i];
+            for (int j = 0; j < i; j++)
+                close(fds[j]);
+            return cb_error_set(err, e, CB_ERR_INTERNAL, "open cgroup tasks");
+        }
+    }
+    return cg->ndirs;
 }
 
 int cb_cgroup_count_procs(struct cb_cgroup *cg)

@@ -13,8 +13,17 @@ uint32_t cb_idmap_base(uint32_t uid_base, uint32_t slot)
 int cb_idmap_alloc_slot(int slots_dirfd, uint32_t nslots, const char *owner,
                         uint32_t *slot_out, struct cb_error **err)
 {
+    return cb_idmap_alloc_slot_from(slots_dirfd, nslots, 0, owner, slot_out, err);
+}
+
+int cb_idmap_alloc_slot_from(int slots_dirfd, uint32_t nslots, uint32_t start,
+                             const char *owner, uint32_t *slot_out, struct cb_error **err)
+{
     char name[16];
-    for (uint32_t slot = 0; slot < nslots; slot++) {
+    if (nslots == 0)
+        return cb_error_set(err, 0, CB_ERR_LIMIT, "no uid ranges configured");
+    for (uint32_t k = 0; k < nslots; k++) {
+        uint32_t slot = (uint32_t)(((uint64_t)start + k) % nslots);
         snprintf(name, sizeof name, "%u", slot);
         int fd = CB_RETRY(openat(slots_dirfd, name,
                                  O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,

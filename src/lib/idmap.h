@@ -18,6 +18,12 @@
 /* Take the lowest free slot; writes the owner id into the slot file. */
 int cb_idmap_alloc_slot(int slots_dirfd, uint32_t nslots, const char *owner,
                         uint32_t *slot_out, struct cb_error **err);
+/* Same, trying slots from start on (wrapping): with start just past the
+ * last slot handed out, a create does not probe every slot in use (one
+ * failed O_EXCL open each) before finding a free one. The O_EXCL create
+ * stays the only arbiter, so a stale or racing start is harmless. */
+int cb_idmap_alloc_slot_from(int slots_dirfd, uint32_t nslots, uint32_t start,
+                             const char *owner, uint32_t *slot_out, struct cb_error **err);
 /* Release a slot (ENOENT is not an error: release is idempotent). */
 int cb_idmap_release_slot(int slots_dirfd, uint32_t slot, struct cb_error **err);
 /* Host id of in-sandbox id 0 for a slot. */

@@ -256,10 +256,12 @@ static int apply_one(const struct cb_mount_step *s)
     return -EINVAL;
 }
 
-int cb_mounts_apply(const struct cb_mount_table *t, size_t *failed)
+int cb_mounts_apply(const struct cb_mount_table *t, size_t *failed, uint64_t *times)
 {
     for (size_t i = 0; i < t->n; i++) {
         int r = apply_one(&t->steps[i]);
+        if (times)
+            times[i] = cb_now_ns();
         if (r < 0) {
             *failed = i;
             return r;

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "error.h"
 
@@ -53,8 +54,9 @@ int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
 void cb_mount_table_free(struct cb_mount_table *t);
 
 /* Child side: run every step; on failure return -errno and set *failed to
- * the index of the step. */
-int cb_mounts_apply(const struct cb_mount_table *t, size_t *failed);
+ * the index of the step. times (NULL, or t->n entries) receives the
+ * CLOCK_MONOTONIC time after each step (profiling). */
+int cb_mounts_apply(const struct cb_mount_table *t, size_t *failed, uint64_t *times);
 /* Human-readable description of a step for error messages (parent side). */
 const char *cb_mount_step_name(const struct cb_mount_step *s);
 

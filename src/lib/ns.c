@@ -42,6 +42,18 @@ static int step_wait_parent(struct cb_child_config *c, int *detail)
     return n == 1 ? 0 : n == 0 ? -EPIPE : -errno;
 }
 
+static int step_join_cgroups(struct cb_child_config *c, int *detail)
+{
+    /* "0" = this thread moves itself (see cb_cgroup_open_join_fds): no
+     * grace-period wait, unlike the parent writing our pid. Done before
+     * any other step, so everything the sandbox allocates is charged and
+     * limited from here on. */
+    for (int i = 0; i < c->ncgroup_fds; i++)
+        if (write(c->cgroup_fds[i], "0", 1) != 1)
+            return -errno;
+    return 0;
+}
+
 static int step_become_root(struct cb_child_config *c, int *detail)
 {
     /* Raw syscalls: glibc's wrappers would broadcast the change to the
@@ -63,7 +75,7 @@ static int step_private_root(struct cb_child_config *c, int *detail)
 static int step_mounts(struct cb_child_config *c, int *detail)
 {
     size_t failed = 0;
-    int r = cb_mounts_apply(c->mounts, &failed);
+    int r = cb_mounts_apply(c->mounts, &failed, c->mount_ns);
     if (r < 0)
         *detail = (int)failed;
     return r;
@@ -185,6 +197,7 @@ struct child_step {
 
 static const struct child_step child_steps[] = {
     {"wait for parent", step_wait_parent},
+    {"join cgroups", step_join_cgroups},
     {"become sandbox root", step_become_root},
     {"make / private", step_private_root},
     {"mount", step_mounts},
@@ -206,6 +219,8 @@ static int child_main(void *arg)
     for (size_t i = 0; i < CB_ARRAY_SIZE(child_steps); i++) {
         int detail = -1;
         int r = child_steps[i].run(c, &detail);
+        if (i < CB_ARRAY_SIZE(c->step_ns))
+            c->step_ns[i] = cb_now_ns();
         if (r < 0) {
             struct child_report rep = {-r, (int)i, detail};
             if (write(c->sync_fd, &rep, sizeof rep) < 0) {
@@ -244,7 +259,7 @@ static int parent_release_child(struct cb_child_config *c, pid_t pid, int sync,
 {
     if (cb_idmap_write_maps(pid, c->id_base, err) < 0)
         return cb_error_wrap(err, "uid map");
-    if (c->cgroup && cb_cgroup_attach(c->cgroup, pid, err) < 0)
+    if (c->cgroup && c->ncgroup_fds == 0 && cb_cgroup_attach(c->cgroup, pid, err) < 0)
         return cb_error_wrap(err, "join cgroup");
     if (CB_RETRY(write(sync, "g", 1)) != 1)
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "release sandbox child");
@@ -258,6 +273,40 @@ static int parent_release_child(struct cb_child_config *c, pid_t pid, int sync,
     return report_to_error(c, &rep, err);
 }
 
+static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out,
+                       int *pidfd_out, struct cb_error **err);
+
+/* Debug aid (CB_TRACE_START=1): where the child's setup time goes. */
+static void trace_steps(struct cb_child_config *c, uint64_t done_ns)
+{
+    if (!getenv("CB_TRACE_START"))
+        return;
+    char line[1024];
+    size_t len = 0;
+    uint64_t prev = c->clone_ns;
+    for (size_t i = 0; i < CB_ARRAY_SIZE(child_steps) && i < CB_ARRAY_SIZE(c->step_ns); i++) {
+        uint64_t t = c->step_ns[i] ? c->step_ns[i] : done_ns;
+        len += (size_t)snprintf(line + len, sizeof line - len, " %s=%lluus", child_steps[i].name,
+                                (unsigned long long)((t - prev) / 1000));
+        prev = t;
+        if (len >= sizeof line)
+            break;
+    }
+    fprintf(stderr, "ns_spawn:%s total=%lluus\n", line,
+            (unsigned long long)((done_ns - c->clone_ns) / 1000));
+    if (!c->mount_ns)
+        return;
+    prev = c->step_ns[2];
+    for (size_t i = 0; i < c->mounts->n; i++) {
+        const struct cb_mount_step *s = &c->mounts->steps[i];
+        fprintf(stderr, "  mount %s %s %lluus\n", cb_mount_step_name(s), s->target,
+                (unsigned long long)((c->mount_ns[i] - prev) / 1000));
+        prev = c->mount_ns[i];
+    }
+    free(c->mount_ns);
+    c->mount_ns = NULL;
+}
+
 int cb_ns_spawn(struct cb_child_config *c, pid_t *pid_out, int *pidfd_out,
                 struct cb_error **err)
 {
@@ -269,12 +318,36 @@ int cb_ns_spawn(struct cb_child_config *c, pid_t *pid_out, int *pidfd_out,
     _cleanup_close_ int null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
     if (null_fd < 0)
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "open /dev/null");
-    c->sync_fd = child_end;
     c->null_fd = null_fd;
+    c->ncgroup_fds = 0;
+    if (c->cgroup) {
+        int n = cb_cgroup_open_join_fds(c->cgroup, c->cgroup_fds, err);
+        if (n < 0)
+            return cb_error_wrap(err, "join cgroup");
+        c->ncgroup_fds = n;
+    }
+    c->sync_fd = steal_fd(child_end); /* spawn_child closes it after clone */
+    int r = spawn_child(c, parent_end, pid_out, pidfd_out, err);
+    for (int i = 0; i < c->ncgroup_fds; i++)
+        close(c->cgroup_fds[i]);
+    c->ncgroup_fds = 0;
+    return r;
+}
+
+static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out,
+                       int *pidfd_out, struct cb_error **err)
+{
+    int child_end = c->sync_fd;
     void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-    if (stack == MAP_FAILED)
-        return cb_error_set(err, errno, CB_ERR_INTERNAL, "child stack");
+    if (stack == MAP_FAILED) {
+        int e = errno;
+        close(child_end);
+        return cb_error_set(err, e, CB_ERR_INTERNAL, "child stack");
+    }
+    memset(c->step_ns, 0, sizeof c->step_ns);
+    c->mount_ns = getenv("CB_TRACE_MOUNTS") ? cb_xcalloc(c->mounts->n, sizeof *c->mount_ns) : NULL;
+    c->clone_ns = cb_now_ns();
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
@@ -287,11 +360,13 @@ int cb_ns_spawn(struct cb_child_config *c, pid_t *pid_out, int *pidfd_out,
                       c, &pidfd);
     int clone_errno = errno;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* Only our copy: the child has its own fd table (no CLONE_FILES), and
+     * c is shared memory the child still reads, so c->sync_fd stays. */
+    close(child_end);
     if (pid < 0) {
         munmap(stack, CHILD_STACK_SIZE);
         return cb_error_set(err, clone_errno, CB_ERR_INTERNAL, "clone");
     }
-    close(steal_fd(child_end));
     int r = parent_release_child(c, pid, parent_end, err);
     if (r < 0) {
         syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
@@ -302,6 +377,7 @@ int cb_ns_spawn(struct cb_child_config *c, pid_t *pid_out, int *pidfd_out,
         return -1;
     }
     munmap(stack, CHILD_STACK_SIZE); /* the child exec'd: new address space */
+    trace_steps(c, cb_now_ns());
     *pid_out = pid;
     *pidfd_out = pidfd;
     return 0;

@@ -39,6 +39,13 @@ struct cb_child_config {
     /* used internally */
     int sync_fd;
     int null_fd;
+    int cgroup_fds[CB_CGROUP_MAX_DIRS]; /* v1 "tasks" files the child joins itself */
+    int ncgroup_fds;
+    /* CLOCK_MONOTONIC after each child step. The child shares our memory
+     * (CLONE_VM) until exec, so it records here without any syscall but the
+     * vDSO clock; cb_ns_spawn prints them when CB_TRACE_START is set. */
+    uint64_t clone_ns, step_ns[16];
+    uint64_t *mount_ns; /* NULL, or one per mount step (CB_TRACE_START) */
 };
 
 /* Clone the child, map its ids, put it in its cgroups, let it run its setup

@@ -128,7 +128,10 @@ static int make_owned_dir(int parent, const char *name, int mode, uid_t uid, gid
 
 static int write_owned_file(int dirfd, const char *name, const char *text, uid_t uid, gid_t gid)
 {
-    int r = cb_write_file_at(dirfd, name, text, strlen(text), 0644, 1);
+    /* Not atomic and no fsync: the directory was made by us a moment ago,
+     * nothing reads it before the sandbox starts, and a crash mid-create
+     * leaves a sandbox that create never reported (its files are removed). */
+    int r = cb_write_file_at(dirfd, name, text, strlen(text), 0644, 0);
     if (r < 0)
         return r;
     return fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;

@@ -16,6 +16,7 @@ struct cb_runtime {
     char *state_dir, *init_path, *cgroup_parent;
     char *sandboxes_dir, *templates_dir, *slots_dir;
     int slots_dirfd;
+    uint32_t slot_hint; /* next uid slot to try (atomic; only a hint) */
     struct cb_cgroup_manager *cgroups;
     struct cb_seccomp_program seccomp;
     struct cb_quota quota;
