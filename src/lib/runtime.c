@@ -43,11 +43,38 @@ static int open_layout(struct cb_runtime *rt, struct cb_error **err)
     return 0;
 }
 
+/* Each sandbox mounts its overlay from inside its user namespace, as an
+ * unprivileged host uid, so every directory on the way to the state dir must
+ * be searchable by "other". A 0700 ancestor (mkdtemp, a private home) would
+ * make every create fail deep in the child with EACCES; say so at start. */
+static int check_state_dir_searchable(const char *state_dir, struct cb_error **err)
+{
+    char path[4096];
+    if (strlen(state_dir) >= sizeof path)
+        return cb_error_set(err, ENAMETOOLONG, CB_ERR_BAD_REQUEST, "state_dir too long");
+    strcpy(path, state_dir);
+    for (;;) {
+        struct stat st;
+        if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH))
+            return cb_error_set(err, EACCES, CB_ERR_BAD_REQUEST,
+                                "%s (on the way to the state dir) is mode %04o: sandboxes "
+                                "run as unprivileged uids and must traverse it; "
+                                "chmod o+x it or choose another --state-dir",
+                                path, st.st_mode & 07777);
+        char *slash = strrchr(path, '/');
+        if (!slash || slash == path)
+            return 0;
+        *slash = 0;
+    }
+}
+
 int cb_runtime_open(const struct cb_runtime_config *cfg, struct cb_runtime **out,
                     struct cb_error **err)
 {
     if (!cfg->state_dir || cfg->state_dir[0] != '/')
         return cb_error_set(err, EINVAL, CB_ERR_BAD_REQUEST, "state_dir must be absolute");
+    if (check_state_dir_searchable(cfg->state_dir, err) < 0)
+        return -1;
     struct cb_runtime *rt = cb_xcalloc(1, sizeof *rt);
     rt->slots_dirfd = -1;
     rt->cfg = *cfg;
