@@ -181,6 +181,8 @@ size_t cb_ws_output_size(const struct cb_ws *ws)
 
 static void output_append(struct cb_ws *ws, const uint8_t *data, size_t len)
 {
+    if (len == 0)
+        return;
     if (ws->out_cap - ws->out_end < len && ws->out_start > 0) {
         memmove(ws->out, ws->out + ws->out_start, cb_ws_output_size(ws));
         ws->out_end -= ws->out_start;
@@ -199,7 +201,8 @@ static void output_append(struct cb_ws *ws, const uint8_t *data, size_t len)
 
 void cb_ws_pending_output(struct cb_ws *ws, const uint8_t **data, size_t *len)
 {
-    *data = ws->out + ws->out_start;
+    /* ws->out is NULL until the first output: NULL + 0 is undefined in C. */
+    *data = ws->out ? ws->out + ws->out_start : NULL;
     *len = cb_ws_output_size(ws);
 }
 
