@@ -252,6 +252,11 @@ int main(int argc, char **argv)
     if (key_cmd)
         return key_create(argc, argv, &d);
     cb_log_setup(d.cfg.log_json, getenv("CELLBOX_DEBUG") ? CB_LOG_DEBUG : CB_LOG_INFO);
+    /* Archive transfers and file operations hold a worker thread for their
+     * whole duration; libuv's default pool of 4 would let four slow clients
+     * stall every tenant's worker-pool work. Must be set before the pool
+     * starts; an operator's explicit setting wins. */
+    setenv("UV_THREADPOOL_SIZE", "64", 0);
     d.loop = uv_default_loop();
     d.metrics = cb_metrics_new();
     d.started_at = cb_wall_time();

@@ -53,6 +53,12 @@ static int check_state_dir_searchable(const char *state_dir, struct cb_error **e
     if (strlen(state_dir) >= sizeof path)
         return cb_error_set(err, ENAMETOOLONG, CB_ERR_BAD_REQUEST, "state_dir too long");
     strcpy(path, state_dir);
+    /* The state dir itself is ours: open_layout makes it 0711. */
+    char *last = strrchr(path, '/');
+    if (last && last != path)
+        *last = 0;
+    else
+        return 0;
     for (;;) {
         struct stat st;
         if (stat(path, &st) == 0 && S_ISDIR(st.st_mode) && !(st.st_mode & S_IXOTH))

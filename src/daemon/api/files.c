@@ -6,6 +6,7 @@
  * in chunks and sent as the client takes them. */
 #include <fcntl.h>
 #include <sys/fsuid.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,7 +16,17 @@
 
 #define CHUNK (256 * 1024)
 
-enum fs_kind { FS_STAT, FS_LIST, FS_MKDIR, FS_MOVE, FS_REMOVE, FS_OPEN_READ, FS_OPEN_WRITE };
+enum fs_kind {
+    FS_STAT, FS_LIST, FS_MKDIR, FS_MOVE, FS_REMOVE, FS_OPEN_READ, FS_OPEN_WRITE,
+    FS_EXTRACT, FS_ARCHIVE, FS_WATCH,
+};
+
+/* Tar entries one upload may create: far beyond real trees, but a bound on
+ * the inodes and work a single request can cause. */
+#define MAX_TAR_ENTRIES 1000000
+/* After a failed extraction, read and drop at most this much of the rest of
+ * the body so the client gets the error instead of a reset connection. */
+#define MAX_DRAIN (16ULL * 1024 * 1024)
 
 struct fs_job {
     uv_work_t w;
@@ -39,9 +50,23 @@ struct fs_job {
     uint64_t offset, remaining, written;
     bool writing, body_done, failed, reading, opened;
     uv_after_work_cb after;
+    /* archives and watches: the loop's side is a libuv handle, freed only
+     * once closed (handles counts the open ones; dead = job_free called) */
+    int worker_fd;      /* pipe end the pool job uses; the job closes it */
+    uv_pipe_t pipe;     /* the loop's end of that pipe */
+    bool pipe_open;
+    uv_write_t wreq;
+    uv_poll_t poll;
+    bool poll_open, polling;
+    struct cb_fs_watch *watch;
+    struct cb_exit_listener exit_l;
+    bool attached, listening;
+    bool worker_done, responded, draining, pipe_broken, eof;
+    int handles;
+    bool dead;
 };
 
-static void job_free(struct fs_job *j)
+static void job_destroy(struct fs_job *j)
 {
     if (j->root >= 0)
         close(j->root);
@@ -55,8 +80,40 @@ static void job_free(struct fs_job *j)
     free(j->items);
     cb_error_free(j->err);
     free(j->buf);
+    if (j->worker_fd >= 0)
+        close(j->worker_fd);
+    cb_fs_watch_close(j->watch); /* after its poll handle closed */
     cb_sbx_unref(j->s);
     free(j);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct fs_job *j = h->data;
+    if (--j->handles == 0 && j->dead)
+        job_destroy(j);
+}
+
+static void pipe_close(struct fs_job *j)
+{
+    if (!j->pipe_open)
+        return;
+    j->pipe_open = false;
+    uv_close((uv_handle_t *)&j->pipe, handle_closed); /* cancels a pending write */
+}
+
+/* Free now, or once the job's libuv handles have closed. Never called while
+ * the pool job runs: only from its after callback or before it started. */
+static void job_free(struct fs_job *j)
+{
+    j->dead = true;
+    pipe_close(j);
+    if (j->poll_open) {
+        j->poll_open = false;
+        uv_close((uv_handle_t *)&j->poll, handle_closed);
+    }
+    if (j->handles == 0)
+        job_destroy(j);
 }
 
 static const char *type_name(enum cb_fs_type t)
@@ -123,8 +180,25 @@ static void work_cb(uv_work_t *w)
     case FS_OPEN_WRITE:
         j->result = cb_fs_open_write(j->root, j->path, j->mode, j->flag, &j->own, &j->err);
         break;
+    case FS_EXTRACT:
+        j->result = cb_fs_archive_extract(j->root, j->path, j->worker_fd, &j->own,
+                                          j->s->d->cfg.max_upload, MAX_TAR_ENTRIES, &j->err);
+        break;
+    case FS_ARCHIVE:
+        j->result = cb_fs_archive_create_as(j->root, j->path, j->worker_fd, &j->own, &j->err);
+        break;
+    case FS_WATCH:
+        j->result = cb_fs_watch_open(j->root, j->path, j->flag, &j->watch, &j->err);
+        break;
     }
     become_root();
+    if (j->kind == FS_EXTRACT || j->kind == FS_ARCHIVE) {
+        /* Closing our end here, on the pool, is what tells the loop's side
+         * the transfer is over: the uploader's writes fail with EPIPE
+         * instead of blocking, the downloader reads EOF. */
+        close(j->worker_fd);
+        j->worker_fd = -1;
+    }
 }
 
 static void after_simple(uv_work_t *w, int status)
@@ -190,6 +264,7 @@ static struct fs_job *new_job(struct cb_http_req *req, enum fs_kind kind, const 
     j->kind = kind;
     j->root = -1;
     j->result = -1;
+    j->worker_fd = -1;
     j->path = norm;
     return j;
 }
@@ -460,10 +535,27 @@ static void write_cb(uv_fs_t *r)
         cb_http_body_resume(j->req);
 }
 
+/* Is the rest of the body known (Content-Length) and small enough to drain? */
+static bool put_rest_small(const struct fs_job *j)
+{
+    const struct cb_http_req *req = j->req;
+    return req->content_length != UINT64_MAX &&
+           req->content_length - req->body_len <= MAX_DRAIN;
+}
+
+/* The open failed before the body was over: answer once the (small) rest
+ * has been read, so the client sees the error rather than a reset. */
+static void write_fail_respond(struct fs_job *j)
+{
+    j->req->data = NULL;
+    cb_http_respond_cb_error(j->req, j->err);
+    job_free(j);
+}
+
 static int write_body(struct cb_http_req *req, const char *data, size_t len)
 {
     struct fs_job *j = req->data;
-    if (!j || j->failed)
+    if (!j || j->failed || j->draining)
         return 0;
     if (!j->opened) {
         /* The file is being opened on the pool: keep this chunk and pause
@@ -492,6 +584,10 @@ static int write_body(struct cb_http_req *req, const char *data, size_t len)
 static void write_body_end(struct cb_http_req *req)
 {
     struct fs_job *j = req->data;
+    if (j && j->draining) {
+        write_fail_respond(j);
+        return;
+    }
     if (!j || j->failed)
         return;
     j->body_done = true;
@@ -502,6 +598,10 @@ static void write_body_end(struct cb_http_req *req)
 static void write_abort(struct cb_http_req *req)
 {
     struct fs_job *j = req->data;
+    if (j && j->draining) {
+        write_fail_respond(j);
+        return;
+    }
     if (!j || j->writing || j->failed)
         return; /* write_cb sees the abort through the response no-op */
     j->failed = true;
@@ -514,10 +614,15 @@ static void after_open_write(uv_work_t *w, int status)
     struct fs_job *j = w->data;
     struct cb_http_req *req = j->req;
     if (j->result < 0) {
+        if (!req->message_complete && !req->aborted && put_rest_small(j)) {
+            free(j->buf); /* a chunk kept while opening */
+            j->buf = NULL;
+            j->draining = true;
+            cb_http_body_resume(req);
+            return;
+        }
         j->failed = true;
-        req->data = NULL;
-        cb_http_respond_cb_error(req, j->err);
-        job_free(j);
+        write_fail_respond(j);
         return;
     }
     if (req->aborted) {
@@ -567,23 +672,391 @@ void cb_api_files_write(struct cb_http_req *req)
     start_job(j, after_open_write);
 }
 
-void cb_api_files_watch(struct cb_http_req *req)
+/* ------------------------------------------------------ tar upload
+ *
+ * The body goes into a pipe whose read end a pool job hands to
+ * cb_fs_archive_extract (as the sandbox user). The loop writes with
+ * uv_try_write and, when the pipe is full, queues the rest and pauses the
+ * parser until it has gone in: at most one chunk is ever held in memory.
+ * The pool job closes the read end when it is done; the request is answered
+ * once both the job has finished and the body has been read (or dropped). */
+
+static void put_progress(struct fs_job *j);
+
+static void put_respond(struct fs_job *j)
 {
-    if (cb_api_sandbox(req))
-        cb_http_respond_error(req, CB_ERR_UNAVAILABLE,
-                              "file watching is not implemented in this version");
+    j->responded = true;
+    if (j->result < 0)
+        cb_http_respond_cb_error(j->req, j->err);
+    else
+        cb_http_respond_json(j->req, 201, json_pack("{s:s,s:i}", "path", j->path, "entries",
+                                                    j->result));
+    job_free(j);
+}
+
+static void put_progress(struct fs_job *j)
+{
+    if (j->responded || j->writing)
+        return;
+    if (j->worker_done) {
+        if (j->body_done || j->req->aborted || (j->result < 0 && !put_rest_small(j))) {
+            put_respond(j);
+            return;
+        }
+        /* The archive ended (or failed) before the body did: read and drop
+         * the rest (tar padding, usually) so the client gets the answer. */
+        j->draining = true;
+        cb_http_body_resume(j->req);
+        return;
+    }
+    if (j->pipe_broken)
+        return; /* the job is ending; its after callback comes next */
+    if (j->body_done || j->req->aborted) {
+        pipe_close(j); /* EOF for the extractor */
+        return;
+    }
+    cb_http_body_resume(j->req);
+}
+
+static void put_write_cb(uv_write_t *w, int status)
+{
+    struct fs_job *j = w->data;
+    free(j->buf);
+    j->buf = NULL;
+    j->writing = false;
+    if (status == UV_ECANCELED)
+        return; /* the pipe is closing: job_free or an abort closed it */
+    if (status < 0)
+        j->pipe_broken = true;
+    put_progress(j);
+}
+
+static int put_body(struct cb_http_req *req, const char *data, size_t len)
+{
+    struct fs_job *j = req->data;
+    if (j->draining || j->worker_done || j->pipe_broken || !j->pipe_open)
+        return 0;
+    uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+    int n = uv_try_write((uv_stream_t *)&j->pipe, &b, 1);
+    if (n == (int)len)
+        return 0;
+    if (n < 0 && n != UV_EAGAIN) {
+        /* EPIPE: the extractor stopped reading (it failed or the archive
+         * ended); wait for its answer with the parser paused. */
+        j->pipe_broken = true;
+        return 1;
+    }
+    size_t done = n > 0 ? (size_t)n : 0;
+    j->buf = cb_xmalloc(len - done);
+    memcpy(j->buf, data + done, len - done);
+    b = uv_buf_init(j->buf, (unsigned)(len - done));
+    j->wreq.data = j;
+    if (uv_write(&j->wreq, (uv_stream_t *)&j->pipe, &b, 1, put_write_cb) < 0) {
+        free(j->buf);
+        j->buf = NULL;
+        j->pipe_broken = true;
+        return 1;
+    }
+    j->writing = true;
+    return 1;
+}
+
+static void put_body_end(struct cb_http_req *req)
+{
+    struct fs_job *j = req->data;
+    j->body_done = true;
+    put_progress(j);
+}
+
+static void put_abort(struct cb_http_req *req)
+{
+    struct fs_job *j = req->data;
+    /* The extractor may be blocked reading: EOF ends it (with an error, the
+     * archive being truncated); its after callback finishes the request. */
+    j->writing = false;
+    pipe_close(j);
+    put_progress(j); /* answers now if the job is already over (draining) */
+}
+
+static void after_extract(uv_work_t *w, int status)
+{
+    struct fs_job *j = w->data;
+    j->worker_done = true;
+    put_progress(j);
+}
+
+/* A pipe for a transfer: the pool job's end stays blocking, the loop's end
+ * goes to libuv (which makes it non-blocking). loop_is_writer picks which. */
+static int transfer_pipe(struct fs_job *j, bool loop_is_writer)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0) {
+        cb_http_respond_error(j->req, CB_ERR_INTERNAL, "pipe: %s", strerror(errno));
+        return -1;
+    }
+    /* A bigger pipe means fewer wake-ups per MiB; failure is harmless. */
+    (void)fcntl(fds[1], F_SETPIPE_SZ, 1024 * 1024);
+    int loop_fd = loop_is_writer ? fds[1] : fds[0];
+    j->worker_fd = loop_is_writer ? fds[0] : fds[1];
+    uv_pipe_init(j->s->d->loop, &j->pipe, 0);
+    j->pipe.data = j;
+    j->handles++;
+    j->pipe_open = true;
+    if (uv_pipe_open(&j->pipe, loop_fd) < 0) {
+        close(loop_fd);
+        cb_http_respond_error(j->req, CB_ERR_INTERNAL, "pipe: cannot attach to the loop");
+        return -1;
+    }
+    return 0;
 }
 
 void cb_api_archive_put(struct cb_http_req *req)
 {
-    if (cb_api_sandbox(req))
-        cb_http_respond_error(req, CB_ERR_UNAVAILABLE,
-                              "tar upload is not implemented in this version");
+    struct fs_job *j = query_job(req, FS_EXTRACT);
+    if (!j)
+        return;
+    if (transfer_pipe(j, true) < 0) {
+        job_free(j);
+        return;
+    }
+    req->data = j;
+    req->on_body = put_body;
+    req->on_body_end = put_body_end;
+    req->on_abort = put_abort;
+    start_job(j, after_extract);
+}
+
+/* ---------------------------------------------------- tar download
+ *
+ * A pool job writes the tar into a pipe; the loop reads it and sends it
+ * chunked, stopping reads while the client's write queue is full (the job
+ * then blocks on the full pipe: memory stays bounded). Headers go out with
+ * the first bytes, so an error found before any output (no such path) is a
+ * proper error response. One found later can only cut the stream short: the
+ * tar then lacks its end blocks and tar readers report it truncated. */
+
+static void get_finish(struct fs_job *j)
+{
+    if (!j->worker_done || !j->eof || j->responded)
+        return;
+    j->responded = true;
+    if (j->result < 0 && !j->req->headers_sent)
+        cb_http_respond_cb_error(j->req, j->err);
+    else
+        cb_http_stream_end(j->req);
+    job_free(j);
+}
+
+static void get_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *b)
+{
+    struct fs_job *j = h->data;
+    (void)suggested;
+    if (!j->buf)
+        j->buf = cb_xmalloc(CHUNK);
+    *b = uv_buf_init(j->buf, CHUNK);
+}
+
+static void get_read(uv_stream_t *st, ssize_t n, const uv_buf_t *b)
+{
+    struct fs_job *j = st->data;
+    (void)b;
+    if (n == 0)
+        return;
+    if (n < 0) { /* EOF (the job closed its end) or a read error */
+        j->eof = true;
+        pipe_close(j);
+        get_finish(j);
+        return;
+    }
+    if (!j->req->headers_sent)
+        cb_http_stream_begin(j->req, 200, "application/x-tar", -1, NULL);
+    cb_http_stream_write(j->req, j->buf, (size_t)n);
+    if (cb_http_congested(j->req)) {
+        j->reading = false;
+        uv_read_stop(st);
+    }
+}
+
+static void get_drain(struct cb_http_req *req)
+{
+    struct fs_job *j = req->data;
+    if (!j->reading && j->pipe_open && !j->responded) {
+        j->reading = true;
+        uv_read_start((uv_stream_t *)&j->pipe, get_alloc, get_read);
+    }
+}
+
+static void get_abort(struct cb_http_req *req)
+{
+    struct fs_job *j = req->data;
+    /* Closing our end makes the job's next write fail (EPIPE; SIGPIPE is
+     * ignored by the daemon), so it ends instead of blocking forever. */
+    j->eof = true;
+    pipe_close(j);
+    get_finish(j);
+}
+
+static void after_archive(uv_work_t *w, int status)
+{
+    struct fs_job *j = w->data;
+    j->worker_done = true;
+    get_finish(j);
 }
 
 void cb_api_archive_get(struct cb_http_req *req)
 {
-    if (cb_api_sandbox(req))
-        cb_http_respond_error(req, CB_ERR_UNAVAILABLE,
-                              "tar download is not implemented in this version");
+    struct fs_job *j = query_job(req, FS_ARCHIVE);
+    if (!j)
+        return;
+    if (transfer_pipe(j, false) < 0) {
+        job_free(j);
+        return;
+    }
+    req->data = j;
+    req->on_drain = get_drain;
+    req->on_abort = get_abort;
+    j->reading = true;
+    uv_read_start((uv_stream_t *)&j->pipe, get_alloc, get_read);
+    start_job(j, after_archive);
+}
+
+/* ---------------------------------------------------------- watching
+ *
+ * The inotify instance is opened on the pool (it resolves the path); its fd
+ * is then polled on the loop. cb_fs_watch_read is non-blocking, but it
+ * opens newly created directories below the root to watch them, so it runs
+ * as the sandbox user like every other path resolution. The stream ends
+ * when the client goes away or the sandbox's init connection ends (stop,
+ * delete, init death), and counts as attached for the idle sweep. */
+
+static const char *event_name(enum cb_fs_event_type t)
+{
+    switch (t) {
+    case CB_FS_EV_CREATE: return "create";
+    case CB_FS_EV_MODIFY: return "modify";
+    case CB_FS_EV_DELETE: return "delete";
+    case CB_FS_EV_MOVE: return "move";
+    }
+    return "other";
+}
+
+static void watch_end(struct fs_job *j, json_t *last)
+{
+    if (j->responded)
+        return;
+    j->responded = true;
+    if (j->listening)
+        cb_sbx_remove_exit_listener(j->s, &j->exit_l);
+    if (j->attached)
+        j->s->attached--;
+    if (last)
+        cb_http_stream_event(j->req, last);
+    cb_http_stream_end(j->req);
+    job_free(j); /* closes the poll handle, then the inotify fd */
+}
+
+static void watch_poll_cb(uv_poll_t *p, int status, int events)
+{
+    struct fs_job *j = p->data;
+    (void)events;
+    if (status < 0) {
+        watch_end(j, json_pack("{s:s,s:s}", "type", "error", "message", uv_strerror(status)));
+        return;
+    }
+    struct cb_fs_event *ev = NULL;
+    struct cb_error *err = NULL;
+    become_owner(&j->own);
+    int n = cb_fs_watch_read(j->watch, &ev, &err);
+    become_root();
+    for (int i = 0; i < n; i++)
+        cb_http_stream_event(j->req, json_pack("{s:s,s:s}", "type", event_name(ev[i].type),
+                                               "path", ev[i].path));
+    if (n > 0)
+        cb_fs_events_free(ev, n);
+    if (n < 0) {
+        /* Lost events (queue overflow) or a broken instance: say so and
+         * end, the client re-lists and re-watches. */
+        json_t *last = json_pack("{s:s,s:s}", "type", "error", "message",
+                                 err && err->message ? err->message : "watch failed");
+        cb_error_free(err);
+        watch_end(j, last);
+        return;
+    }
+    if (n > 0)
+        cb_sbx_touch(j->s);
+    if (cb_http_congested(j->req) && j->polling) {
+        j->polling = false; /* events wait in the kernel queue meanwhile */
+        uv_poll_stop(p);
+    }
+}
+
+static void watch_drain(struct cb_http_req *req)
+{
+    struct fs_job *j = req->data;
+    if (!j->polling && j->poll_open && !j->responded) {
+        j->polling = true;
+        uv_poll_start(&j->poll, UV_READABLE, watch_poll_cb);
+    }
+}
+
+static void watch_abort(struct cb_http_req *req)
+{
+    watch_end(req->data, NULL);
+}
+
+static void watch_sandbox_gone(struct cb_exit_listener *l, const struct cb_exit_info *info)
+{
+    struct fs_job *j = (struct fs_job *)((char *)l - offsetof(struct fs_job, exit_l));
+    (void)info;
+    j->listening = false; /* notify_exit removed it already */
+    watch_end(j, json_pack("{s:s,s:s}", "type", "end", "reason", "sandbox stopped"));
+}
+
+static void after_watch_open(uv_work_t *w, int status)
+{
+    struct fs_job *j = w->data;
+    struct cb_http_req *req = j->req;
+    if (j->result < 0 || req->aborted) {
+        j->responded = true;
+        if (j->result < 0)
+            cb_http_respond_cb_error(req, j->err);
+        else
+            cb_http_respond_error(req, CB_ERR_BAD_REQUEST, "client went away");
+        job_free(j);
+        return;
+    }
+    if (!j->s->initc) { /* stopped while the watch was being set up */
+        j->responded = true;
+        cb_http_respond_error(req, CB_ERR_CONFLICT, "sandbox is stopped; start it first");
+        job_free(j);
+        return;
+    }
+    uv_poll_init(j->s->d->loop, &j->poll, cb_fs_watch_fd(j->watch));
+    j->poll.data = j;
+    j->handles++;
+    j->poll_open = true;
+    j->polling = true;
+    uv_poll_start(&j->poll, UV_READABLE, watch_poll_cb);
+    /* Any pid never matches: only the "connection lost" broadcast calls it. */
+    j->exit_l = (struct cb_exit_listener){.pid = UINT32_MAX, .fn = watch_sandbox_gone};
+    cb_sbx_add_exit_listener(j->s, &j->exit_l);
+    j->listening = true;
+    j->s->attached++;
+    j->attached = true;
+    req->data = j;
+    req->on_drain = watch_drain;
+    req->on_abort = watch_abort;
+    cb_http_stream_begin_events(req, req->format);
+}
+
+void cb_api_files_watch(struct cb_http_req *req)
+{
+    req->format = cb_http_accept_stream(req);
+    if (req->format == CB_FMT_NONE)
+        req->format = CB_FMT_NDJSON;
+    struct fs_job *j = query_job(req, FS_WATCH);
+    if (!j)
+        return;
+    j->flag = cb_http_query_bool(req, "recursive");
+    start_job(j, after_watch_open);
 }
