@@ -93,6 +93,7 @@ const char *cb_http_status_text(int status)
     case 413: return "Payload Too Large";
     case 414: return "URI Too Long";
     case 416: return "Range Not Satisfiable";
+    case 426: return "Upgrade Required";
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
@@ -442,6 +443,37 @@ void cb_http_body_resume(struct cb_http_req *r)
     c->paused = false;
     http_parser_pause(&c->parser, 0);
     conn_process(c);
+}
+
+int cb_http_upgrade(struct cb_http_req *r, int *fd, char **rest, size_t *rest_len)
+{
+    struct cb_http_conn *c = r->conn;
+    if (r->finished || r->aborted || r->headers_sent || c->closing || c->in_execute)
+        return -EBUSY;
+    uv_os_fd_t old;
+    if (uv_fileno(&c->h.handle, &old) < 0)
+        return -EBADF;
+    /* A duplicate keeps the socket open after the server closes its handle;
+     * uv_close only closes the server's descriptor (and drops it from epoll),
+     * never shutdown(2), so the new owner's stream is untouched. */
+    int nfd = fcntl(old, F_DUPFD_CLOEXEC, 3);
+    if (nfd < 0)
+        return -errno;
+    *fd = nfd;
+    *rest = NULL;
+    *rest_len = 0;
+    if (c->rlen) {
+        *rest = cb_xmalloc(c->rlen);
+        memcpy(*rest, c->rbuf, c->rlen);
+        *rest_len = c->rlen;
+        c->rlen = 0;
+    }
+    r->status = 101;
+    r->headers_sent = true;
+    r->finished = true;
+    conn_close(c);
+    conn_request_done(c); /* on_done (logs, metrics), then the conn is freed */
+    return 0;
 }
 
 /* --------------------------------------------------------------- parsing */

@@ -152,6 +152,18 @@ bool cb_http_congested(const struct cb_http_req *req);
 /* Resume a body paused by on_body returning 1 (never from inside on_body). */
 void cb_http_body_resume(struct cb_http_req *req);
 
+/* Protocol switch (WebSocket): take the request's connection away from the
+ * HTTP server. Call after deciding to answer 101 and before writing anything;
+ * not from inside on_headers (the request must have been dispatched from a
+ * callback after on_request returned). On success the request is finished
+ * (status 101 for logs/metrics), the server closes its handle, and the caller
+ * owns *fd (a CLOEXEC duplicate of the socket, still non-blocking) plus the
+ * bytes the client already sent past the request (*rest, malloc'd, may be
+ * NULL with *rest_len 0). The caller writes the 101 response itself.
+ * Returns 0, -EBUSY (headers already sent, request finished or aborted, or
+ * the parser is running), or a negative errno from dup. */
+int cb_http_upgrade(struct cb_http_req *req, int *fd, char **rest, size_t *rest_len);
+
 const char *cb_http_status_text(int status);
 
 #endif

@@ -38,10 +38,10 @@ const struct cb_route cb_routes[] = {
     {"GET", SB "/processes/{pid}/output", cb_api_process_output, 0},
     {"GET", SB "/processes/{pid}/wait", cb_api_process_wait, 0},
 
-    {"POST", SB "/ptys", U, 0},
-    {"GET", SB "/ptys", U, 0},
-    {"DELETE", SB "/ptys/{pty_id}", U, 0},
-    {"GET", SB "/ptys/{pty_id}/ws", U, 0},
+    {"POST", SB "/ptys", cb_api_pty_create, 0},
+    {"GET", SB "/ptys", cb_api_pty_list, 0},
+    {"DELETE", SB "/ptys/{pty_id}", cb_api_pty_delete, 0},
+    {"GET", SB "/ptys/{pty_id}/ws", cb_api_pty_ws, 0},
 
     {"GET", SB "/files", cb_api_files_read, 0},
     {"PUT", SB "/files", cb_api_files_write, CB_ROUTE_STREAM_BODY},

@@ -50,6 +50,11 @@ void cb_api_process_signal(struct cb_http_req *req);
 void cb_api_process_stdin(struct cb_http_req *req);
 void cb_api_process_output(struct cb_http_req *req);
 void cb_api_process_wait(struct cb_http_req *req);
+/* ptys.c */
+void cb_api_pty_create(struct cb_http_req *req);
+void cb_api_pty_list(struct cb_http_req *req);
+void cb_api_pty_delete(struct cb_http_req *req);
+void cb_api_pty_ws(struct cb_http_req *req);
 /* files.c */
 void cb_api_files_read(struct cb_http_req *req);
 void cb_api_files_write(struct cb_http_req *req);
