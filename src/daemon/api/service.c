@@ -81,8 +81,6 @@ void cb_api_unavailable(struct cb_http_req *req)
         why = "standby needs the gvisor tier, which is not implemented in this version";
     else if (strstr(p, "/fork"))
         why = "fork is not implemented in this version";
-    else if (strstr(p, "/ptys"))
-        why = "terminals (PTYs) are not implemented in this version";
     else if (strstr(p, "/ports"))
         why = "ports and preview URLs are not implemented in this version";
     else if (strstr(p, "snapshots"))
