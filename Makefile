@@ -17,7 +17,7 @@ endif
 CFLAGS   += $(WARN) -MMD -MP
 
 DAEMON_LIBS := -luv -lsqlite3 -ljansson -lhttp_parser -lwslay -lseccomp -larchive -lcrypto -lpthread
-CLI_LIBS    := -ljansson -lhttp_parser
+CLI_LIBS    := -ljansson -lhttp_parser -lwslay
 
 LIB_SRCS    := $(wildcard src/lib/*.c)
 DAEMON_SRCS := $(filter-out src/daemon/main.c,$(wildcard src/daemon/*.c src/daemon/api/*.c))

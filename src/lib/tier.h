@@ -36,6 +36,9 @@ struct cb_runtime_config {
     uint64_t volume_bytes;     /* size of the quota volume image when one must
                                   be created (see docs/operations.md); 0 = default */
     bool no_disk_quota;        /* run without the quota volume (info says so) */
+    bool allow_weaken;         /* honour cb_sandbox_spec.weaken; only the test
+                                  driver (tests/tools/cbrun) sets it, cellboxd
+                                  never does */
 };
 
 struct cb_limits {
@@ -53,6 +56,18 @@ struct cb_sandbox_spec {
     struct cb_limits limits;
     bool internet;            /* reserved for the network issue; container tier
                                  currently gives loopback only */
+    unsigned weaken;          /* CB_WEAKEN_* bits; ignored unless the runtime
+                                 config has allow_weaken */
+};
+
+/* Deliberate weakenings of the hardening, for the security battery's control
+ * runs only: each escape test is run once against a sandbox missing the
+ * defence it relies on, to show the test really detects the escape and so
+ * cannot pass vacuously. Never reachable from the API. */
+enum cb_weaken {
+    CB_WEAKEN_NO_SECCOMP = 1u << 0, /* no seccomp filter */
+    CB_WEAKEN_ALL_CAPS = 1u << 1,   /* keep the full bounding set, no securebits lock */
+    CB_WEAKEN_OPEN_PROC = 1u << 2,  /* no /proc masks or read-only paths */
 };
 
 enum cb_sandbox_run_state {
