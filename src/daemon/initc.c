@@ -148,6 +148,20 @@ int cb_initc_send(struct cb_initc *c, struct cb_builder *b, bool multi, int want
     return 0;
 }
 
+int cb_initc_signal(struct cb_initc *c, uint32_t pid, int signo, bool tree)
+{
+    if (!c || c->dead)
+        return -EPIPE;
+    struct cb_builder b;
+    cb_builder_init(&b, CB_MSG_SIGNAL, cb_initc_next_id(c));
+    cb_builder_u32(&b, CB_F_PID, pid);
+    cb_builder_u32(&b, CB_F_SIGNO, (uint32_t)signo);
+    cb_builder_u32(&b, CB_F_TREE, tree ? 1 : 0);
+    int r = cb_builder_finish(&b) == 0 ? cb_initc_send(c, &b, false, 0, NULL, NULL) : -EMSGSIZE;
+    cb_builder_free(&b);
+    return r;
+}
+
 void cb_initc_cancel(struct cb_initc *c, uint32_t request_id)
 {
     if (!c)

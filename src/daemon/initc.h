@@ -37,6 +37,9 @@ uint32_t cb_initc_next_id(struct cb_initc *c);
  * or -EPIPE when the connection is gone (cb is not called then). */
 int cb_initc_send(struct cb_initc *c, struct cb_builder *b, bool multi, int want_fds,
                   cb_initc_reply_cb cb, void *arg);
+/* Fire and forget: signal pid (and its process tree when tree) inside the
+ * sandbox. Returns 0 or a negative errno when the connection is gone. */
+int cb_initc_signal(struct cb_initc *c, uint32_t pid, int signo, bool tree);
 /* Forget the callback of a pending request (its later frames are dropped). */
 void cb_initc_cancel(struct cb_initc *c, uint32_t request_id);
 bool cb_initc_alive(const struct cb_initc *c);

@@ -82,6 +82,8 @@ def test_exec_streamed(daemon, sandbox):
     events = list(daemon.stream("POST", sbpath(sandbox, "/exec"),
                                 {"cmd": "echo a; echo b >&2; echo c"}))
     assert events[-1]["type"] == "exit" and events[-1]["exit_code"] == 0
+    # The first event names the process, so a client can signal it early.
+    assert events[0]["type"] == "start" and events[0]["pid"] == events[-1]["pid"] > 0
     seqs = [e["seq"] for e in events]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
     out = "".join(e.get("data", "") for e in events if e["type"] == "stdout")
@@ -89,6 +91,39 @@ def test_exec_streamed(daemon, sandbox):
     sse = list(daemon.stream("POST", sbpath(sandbox, "/exec"), {"cmd": "echo x"},
                              accept="text/event-stream"))
     assert sse[-1]["type"] == "exit"
+
+
+def test_exec_stream_client_gone_hangs_up(daemon, sandbox):
+    """A streamed exec whose client disconnects gets SIGHUP (then SIGKILL
+    after the grace time), like a process whose terminal closed."""
+    cmd = ("trap 'echo hup > /tmp/hup; exit 1' HUP; echo ready; "
+           "while :; do sleep 0.1; done")
+    conn = daemon.connection()
+    conn.request("POST", sbpath(sandbox, "/exec"), body=json_body({"cmd": cmd}),
+                 headers={"Content-Type": "application/json",
+                          "Accept": "application/x-ndjson"})
+    resp = conn.getresponse()
+    first = resp.readline()
+    assert b'"start"' in first
+    while b"ready" not in resp.readline():
+        pass
+    conn.sock.shutdown(2)
+    conn.close()
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        r = daemon.request("GET", sbpath(sandbox, "/files?path=/tmp/hup"))
+        if r.status == 200:
+            break
+        time.sleep(0.1)
+    assert r.status == 200 and r.body == b"hup\n"
+    # Nothing of it keeps running.
+    ps = daemon.exec(sandbox["id"], cmd="ps -eo args 2>/dev/null || ls /proc")
+    assert "trap" not in ps["stdout"]
+
+
+def json_body(obj):
+    import json
+    return json.dumps(obj).encode()
 
 
 def test_stop_start_pause_resume(daemon, sandbox):

@@ -592,9 +592,12 @@ class Sandbox:
         stdin: StdinData = None,
         timeout: Optional[float] = None,
     ) -> Iterator[ExecEvent]:
-        """Run a command and yield its output events as they happen
-        (``stdout``/``stderr`` with bytes in ``data``), ending with an
-        ``exit`` event carrying ``exit_code`` and ``signal``."""
+        """Run a command and yield its events as they happen: first
+        ``start`` (``raw["pid"]`` names the process, so it can be signalled
+        with ``processes.signal``), then ``stdout``/``stderr`` with bytes in
+        ``data``, ending with an ``exit`` event carrying ``exit_code`` and
+        ``signal``. Leaving the iterator early closes the stream, which hangs
+        the process up (SIGHUP, then SIGKILL after a grace time)."""
         body = _exec_body(command, env, cwd, user, stdin, timeout)
         lines = self._client.stream("POST", self._path("/exec"), json_body=body, timeout=None)
         for line in lines:

@@ -8,6 +8,7 @@
  * output is forwarded as events as it arrives; when the client reads slowly
  * the daemon stops reading the pipes (the process then blocks on write)
  * instead of buffering without bound. */
+#include <signal.h>
 #include <string.h>
 
 #include "api.h"
@@ -144,8 +145,17 @@ struct exec_op {
     struct cb_exit_listener exit_l;
     struct cb_exit_info exit;
     bool exited, answered;
+    bool client_gone;     /* the HTTP client went away before the end */
+    uv_timer_t kill_timer; /* SIGKILL after the hang-up grace time */
+    bool timer_open;
     uint64_t cap;
 };
+
+/* A client that goes away (the CLI killed, a dropped connection) ends the
+ * process it started, as a closed terminal does: SIGHUP to the process tree,
+ * then SIGKILL if it is still there after this grace time. A process meant to
+ * outlive its client belongs in POST /processes. */
+#define EXEC_HANGUP_GRACE_MS 5000
 
 static void op_free(struct exec_op *op)
 {
@@ -221,6 +231,10 @@ static void maybe_finish(struct exec_op *op)
     op->answered = true;
     cb_metrics_exec(op->s->d->metrics, (double)(cb_now_ns() - op->t0) / 1e9);
     forget_process(op);
+    if (op->timer_open) {
+        op->timer_open = false;
+        uv_close((uv_handle_t *)&op->kill_timer, pipe_closed_cb);
+    }
     if (op->streaming) {
         json_t *ev = result_json(op);
         json_object_set_new(ev, "type", json_string("exit"));
@@ -310,6 +324,33 @@ static void on_drain(struct cb_http_req *req)
             uv_read_start((uv_stream_t *)&op->pipes[i], alloc_cb, read_cb);
 }
 
+static void kill_timer_cb(uv_timer_t *t)
+{
+    struct exec_op *op = t->data;
+    if (!op->exited)
+        cb_initc_signal(op->s->initc, op->pid, SIGKILL, true);
+}
+
+static void hang_up(struct exec_op *op)
+{
+    if (op->exited || op->timer_open)
+        return;
+    cb_initc_signal(op->s->initc, op->pid, SIGHUP, true);
+    uv_timer_init(op->s->d->loop, &op->kill_timer);
+    op->kill_timer.data = op;
+    op->timer_open = true;
+    op->open_handles++;
+    uv_timer_start(&op->kill_timer, kill_timer_cb, EXEC_HANGUP_GRACE_MS, 0);
+}
+
+static void exec_abort(struct cb_http_req *req)
+{
+    struct exec_op *op = req->data;
+    op->client_gone = true;
+    if (op->pid) /* else spawned_cb hangs up as soon as there is a pid */
+        hang_up(op);
+}
+
 static void stdin_written_cb(uv_write_t *w, int status)
 {
     close_pipe(w->data, 0);
@@ -374,11 +415,17 @@ static void spawned_cb(void *arg, const struct cb_frame_header *h, const uint8_t
     cb_sbx_add_exit_listener(op->s, &op->exit_l);
     if (op->streaming) {
         op->s->attached++;
-        op->req->data = op;
         op->req->on_drain = on_drain;
         cb_http_stream_begin_events(op->req, op->fmt);
+        /* First event: the pid, so a client can signal the process (the CLI
+         * forwards Ctrl-C) before any output arrives. */
+        cb_http_stream_event(op->req, json_pack("{s:s,s:I,s:I}", "type", "start", "pid",
+                                                (json_int_t)op->pid, "proc_id",
+                                                (json_int_t)op->proc_id));
     }
     start_pipes(op, fds);
+    if (op->client_gone)
+        hang_up(op);
 }
 
 static void exec_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
@@ -438,6 +485,8 @@ void cb_api_exec(struct cb_http_req *req)
     op->cap = s->d->cfg.exec_output_cap;
     op->fmt = cb_http_accept_stream(req);
     op->streaming = op->fmt != CB_FMT_NONE;
+    req->data = op;
+    req->on_abort = exec_abort;
     struct cb_error *err = NULL;
     if (take_stdin(op, &err) < 0) {
         op->answered = true;
