@@ -266,6 +266,8 @@ int cli_exec_stream(const struct cli_ctx *ctx, const char *id, json_t *body)
     return run_stream(ctx, id, "POST", target, body, 1);
 }
 
+#define CLI_MAX_EXEC_STDIN (64 << 20)
+
 int cli_exec_attach_stdin(json_t *body)
 {
     if (isatty(STDIN_FILENO))
@@ -277,6 +279,15 @@ int cli_exec_attach_stdin(json_t *body)
         return 0; /* stdin closed: nothing to forward */
     if (rc < 0) {
         fprintf(stderr, "cellbox: reading stdin: %s\n", strerror(-rc));
+        return -1;
+    }
+    /* The daemon takes exec bodies up to 96 MiB, stdin travelling as base64
+     * (4/3 of its size): say so here rather than send a doomed request. */
+    if (len > CLI_MAX_EXEC_STDIN) {
+        fprintf(stderr,
+                "cellbox: stdin is %zu MiB, more than exec takes (%d MiB); copy the data in "
+                "with 'cellbox cp' and redirect from the file instead\n",
+                len >> 20, CLI_MAX_EXEC_STDIN >> 20);
         return -1;
     }
     if (len > 0) {
@@ -339,7 +350,8 @@ static const char exec_help[] =
     "usage: cellbox exec ID [OPTIONS] -- ARGV...\n"
     "Runs ARGV in the sandbox, streaming stdout and stderr live, and exits with its\n"
     "exit code (128+N when killed by signal N). Stdin is forwarded when it is not a\n"
-    "terminal. Ctrl-C sends SIGINT to the process.\n"
+    "terminal (up to 64 MiB). Ctrl-C sends SIGINT to the process; a second Ctrl-C\n"
+    "detaches, which hangs the process up (SIGHUP).\n"
     "  --cwd DIR          working directory\n"
     "  --env K=V          environment (repeatable)\n"
     "  --user USER        user | root\n"

@@ -614,6 +614,11 @@ static int dispatch_stream(struct cb_http_conn *c, struct cb_http_req *r)
     return 0;
 }
 
+static uint64_t req_max_body(const struct cb_http_conn *c, const struct cb_http_req *r)
+{
+    return r->max_body ? r->max_body : c->srv->limits.max_body;
+}
+
 static int on_headers_complete(http_parser *p)
 {
     struct cb_http_conn *c = p->data;
@@ -643,7 +648,7 @@ static int on_headers_complete(http_parser *p)
         }
         return dispatch_stream(c, r);
     }
-    if (r->content_length != UINT64_MAX && r->content_length > c->srv->limits.max_body) {
+    if (r->content_length != UINT64_MAX && r->content_length > req_max_body(c, r)) {
         conn_reject(c, 413, "payload_too_large", "request body too large");
         return -1;
     }
@@ -671,7 +676,7 @@ static int on_body(http_parser *p, const char *at, size_t len)
     }
     if (r->started_ns)
         return 0; /* streamed route without a body sink: ignore the body */
-    if (r->body_len + len > c->srv->limits.max_body) {
+    if (r->body_len + len > req_max_body(c, r)) {
         conn_reject(c, 413, "payload_too_large", "request body too large");
         return -1;
     }

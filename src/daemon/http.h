@@ -62,6 +62,8 @@ struct cb_http_req {
     char *url;   /* raw request target */
     char *path;  /* url before '?' (not decoded; the router decodes segments) */
     char *query; /* after '?', or "" */
+    uint64_t max_body; /* buffered-body cap for this request, raised by
+                          on_headers for some routes; 0 = limits.max_body */
     int nheaders;
     char *header_names[CB_HTTP_MAX_HEADERS_HARD];
     char *header_values[CB_HTTP_MAX_HEADERS_HARD];

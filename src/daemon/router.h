@@ -24,7 +24,14 @@ enum cb_route_flags {
     CB_ROUTE_STREAM_BODY = 4, /* handler runs at end of headers and consumes
                                  the body as it arrives (uploads) */
     CB_ROUTE_TAIL = 8,
+    CB_ROUTE_LARGE_BODY = 16, /* buffered body up to CB_LARGE_BODY_MAX: commands
+                                 carry their stdin inline */
 };
+
+/* Exec and process-start bodies hold the command's stdin (base64 in JSON),
+ * so they may be far larger than other JSON bodies. Still capped: the body,
+ * its parse and the decoded stdin are all in memory at once. */
+#define CB_LARGE_BODY_MAX ((uint64_t)96 << 20)
 
 struct cb_route {
     const char *method;  /* "GET", "POST", ... */

@@ -28,8 +28,8 @@ const struct cb_route cb_routes[] = {
     {"POST", SB "/standby", U, 0},
     {"POST", SB "/fork", U, 0},
 
-    {"POST", SB "/exec", cb_api_exec, 0},
-    {"POST", SB "/processes", cb_api_process_start, 0},
+    {"POST", SB "/exec", cb_api_exec, CB_ROUTE_LARGE_BODY},
+    {"POST", SB "/processes", cb_api_process_start, CB_ROUTE_LARGE_BODY},
     {"GET", SB "/processes", cb_api_process_list, 0},
     {"GET", SB "/processes/{pid}", cb_api_process_get, 0},
     {"DELETE", SB "/processes/{pid}", cb_api_process_kill, 0},
@@ -105,6 +105,11 @@ enum cb_http_disposition cb_api_on_headers(struct cb_http_req *req)
 {
     int r = cb_router_match(cb_routes, cb_nroutes, req->method_name, req->path,
                             &req->match);
+    /* Only a caller we know may send a large body: an unknown one keeps the
+     * small cap and is answered 401 (or 413) without us holding 96 MiB. */
+    if (r == 0 && (req->match.route->flags & CB_ROUTE_LARGE_BODY) &&
+        cb_req_daemon(req)->cfg.max_body < CB_LARGE_BODY_MAX && authenticate(req) == 0)
+        req->max_body = CB_LARGE_BODY_MAX;
     if (r < 0 || !(req->match.route->flags & CB_ROUTE_STREAM_BODY))
         return CB_HTTP_BUFFER; /* answered in on_request, after the body */
     if (authenticate(req) < 0)

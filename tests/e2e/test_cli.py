@@ -207,6 +207,14 @@ def test_exec_streams_live(sock, sbid):
     assert p.wait(timeout=30) == 0
 
 
+def test_exec_pipes_large_stdin(sock, sbid):
+    import hashlib
+    data = os.urandom(5 << 20)
+    r = run_cli(sock, "exec", sbid, "--", "sha256sum", input=data)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
+
+
 def test_exec_ctrl_c_forwards_sigint(sock, sbid):
     p = subprocess.Popen(
         [CLI, "--socket", sock, "exec", sbid, "--", "sh", "-c", "trap 'echo got-int; exit 9' INT; echo ready; while :; do sleep 0.1; done"],

@@ -93,6 +93,16 @@ def test_exec_streamed(daemon, sandbox):
     assert sse[-1]["type"] == "exit"
 
 
+def test_exec_large_stdin(daemon, sandbox):
+    """Exec bodies may carry far more stdin than other JSON bodies (1 MiB)."""
+    import hashlib
+    data = os.urandom(8 << 20)
+    r = daemon.exec(sandbox["id"], argv=["sha256sum"],
+                    stdin_b64=base64.b64encode(data).decode(), timeout=60)
+    assert r["exit_code"] == 0
+    assert r["stdout"].split()[0] == hashlib.sha256(data).hexdigest()
+
+
 def test_exec_stream_client_gone_hangs_up(daemon, sandbox):
     """A streamed exec whose client disconnects gets SIGHUP (then SIGKILL
     after the grace time), like a process whose terminal closed."""

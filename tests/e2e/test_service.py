@@ -79,6 +79,25 @@ def test_oversized_body_413(daemon):
     assert data.startswith(b"HTTP/1.1 413")
 
 
+def test_large_exec_body_needs_a_known_caller(daemon):
+    """Exec bodies may be large (they carry stdin), but only for an
+    authenticated caller: an unknown one keeps the small cap."""
+    s = socket.create_connection(("127.0.0.1", daemon.port))
+    s.sendall(b"POST /v1/sandboxes/x/exec HTTP/1.1\r\nHost: x\r\n"
+              b"Content-Length: %d\r\n\r\n" % (8 << 20))
+    s.settimeout(5)
+    data = s.recv(4096)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 413"), data
+    key = daemon.create_key("bigbody")
+    s = socket.create_connection(("127.0.0.1", daemon.port))
+    s.sendall(b"POST /v1/sandboxes/x/exec HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+              b"Content-Length: %d\r\n\r\n" % (key.encode(), 200 << 20))
+    data = s.recv(4096)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 413"), data  # past the large cap too
+
+
 def test_oversized_headers_431(daemon):
     s = socket.socket(socket.AF_UNIX)
     s.connect(daemon.socket_path)
