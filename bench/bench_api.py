@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""API benchmarks of cellboxd (issue 3): prints figures, writes JSON.
+
+  exec round trip  POST /exec {"argv":["true"]} over one keep-alive unix-socket
+                   connection, p50/p99, against os.posix_spawn + waitpid of the
+                   same binary on the host in the same run (ratio)
+  churn            create + exec + delete per second, several clients at once
+  daemon memory    VmRSS of cellboxd with 0, 100 and 500 idle sandboxes
+  --idle N         N idle sandboxes (10000 is the issue's target): creation rate,
+                   /healthz and exec latency with all of them alive, daemon RSS,
+                   host memory used, fds
+
+It starts its own cellboxd on a temporary state dir (tests/e2e/cellboxd.py),
+or uses --socket PATH of a running one. Usage:
+  /usr/bin/python3 bench/bench_api.py [--quick] [--idle N] [--out bench/results/api.json]
+"""
+import argparse
+import concurrent.futures
+import json
+import os
+import socket
+import statistics
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+from cellboxd import Daemon  # noqa: E402
+
+
+class Conn:
+    """A minimal keep-alive HTTP/1.1 client over a unix socket: little enough
+    overhead that the figures are the daemon's, not the client's."""
+
+    def __init__(self, path):
+        self.s = socket.socket(socket.AF_UNIX)
+        self.s.connect(path)
+        self.buf = b""
+
+    def request(self, method, target, body=None):
+        data = json.dumps(body).encode() if body is not None else b""
+        head = "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % (method, target, len(data))
+        if data:
+            head += "Content-Type: application/json\r\n"
+        self.s.sendall(head.encode() + b"\r\n" + data)
+        while b"\r\n\r\n" not in self.buf:
+            self._more()
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        for line in lines[1:]:
+            k, _, v = line.partition(b":")
+            if k.strip().lower() == b"content-length":
+                length = int(v)
+        while len(self.buf) < length:
+            self._more()
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return status, (json.loads(body) if body else None)
+
+    def _more(self):
+        chunk = self.s.recv(65536)
+        if not chunk:
+            raise ConnectionError("daemon closed the connection")
+        self.buf += chunk
+
+    def close(self):
+        self.s.close()
+
+
+def pct(values, p):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100.0 * (len(values) - 1))))]
+
+
+def ms(values):
+    return {"p50_ms": round(pct(values, 50) * 1e3, 3), "p99_ms": round(pct(values, 99) * 1e3, 3),
+            "mean_ms": round(statistics.mean(values) * 1e3, 3), "n": len(values)}
+
+
+def spawn_baseline(binary, n):
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        pid = os.posix_spawn(binary, [binary], {})
+        os.waitpid(pid, 0)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def exec_round_trips(sock, sbid, n):
+    c = Conn(sock)
+    target = "/v1/sandboxes/%s/exec" % sbid
+    for _ in range(20):  # warm up
+        c.request("POST", target, {"argv": ["true"]})
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        status, r = c.request("POST", target, {"argv": ["true"]})
+        times.append(time.perf_counter() - t0)
+        assert status == 200 and r["exit_code"] == 0, r
+    c.close()
+    return times
+
+
+def churn(sock, seconds, clients):
+    stop = time.time() + seconds
+
+    def worker(_):
+        c = Conn(sock)
+        done, lat = 0, []
+        while time.time() < stop:
+            t0 = time.perf_counter()
+            st, sb = c.request("POST", "/v1/sandboxes", {})
+            assert st == 201, sb
+            st, r = c.request("POST", "/v1/sandboxes/%s/exec" % sb["id"], {"argv": ["true"]})
+            assert st == 200 and r["exit_code"] == 0, r
+            st, _ = c.request("DELETE", "/v1/sandboxes/%s" % sb["id"])
+            assert st == 204
+            lat.append(time.perf_counter() - t0)
+            done += 1
+        c.close()
+        return done, lat
+
+    t0 = time.time()
+    with concurrent.futures.ThreadPoolExecutor(clients) as ex:
+        results = list(ex.map(worker, range(clients)))
+    elapsed = time.time() - t0
+    total = sum(r[0] for r in results)
+    lat = [x for r in results for x in r[1]]
+    return {"clients": clients, "seconds": round(elapsed, 2), "cycles": total,
+            "per_second": round(total / elapsed, 1), "cycle_latency": ms(lat)}
+
+
+def rss_kib(pid):
+    for line in open("/proc/%d/status" % pid):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def mem_available_kib():
+    for line in open("/proc/meminfo"):
+        if line.startswith("MemAvailable:"):
+            return int(line.split()[1])
+    return 0
+
+
+def create_idle(sock, n, clients=4):
+    def worker(k):
+        c = Conn(sock)
+        ids = []
+        for _ in range(k):
+            st, sb = c.request("POST", "/v1/sandboxes", {"metadata": {"bench": "idle"}})
+            if st != 201:
+                raise RuntimeError("create failed after %d: %r" % (len(ids), sb))
+            ids.append(sb["id"])
+        c.close()
+        return ids
+
+    share = [n // clients + (1 if i < n % clients else 0) for i in range(clients)]
+    t0 = time.time()
+    with concurrent.futures.ThreadPoolExecutor(clients) as ex:
+        ids = [i for part in ex.map(worker, share) for i in part]
+    return ids, time.time() - t0
+
+
+def delete_all(sock, ids, clients=4):
+    def worker(part):
+        c = Conn(sock)
+        for i in part:
+            c.request("DELETE", "/v1/sandboxes/%s" % i)
+        c.close()
+    parts = [ids[i::clients] for i in range(clients)]
+    with concurrent.futures.ThreadPoolExecutor(clients) as ex:
+        list(ex.map(worker, parts))
+
+
+def latency_probe(sock, sbid, n=50):
+    c = Conn(sock)
+    health = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        assert c.request("GET", "/healthz")[0] == 200
+        health.append(time.perf_counter() - t0)
+    c.close()
+    return {"healthz": ms(health), "exec": ms(exec_round_trips(sock, sbid, n))}
+
+
+def memory_steps(d, steps):
+    out, ids = [], []
+    for target in steps:
+        more, _ = create_idle(d.socket_path, target - len(ids))
+        ids += more
+        time.sleep(1.0)
+        out.append({"idle_sandboxes": target, "daemon_rss_kib": rss_kib(d.proc.pid),
+                    "daemon_fds": d.fd_count()})
+        print("  %5d idle sandboxes: daemon RSS %6d KiB, %d fds"
+              % (target, out[-1]["daemon_rss_kib"], out[-1]["daemon_fds"]))
+    delete_all(d.socket_path, ids)
+    return out
+
+
+def idle_target(d, n):
+    avail0 = mem_available_kib()
+    ids, secs = create_idle(d.socket_path, n, clients=8)
+    time.sleep(2.0)
+    probe = latency_probe(d.socket_path, ids[len(ids) // 2])
+    res = {"idle_sandboxes": len(ids), "create_seconds": round(secs, 1),
+           "creates_per_second": round(len(ids) / secs, 1),
+           "daemon_rss_kib": rss_kib(d.proc.pid), "daemon_fds": d.fd_count(),
+           "host_memory_used_mib": round((avail0 - mem_available_kib()) / 1024.0, 1),
+           "with_all_alive": probe}
+    print("  %d idle sandboxes in %.1f s (%.0f/s); daemon RSS %d KiB, %d fds; host memory "
+          "used %.0f MiB; healthz p50 %.3f ms, exec p50 %.3f ms"
+          % (len(ids), secs, res["creates_per_second"], res["daemon_rss_kib"], res["daemon_fds"],
+             res["host_memory_used_mib"], probe["healthz"]["p50_ms"], probe["exec"]["p50_ms"]))
+    t0 = time.time()
+    delete_all(d.socket_path, ids, clients=8)
+    res["delete_seconds"] = round(time.time() - t0, 1)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
+    ap.add_argument("--idle", type=int, default=0, help="also hold N idle sandboxes")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "api.json"))
+    ap.add_argument("--daemon-args", default="", help="extra cellboxd arguments")
+    args = ap.parse_args()
+    n = 100 if args.quick else 1000
+    results = {"host": {"cpus": os.cpu_count(), "kernel": os.uname().release}}
+    with Daemon(extra_args=args.daemon_args.split()) as d:
+        st, sb = Conn(d.socket_path).request("POST", "/v1/sandboxes", {})
+        assert st == 201, sb
+        true_bin = "/usr/bin/true"
+        spawn = spawn_baseline(true_bin, n)
+        api = exec_round_trips(d.socket_path, sb["id"], n)
+        spawn2 = spawn_baseline(true_bin, n)  # again: the machine is noisy
+        spawn_all = spawn + spawn2
+        ratio = pct(api, 50) / pct(spawn_all, 50)
+        results["exec_round_trip"] = {"api": ms(api), "posix_spawn": ms(spawn_all),
+                                      "p50_ratio_api_vs_spawn": round(ratio, 2),
+                                      "target_ratio": 1.5}
+        print("exec round trip over the unix socket: p50 %.3f ms p99 %.3f ms"
+              % (pct(api, 50) * 1e3, pct(api, 99) * 1e3))
+        print("posix_spawn+wait of %s on the host: p50 %.3f ms p99 %.3f ms"
+              % (true_bin, pct(spawn_all, 50) * 1e3, pct(spawn_all, 99) * 1e3))
+        print("  ratio (p50) %.2fx (target <= 1.5x)" % ratio)
+        Conn(d.socket_path).request("DELETE", "/v1/sandboxes/%s" % sb["id"])
+
+        for clients in (1, 4):
+            c = churn(d.socket_path, 3 if args.quick else 10, clients)
+            results.setdefault("create_exec_delete", []).append(c)
+            print("create+exec+delete, %d client(s): %.1f/s (cycle p50 %.2f ms, p99 %.2f ms; "
+                  "target > 300/s)" % (clients, c["per_second"], c["cycle_latency"]["p50_ms"],
+                                       c["cycle_latency"]["p99_ms"]))
+
+        print("daemon memory:")
+        steps = [0, 20] if args.quick else [0, 100, 500]
+        results["daemon_memory"] = memory_steps(d, steps)
+        if args.idle:
+            print("idle target:")
+            results["idle_target"] = idle_target(d, args.idle)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print("wrote", args.out)
+
+
+if __name__ == "__main__":
+    main()
