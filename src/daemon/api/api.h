@@ -19,6 +19,24 @@ json_t *cb_api_sandbox_json(struct cb_sbx *s, bool with_usage);
 /* 503 for features other tiers or later versions provide. */
 void cb_api_unavailable(struct cb_http_req *req);
 
+/* initreq.c — relaying to a sandbox's init */
+/* A process id from a route capture: decimal, 1..2^31-1. */
+bool cb_api_parse_pid(const char *s, uint32_t *out);
+/* Finish b, send it (no fds wanted) and free it; cb_initc_send's result. */
+int cb_api_init_send(struct cb_initc *c, struct cb_builder *b, bool multi,
+                     cb_initc_reply_cb cb, void *arg);
+/* Ask init for its process table (PROCS reply to cb); < 0 when the
+ * connection is gone (cb is not called then). */
+int cb_api_send_list(struct cb_initc *c, cb_initc_reply_cb cb, void *arg);
+/* Call fn for each PROC entry of a PROCS payload, in init's order (oldest
+ * first). */
+typedef void (*cb_api_proc_fn)(const uint8_t *proc, size_t len, void *arg);
+void cb_api_for_each_proc(const uint8_t *p, size_t len, cb_api_proc_fn fn, void *arg);
+/* Answer init's ERROR reply (or a lost connection, h == NULL): ESRCH gives
+ * 404 with not_found, EPIPE 409, anything else 400 with init's message. */
+void cb_api_respond_init_error(struct cb_http_req *req, const struct cb_frame_header *h,
+                               const uint8_t *p, size_t len, const char *not_found);
+
 /* service.c */
 void cb_api_healthz(struct cb_http_req *req);
 void cb_api_info(struct cb_http_req *req);

@@ -40,15 +40,11 @@ static struct proc_op *op_new(struct cb_http_req *req, bool with_pid)
     op->s = s;
     cb_sbx_ref(s);
     if (with_pid) {
-        const char *p = cb_route_param(&req->match, "pid");
-        char *end;
-        unsigned long v = strtoul(p, &end, 10);
-        if (*end || v == 0 || v > 0x7fffffff) {
+        if (!cb_api_parse_pid(cb_route_param(&req->match, "pid"), &op->pid)) {
             cb_http_respond_error(req, CB_ERR_NOT_FOUND, "no such process");
             op_free(op);
             return NULL;
         }
-        op->pid = (uint32_t)v;
     }
     if (strcmp(s->rec.state, "stopped") == 0) {
         cb_http_respond_error(req, CB_ERR_CONFLICT, "sandbox is stopped; start it first");
@@ -58,29 +54,10 @@ static struct proc_op *op_new(struct cb_http_req *req, bool with_pid)
     return op;
 }
 
-static char *error_message(const uint8_t *p, size_t len, uint32_t *errno_out)
-{
-    struct cb_field_view f;
-    *errno_out = 0;
-    if (cb_proto_find(p, len, CB_F_ERRNO, &f) == 1)
-        cb_field_u32(&f, errno_out);
-    return cb_proto_find(p, len, CB_F_MESSAGE, &f) == 1 ? cb_field_strdup(&f) : NULL;
-}
-
 static void respond_init_error(struct cb_http_req *req, const struct cb_frame_header *h,
                                const uint8_t *p, size_t len)
 {
-    if (!h) {
-        cb_http_respond_error(req, CB_ERR_CONFLICT, "sandbox stopped");
-        return;
-    }
-    uint32_t e = 0;
-    char *msg = error_message(p, len, &e);
-    enum cb_error_kind k = e == ESRCH ? CB_ERR_NOT_FOUND : e == EPIPE ? CB_ERR_CONFLICT
-                                                                     : CB_ERR_BAD_REQUEST;
-    cb_http_respond_error(req, k, "%s", e == ESRCH ? "no such process"
-                                                   : msg ? msg : "init refused the request");
-    free(msg);
+    cb_api_respond_init_error(req, h, p, len, "no such process");
 }
 
 static json_t *proc_json(const uint8_t *p, size_t len)
@@ -116,13 +93,26 @@ static json_t *proc_json(const uint8_t *p, size_t len)
     return o;
 }
 
+/* PROC entries of a PROCS reply as JSON: all (pid 0) or those of one pid. */
+struct proc_match {
+    uint32_t pid;
+    json_t *items;
+};
+
+static void match_proc(const uint8_t *p, size_t len, void *arg)
+{
+    struct proc_match *m = arg;
+    json_t *o = proc_json(p, len);
+    if (m->pid == 0 || (uint32_t)json_integer_value(json_object_get(o, "pid")) == m->pid)
+        json_array_append_new(m->items, o);
+    else
+        json_decref(o);
+}
+
 static int send_simple(struct proc_op *op, struct cb_builder *b, bool multi,
                        cb_initc_reply_cb cb)
 {
-    int r = cb_builder_finish(b) == 0
-                ? cb_initc_send(op->s->initc, b, multi, 0, cb, op) : -EMSGSIZE;
-    cb_builder_free(b);
-    return r;
+    return cb_api_init_send(op->s->initc, b, multi, cb, op);
 }
 
 /* ---------------------------------------------------------- start */
@@ -186,18 +176,9 @@ static void procs_cb(void *arg, const struct cb_frame_header *h, const uint8_t *
         op_free(op);
         return;
     }
-    json_t *items = json_array();
-    size_t off = 0;
-    struct cb_field_view f;
-    while (cb_proto_next_field(p, len, &off, &f) > 0) {
-        if (f.tag != CB_F_PROC)
-            continue;
-        json_t *o = proc_json(f.value, f.len);
-        if (op->pid == 0 || (uint32_t)json_integer_value(json_object_get(o, "pid")) == op->pid)
-            json_array_append_new(items, o);
-        else
-            json_decref(o);
-    }
+    struct proc_match m = {.pid = op->pid, .items = json_array()};
+    cb_api_for_each_proc(p, len, match_proc, &m);
+    json_t *items = m.items;
     if (op->pid == 0)
         cb_http_respond_json(op->req, 200, json_pack("{s:o}", "items", items));
     else if (json_array_size(items) == 0) {
@@ -220,9 +201,10 @@ static void list_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
         op_free(op);
         return;
     }
-    struct cb_builder b;
-    cb_builder_init(&b, CB_MSG_LIST, cb_initc_next_id(s->initc));
-    send_simple(op, &b, false, procs_cb);
+    if (cb_api_send_list(s->initc, procs_cb, op) < 0) {
+        cb_http_respond_error(op->req, CB_ERR_CONFLICT, "sandbox stopped");
+        op_free(op);
+    }
 }
 
 void cb_api_process_list(struct cb_http_req *req)
@@ -552,20 +534,12 @@ static void wait_list_cb(void *arg, const struct cb_frame_header *h, const uint8
         wait_release(op);
         return;
     }
-    json_t *found = NULL;
-    size_t off = 0;
-    struct cb_field_view f;
-    while (cb_proto_next_field(p, len, &off, &f) > 0) {
-        if (f.tag != CB_F_PROC)
-            continue;
-        json_t *o = proc_json(f.value, f.len);
-        if ((uint32_t)json_integer_value(json_object_get(o, "pid")) == op->pid) {
-            json_decref(found);
-            found = o;
-        } else {
-            json_decref(o);
-        }
-    }
+    struct proc_match m = {.pid = op->pid, .items = json_array()};
+    cb_api_for_each_proc(p, len, match_proc, &m);
+    /* pid reuse: the newest record is the one the caller means */
+    size_t n = json_array_size(m.items);
+    json_t *found = n ? json_incref(json_array_get(m.items, n - 1)) : NULL;
+    json_decref(m.items);
     if (!found)
         wait_finish(op, NULL, CB_ERR_NOT_FOUND, "no such process");
     else if (strcmp(json_string_value(json_object_get(found, "state")), "exited") == 0)
@@ -596,9 +570,7 @@ static void wait_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
         op->timer_on = true;
         uv_timer_start(&op->timer, wait_timeout_cb, (uint64_t)(timeout * 1000), 0);
     }
-    struct cb_builder b;
-    cb_builder_init(&b, CB_MSG_LIST, cb_initc_next_id(s->initc));
-    if (send_simple(op, &b, false, wait_list_cb) < 0) {
+    if (cb_api_send_list(s->initc, wait_list_cb, op) < 0) {
         wait_finish(op, NULL, CB_ERR_CONFLICT, "sandbox stopped");
         wait_release(op);
     }

@@ -32,43 +32,10 @@
 
 /* ------------------------------------------------------------ helpers */
 
-static bool parse_pid(const char *s, uint32_t *out)
-{
-    char *end;
-    if (!s || !*s || *s == '-' || *s == '+')
-        return false;
-    unsigned long v = strtoul(s, &end, 10);
-    if (*end || v == 0 || v > 0x7fffffff)
-        return false;
-    *out = (uint32_t)v;
-    return true;
-}
-
-static int send_frame(struct cb_initc *c, struct cb_builder *b, bool multi,
-                      cb_initc_reply_cb cb, void *arg)
-{
-    int r = cb_builder_finish(b) == 0 ? cb_initc_send(c, b, multi, 0, cb, arg) : -EMSGSIZE;
-    cb_builder_free(b);
-    return r;
-}
-
 static void respond_init_error(struct cb_http_req *req, const struct cb_frame_header *h,
                                const uint8_t *p, size_t len)
 {
-    if (!h) {
-        cb_http_respond_error(req, CB_ERR_CONFLICT, "sandbox stopped");
-        return;
-    }
-    struct cb_field_view f;
-    uint32_t e = 0;
-    if (cb_proto_find(p, len, CB_F_ERRNO, &f) == 1)
-        cb_field_u32(&f, &e);
-    _cleanup_free_ char *msg = cb_proto_find(p, len, CB_F_MESSAGE, &f) == 1
-                                   ? cb_field_strdup(&f) : NULL;
-    if (e == ESRCH)
-        cb_http_respond_error(req, CB_ERR_NOT_FOUND, "no such pty");
-    else
-        cb_http_respond_error(req, CB_ERR_BAD_REQUEST, "%s", msg ? msg : "init refused the request");
+    cb_api_respond_init_error(req, h, p, len, "no such pty");
 }
 
 /* What the daemon needs of one PROC entry. */
@@ -107,22 +74,27 @@ static void parse_proc(const uint8_t *p, size_t len, struct pty_info *pi)
     pi->found = true;
 }
 
+struct pty_find {
+    uint32_t pid;
+    struct pty_info out;
+};
+
+static void find_pty_cb(const uint8_t *p, size_t len, void *arg)
+{
+    struct pty_find *fd = arg;
+    struct pty_info pi;
+    parse_proc(p, len, &pi);
+    if (pi.pid == fd->pid && pi.mode == CB_SPAWN_PTY)
+        fd->out = pi;
+}
+
 /* The newest PROC for pid (pids are reused; init lists in creation order)
  * among PTY processes; pid 0 = none wanted. */
 static struct pty_info find_pty(const uint8_t *p, size_t len, uint32_t pid)
 {
-    struct pty_info out = {0};
-    size_t off = 0;
-    struct cb_field_view f;
-    while (cb_proto_next_field(p, len, &off, &f) > 0) {
-        if (f.tag != CB_F_PROC)
-            continue;
-        struct pty_info pi;
-        parse_proc(f.value, f.len, &pi);
-        if (pi.pid == pid && pi.mode == CB_SPAWN_PTY)
-            out = pi;
-    }
-    return out;
+    struct pty_find fd = {.pid = pid};
+    cb_api_for_each_proc(p, len, find_pty_cb, &fd);
+    return fd.out;
 }
 
 /* Exit status as a shell reports it: the code, or 128 + signal. */
@@ -165,7 +137,7 @@ static struct pty_op *op_new(struct cb_http_req *req, bool with_id)
     if (!s)
         return NULL;
     uint32_t pid = 0;
-    if (with_id && !parse_pid(cb_route_param(&req->match, "pty_id"), &pid)) {
+    if (with_id && !cb_api_parse_pid(cb_route_param(&req->match, "pty_id"), &pid)) {
         cb_http_respond_error(req, CB_ERR_NOT_FOUND, "no such pty");
         return NULL;
     }
@@ -262,7 +234,7 @@ static void create_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
     cb_builder_u32(&b, CB_F_COLS, op->cols);
     cb_builder_u32(&b, CB_F_ROWS, op->rows);
     cb_builder_str(&b, CB_F_TAG, tag);
-    if (send_frame(s->initc, &b, false, created_cb, op) < 0) {
+    if (cb_api_init_send(s->initc, &b, false, created_cb, op) < 0) {
         cb_http_respond_error(op->req, CB_ERR_CONFLICT, "sandbox stopped");
         op_free(op);
     }
@@ -309,6 +281,14 @@ void cb_api_pty_create(struct cb_http_req *req)
 
 /* ---------------------------------------------------------- list */
 
+static void list_pty_cb(const uint8_t *p, size_t len, void *arg)
+{
+    struct pty_info pi;
+    parse_proc(p, len, &pi);
+    if (pi.mode == CB_SPAWN_PTY)
+        json_array_append_new(arg, pty_json(&pi));
+}
+
 static void list_cb(void *arg, const struct cb_frame_header *h, const uint8_t *p,
                     size_t len, int *fds, int nfds)
 {
@@ -319,16 +299,7 @@ static void list_cb(void *arg, const struct cb_frame_header *h, const uint8_t *p
         return;
     }
     json_t *items = json_array();
-    size_t off = 0;
-    struct cb_field_view f;
-    while (cb_proto_next_field(p, len, &off, &f) > 0) {
-        if (f.tag != CB_F_PROC)
-            continue;
-        struct pty_info pi;
-        parse_proc(f.value, f.len, &pi);
-        if (pi.mode == CB_SPAWN_PTY)
-            json_array_append_new(items, pty_json(&pi));
-    }
+    cb_api_for_each_proc(p, len, list_pty_cb, items);
     cb_http_respond_json(op->req, 200, json_pack("{s:o}", "items", items));
     op_free(op);
 }
@@ -341,9 +312,7 @@ static void list_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
         op_free(op);
         return;
     }
-    struct cb_builder b;
-    cb_builder_init(&b, CB_MSG_LIST, cb_initc_next_id(s->initc));
-    if (send_frame(s->initc, &b, false, list_cb, op) < 0) {
+    if (cb_api_send_list(s->initc, list_cb, op) < 0) {
         cb_http_respond_error(op->req, CB_ERR_CONFLICT, "sandbox stopped");
         op_free(op);
     }
@@ -360,14 +329,8 @@ void cb_api_pty_list(struct cb_http_req *req)
 
 static void send_signal(struct cb_sbx *s, uint32_t pid, int signo)
 {
-    if (!s->initc || !cb_initc_alive(s->initc))
-        return;
-    struct cb_builder b;
-    cb_builder_init(&b, CB_MSG_SIGNAL, cb_initc_next_id(s->initc));
-    cb_builder_u32(&b, CB_F_PID, pid);
-    cb_builder_u32(&b, CB_F_SIGNO, (uint32_t)signo);
-    cb_builder_u32(&b, CB_F_TREE, 1); /* the shell and every job it started */
-    send_frame(s->initc, &b, false, NULL, NULL);
+    /* tree: the shell and every job it started */
+    cb_initc_signal(s->initc, pid, signo, true);
 }
 
 static void kill_timer_closed(uv_handle_t *h)
@@ -426,9 +389,7 @@ static void delete_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
         op_free(op);
         return;
     }
-    struct cb_builder b;
-    cb_builder_init(&b, CB_MSG_LIST, cb_initc_next_id(s->initc));
-    if (send_frame(s->initc, &b, false, delete_list_cb, op) < 0) {
+    if (cb_api_send_list(s->initc, delete_list_cb, op) < 0) {
         cb_http_respond_error(op->req, CB_ERR_CONFLICT, "sandbox stopped");
         op_free(op);
     }
@@ -496,7 +457,7 @@ static void view_unsubscribe(struct pty_view *v)
     struct cb_builder b;
     cb_builder_init(&b, CB_MSG_UNSUBSCRIBE, cb_initc_next_id(v->s->initc));
     cb_builder_u32(&b, CB_F_SUB_ID, v->sub_id);
-    send_frame(v->s->initc, &b, false, NULL, NULL);
+    cb_api_init_send(v->s->initc, &b, false, NULL, NULL);
     view_unref(v); /* the subscription's reference: its callback will not run */
 }
 
@@ -625,10 +586,8 @@ static void view_output(void *arg, const struct cb_frame_header *h, const uint8_
             v->resume_after = next ? next - 1 : 0;
             /* The END tells us the stream stopped; whether the process
              * ended (and how) is in its PROC record. */
-            struct cb_builder b;
-            cb_builder_init(&b, CB_MSG_LIST, cb_initc_next_id(v->s->initc));
             v->refs++;
-            if (send_frame(v->s->initc, &b, false, exit_list_cb, v) < 0) {
+            if (cb_api_send_list(v->s->initc, exit_list_cb, v) < 0) {
                 v->refs--;
                 view_ws_close(v, CB_WS_CLOSE_GOING_AWAY, "sandbox stopped");
             }
@@ -666,7 +625,7 @@ static void view_subscribe(struct pty_view *v, uint64_t after_seq)
     cb_builder_u32(&b, CB_F_FOLLOW, 1);
     v->refs++;
     v->subscribed = true;
-    if (send_frame(v->s->initc, &b, true, view_output, v) < 0) {
+    if (cb_api_init_send(v->s->initc, &b, true, view_output, v) < 0) {
         v->subscribed = false;
         v->refs--;
         view_ws_close(v, CB_WS_CLOSE_GOING_AWAY, "sandbox stopped");
@@ -714,7 +673,7 @@ static void view_stdin(struct pty_view *v, const uint8_t *data, size_t len)
     cb_builder_bytes(&b, CB_F_DATA, data, len);
     v->refs++;
     v->stdin_inflight++;
-    if (send_frame(v->s->initc, &b, false, stdin_cb, v) < 0) {
+    if (cb_api_init_send(v->s->initc, &b, false, stdin_cb, v) < 0) {
         v->refs--;
         v->stdin_inflight--;
     }
@@ -737,7 +696,7 @@ static void view_control(struct pty_view *v, const uint8_t *data, size_t len)
         cb_builder_u32(&b, CB_F_PID, v->pid);
         cb_builder_u32(&b, CB_F_COLS, (uint32_t)json_integer_value(c));
         cb_builder_u32(&b, CB_F_ROWS, (uint32_t)json_integer_value(r));
-        send_frame(v->s->initc, &b, false, NULL, NULL);
+        cb_api_init_send(v->s->initc, &b, false, NULL, NULL);
     }
     json_decref(m);
 }
@@ -876,9 +835,7 @@ static void ws_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
         op_free(op);
         return;
     }
-    struct cb_builder b;
-    cb_builder_init(&b, CB_MSG_LIST, cb_initc_next_id(s->initc));
-    if (send_frame(s->initc, &b, false, ws_list_cb, op) < 0) {
+    if (cb_api_send_list(s->initc, ws_list_cb, op) < 0) {
         cb_http_respond_error(op->req, CB_ERR_CONFLICT, "sandbox stopped");
         op_free(op);
     }
