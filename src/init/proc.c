@@ -18,6 +18,7 @@
 
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <time.h>
 
@@ -457,6 +458,13 @@ void proc_build(struct cb_builder *b, const struct proc *p, bool compact)
     cb_builder_u32(b, CB_F_UID, p->uid);
     cb_builder_u64(b, CB_F_NEXT_SEQ, p->next_seq);
     cb_builder_u64(b, CB_F_DROPPED, p->dropped);
+    /* A terminal's current size: it changes with every RESIZE, so it is read
+     * from the PTY rather than remembered. */
+    struct winsize ws;
+    if (p->mode == CB_SPAWN_PTY && p->pty.fd >= 0 && ioctl(p->pty.fd, TIOCGWINSZ, &ws) == 0) {
+        cb_builder_u32(b, CB_F_COLS, ws.ws_col);
+        cb_builder_u32(b, CB_F_ROWS, ws.ws_row);
+    }
     if (!compact) {
         for (size_t i = 0; p->argv[i]; i++)
             cb_builder_str(b, CB_F_ARGV, p->argv[i]);

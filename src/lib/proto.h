@@ -100,7 +100,8 @@ enum cb_field {
     CB_F_ENDED_AT = 27,  /* u64 unix time in ms */
     CB_F_STATE = 28,     /* u32 enum cb_proc_state */
     CB_F_PROC = 29,      /* nested field list: PID PROC_ID MODE STATE EXIT_CODE SIGNO
-                            TIMED_OUT STARTED_AT ENDED_AT ARGV* CWD UID */
+                            TIMED_OUT STARTED_AT ENDED_AT ARGV* CWD UID, and
+                            COLS ROWS for a live PTY (its current size) */
     CB_F_ERRNO = 30,     /* u32 */
     CB_F_MESSAGE = 31,   /* string */
     CB_F_NPROCS = 32,    /* u32 */

@@ -181,6 +181,10 @@ def test_pty_user_env_and_resize(daemon, sandbox):
     time.sleep(0.2)
     ws.send("stty size\n")
     ws.wait_for("43 132")
+    # The list shows the terminal's current size, not the one it began with.
+    items = daemon.request("GET", pty_path(sid)).json()["items"]
+    mine = [i for i in items if i["pty_id"] == p["pty_id"]][0]
+    assert (mine["cols"], mine["rows"]) == (132, 43)
     ws.close()
     daemon.request("DELETE", pty_path(sid, p["pty_id"]))
 

@@ -49,6 +49,7 @@ static void parse_proc(const uint8_t *p, size_t len, struct pty_info *pi)
 {
     size_t off = 0;
     struct cb_field_view f;
+    uint32_t live_cols = 0, live_rows = 0;
     *pi = (struct pty_info){.exit_code = -1, .cols = 80, .rows = 24};
     while (cb_proto_next_field(p, len, &off, &f) > 0) {
         switch (f.tag) {
@@ -57,8 +58,10 @@ static void parse_proc(const uint8_t *p, size_t len, struct pty_info *pi)
         case CB_F_MODE: cb_field_u32(&f, &pi->mode); break;
         case CB_F_SIGNO: cb_field_u32(&f, &pi->signo); break;
         case CB_F_EXIT_CODE: cb_field_i32(&f, &pi->exit_code); break;
+        case CB_F_COLS: cb_field_u32(&f, &live_cols); break;
+        case CB_F_ROWS: cb_field_u32(&f, &live_rows); break;
         case CB_F_TAG: {
-            /* The size given at creation; later resizes are not persisted. */
+            /* The size given at creation: what an ended PTY reports. */
             _cleanup_free_ char *t = cb_field_strdup(&f);
             unsigned c, r;
             if (t && sscanf(t, PTY_TAG_PREFIX "%ux%u", &c, &r) == 2 && c && r &&
@@ -70,6 +73,10 @@ static void parse_proc(const uint8_t *p, size_t len, struct pty_info *pi)
         }
         default: break;
         }
+    }
+    if (live_cols && live_rows && live_cols <= MAX_DIM && live_rows <= MAX_DIM) {
+        pi->cols = live_cols;
+        pi->rows = live_rows;
     }
     pi->found = true;
 }
@@ -318,6 +325,9 @@ static void list_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
     }
 }
 
+/* Running terminals with their current size, and ended ones with their exit
+ * status for as long as init remembers them (the newest 1024 ended processes
+ * of the sandbox), so a client that was away learns how its shell ended. */
 void cb_api_pty_list(struct cb_http_req *req)
 {
     struct pty_op *op = op_new(req, false);
