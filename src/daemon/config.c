@@ -12,6 +12,9 @@ void cb_config_defaults(struct cb_config *c)
     c->max_body = 1024 * 1024;
     c->max_upload = 4ULL << 30;
     c->exec_output_cap = 16 * 1024 * 1024;
+    /* A few warm sandboxes cost ~1 MiB of host memory each and make the
+     * common create (default shape) a rename instead of a build. */
+    c->pool_size = 4;
 }
 
 void cb_config_clear(struct cb_config *c)
@@ -79,6 +82,10 @@ int cb_config_set(struct cb_config *c, const char *key, const char *v, struct cb
         if (parse_u64(v, 1ULL << 40, &n) < 0)
             return cb_error_set(err, 0, CB_ERR_BAD_REQUEST, "bad max-memory-mb");
         c->default_max_memory_mb = (int64_t)n;
+    } else if (strcmp(key, "pool-size") == 0 || strcmp(key, "pool_size") == 0) {
+        if (parse_u64(v, 1024, &n) < 0)
+            return cb_error_set(err, 0, CB_ERR_BAD_REQUEST, "bad pool-size (0-1024)");
+        c->pool_size = (uint32_t)n;
     } else if (strcmp(key, "no-disk-quota") == 0 || strcmp(key, "no_disk_quota") == 0) {
         c->no_disk_quota = strcmp(v, "0") != 0 && strcmp(v, "false") != 0;
     } else {

@@ -28,6 +28,7 @@ struct cb_config {
     int64_t default_max_sandboxes;
     int64_t default_max_memory_mb;
     bool no_disk_quota;
+    uint32_t pool_size;       /* warm pool members (pool.h); 0 disables */
 };
 void cb_config_defaults(struct cb_config *c);
 /* Apply "key = value" (command-line long names without dashes). */
@@ -38,6 +39,7 @@ void cb_config_clear(struct cb_config *c);
 
 struct cb_sbx;
 struct cb_metrics;
+struct cb_pool;
 
 struct cb_daemon {
     uv_loop_t *loop;
@@ -50,6 +52,7 @@ struct cb_daemon {
     int64_t next_seq;
     uv_timer_t sweep;
     struct cb_metrics *metrics;
+    struct cb_pool *pool;     /* warm pool, NULL when off */
     double started_at;
     bool stopping;
 };

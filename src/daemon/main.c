@@ -3,6 +3,7 @@
  *   cellboxd [--state-dir DIR] [--socket PATH] [--listen HOST:PORT]
  *            [--preview-domain D] [--log-format json|text] [--config FILE]
  *            [--init PATH] [--uid-base N] [--max-sandboxes N] [--max-memory-mb N]
+ *            [--no-disk-quota] [--pool-size N]
  *   cellboxd --print-routes
  *   cellboxd key create --tenant NAME [--state-dir DIR]
  *
@@ -20,6 +21,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool.h"
 #include "sandbox.h"
 
 static void usage(FILE *f)
@@ -27,7 +29,7 @@ static void usage(FILE *f)
     fprintf(f, "usage: cellboxd [--state-dir DIR] [--socket PATH] [--listen HOST:PORT]\n"
                "                [--preview-domain D] [--log-format json|text] [--config FILE]\n"
                "                [--init PATH] [--uid-base N] [--max-sandboxes N]\n"
-               "                [--max-memory-mb N] [--no-disk-quota]\n"
+               "                [--max-memory-mb N] [--no-disk-quota] [--pool-size N]\n"
                "       cellboxd --print-routes\n"
                "       cellboxd key create --tenant NAME [--state-dir DIR]\n");
 }
@@ -46,7 +48,7 @@ static int parse_args(int argc, char **argv, struct cb_config *cfg)
         {"preview-domain", 1, 0, 0}, {"log-format", 1, 0, 0}, {"config", 1, 0, 'c'},
         {"init", 1, 0, 0}, {"uid-base", 1, 0, 0}, {"max-sandboxes", 1, 0, 0},
         {"max-memory-mb", 1, 0, 0}, {"max-body", 1, 0, 0}, {"max-upload", 1, 0, 0},
-        {"exec-output-cap", 1, 0, 0}, {"no-disk-quota", 0, 0, 'q'}, {"tenant", 1, 0, 0},
+        {"exec-output-cap", 1, 0, 0}, {"pool-size", 1, 0, 0}, {"no-disk-quota", 0, 0, 'q'}, {"tenant", 1, 0, 0},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     /* The config file first, so command-line options override it. */
     for (int i = 1; i < argc - 1; i++) {
@@ -212,11 +214,22 @@ static int run(struct cb_daemon *d)
 {
     struct cb_error *err = NULL;
     if (open_store(d, &err) < 0 || start_runtime(d, &err) < 0 ||
-        cb_sbx_recover(d, &err) < 0 || start_http(d, &err) < 0) {
+        cb_sbx_recover(d, &err) < 0) {
         cb_log_error(NULL, "startup failed: %s", err ? err->message : "?");
         cb_error_free(err);
         return 1;
     }
+    if (start_http(d, &err) < 0) {
+        cb_log_error(NULL, "startup failed: %s", err ? err->message : "?");
+        cb_error_free(err);
+        return 1;
+    }
+    /* After recovery (a claimed member is a sandbox by then, not a pool
+     * member). After start_http too: binding the socket briefly sets a
+     * process-wide umask of 0177, which would make a refill thread's layer
+     * directories unreadable to the sandbox (overlay then fails EACCES).
+     * No request is served before uv_run, so the pool is still ready first. */
+    d->pool = cb_pool_open(d, d->cfg.pool_size);
     uv_signal_t sigterm, sigint;
     uv_signal_init(d->loop, &sigterm);
     uv_signal_init(d->loop, &sigint);
@@ -229,6 +242,10 @@ static int run(struct cb_daemon *d)
     cb_log_info(NULL, "cellboxd %s listening on %s%s%s", CB_VERSION, d->cfg.socket_path,
                 d->cfg.listen ? " and " : "", d->cfg.listen ? d->cfg.listen : "");
     uv_run(d->loop, UV_RUN_DEFAULT);
+    /* Pool members are ours alone (no tenant's state): destroy them rather
+     * than leave processes nobody will claim if the daemon stays down. */
+    cb_pool_close(d->pool);
+    d->pool = NULL;
     /* Graceful end: let close callbacks run, leave sandboxes running. */
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);

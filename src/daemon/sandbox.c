@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "pool.h"
+#include "runtime.h"
 
 enum op_kind { OP_START, OP_STOP, OP_PAUSE, OP_RESUME, OP_DESTROY, OP_LIMITS, OP_READY };
 
@@ -12,6 +14,9 @@ struct cb_sbx_work {
     enum op_kind kind;
     struct cb_limits limits;
     int fd;          /* control connection made by START */
+    struct cb_sandbox *pooled; /* START of a new sandbox: warm pool member to claim */
+    bool from_pool;  /* START: the claim succeeded */
+    char *pool_miss; /* START: why the claimed member was given up (logged) */
     bool resumed;    /* READY found it paused and resumed it */
     int result;
     struct cb_error *err;
@@ -246,10 +251,33 @@ static void attach_initc(struct cb_sbx *s, int fd)
 
 /* ------------------------------------------------------- operation queue */
 
+/* Give a warm-pool member this sandbox's identity. On failure the member
+ * is destroyed (whatever half of the claim happened) and the caller falls
+ * back to a cold create under the same id. */
+static void claim_pooled(struct cb_sbx *s, struct cb_sbx_work *w)
+{
+    const struct cb_tier_ops *t = s->d->tier;
+    struct cb_sandbox *h = steal_ptr(w->pooled);
+    struct cb_error *err = NULL;
+    if (cb_container_claim(h, s->rec.id, s->rec.name ? s->rec.name : s->rec.id, &w->limits,
+                           &err) == 0) {
+        s->h = h;
+        w->from_pool = true;
+        return;
+    }
+    w->pool_miss = cb_xstrdup(err ? err->message : "claim failed");
+    cb_error_free(err);
+    t->destroy(h, NULL);
+    t->release(h);
+}
+
 static int work_start(struct cb_sbx *s, struct cb_sbx_work *w)
 {
     const struct cb_tier_ops *t = s->d->tier;
-    if (!s->h && t->adopt(s->d->rt, s->rec.id, &s->h, NULL) < 0) {
+    if (!s->h && w->pooled)
+        claim_pooled(s, w);
+    if (!s->h && (w->from_pool || w->pool_miss ||
+                  t->adopt(s->d->rt, s->rec.id, &s->h, NULL) < 0)) {
         s->h = NULL;
         struct cb_sandbox_spec spec = {
             .id = s->rec.id,
@@ -303,6 +331,10 @@ static void finish_op(struct cb_sbx *s, struct cb_sbx_work *w)
 {
     switch (w->kind) {
     case OP_START:
+        if (w->pool_miss)
+            cb_log_warn(s->rec.id, "warm pool member unusable, created cold: %s", w->pool_miss);
+        if (w->from_pool)
+            cb_log_info(s->rec.id, "claimed from the warm pool");
         if (w->result == 0) {
             attach_initc(s, w->fd);
             set_state(s, "running");
@@ -357,6 +389,7 @@ static void after_work_cb(uv_work_t *req, int status)
         w->cb(s, w->result < 0 ? w->err : NULL, w->arg);
     cb_error_free(w->err);
     free(w->reason);
+    free(w->pool_miss);
     free(w);
     run_next(s);
     cb_sbx_unref(s);
@@ -369,6 +402,10 @@ static void run_next(struct cb_sbx *s)
     struct cb_sbx_work *w = s->queue;
     s->queue = w->next;
     s->busy = true;
+    /* A brand-new sandbox (no tier handle, never started) of the pool's
+     * shape takes a warm member; claiming it runs on the worker below. */
+    if (w->kind == OP_START && !s->h && strcmp(s->rec.state, "creating") == 0)
+        w->pooled = cb_pool_take(s->d->pool, s->rec.template_name, s->rec.tier, &w->limits);
     if (w->kind == OP_STOP || w->kind == OP_DESTROY)
         detach_initc(s); /* we end init on purpose: no "init died" record */
     if (w->kind == OP_READY && strcmp(s->rec.state, "running") == 0 &&

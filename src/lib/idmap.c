@@ -54,6 +54,19 @@ int cb_idmap_release_slot(int slots_dirfd, uint32_t slot, struct cb_error **err)
     return 0;
 }
 
+int cb_idmap_set_owner(int slots_dirfd, uint32_t slot, const char *owner)
+{
+    char name[16];
+    snprintf(name, sizeof name, "%u", slot);
+    /* No O_CREAT: a slot that is not taken must not be taken by this. */
+    int fd = CB_RETRY(openat(slots_dirfd, name, O_WRONLY | O_TRUNC | O_CLOEXEC | O_NOFOLLOW));
+    if (fd < 0)
+        return -errno;
+    int r = cb_write_all(fd, owner, strlen(owner));
+    close(fd);
+    return r;
+}
+
 static int write_proc_file(pid_t pid, const char *file, const char *text,
                            struct cb_error **err)
 {

@@ -26,6 +26,10 @@ int cb_idmap_alloc_slot_from(int slots_dirfd, uint32_t nslots, uint32_t start,
                              const char *owner, uint32_t *slot_out, struct cb_error **err);
 /* Release a slot (ENOENT is not an error: release is idempotent). */
 int cb_idmap_release_slot(int slots_dirfd, uint32_t slot, struct cb_error **err);
+/* Rewrite the owner recorded in a taken slot (a warm-pool sandbox claimed
+ * under its real id). Informational only: the file's existence is the
+ * reservation. Returns -errno. */
+int cb_idmap_set_owner(int slots_dirfd, uint32_t slot, const char *owner);
 /* Host id of in-sandbox id 0 for a slot. */
 uint32_t cb_idmap_base(uint32_t uid_base, uint32_t slot);
 /* Write uid_map and gid_map ("0 <base> 65536") of a child. The parent is

@@ -18,6 +18,7 @@
 
 #include "caps.h"
 #include "idmap.h"
+#include "tier.h"
 
 #define CHILD_STACK_SIZE (256 * 1024)
 
@@ -160,6 +161,11 @@ static int step_fds(struct cb_child_config *c, int *detail)
 static int step_capabilities(struct cb_child_config *c, int *detail)
 {
     int r;
+    /* Control runs of the security battery only (CB_WEAKEN_ALL_CAPS): keep
+     * the whole bounding set and leave the securebits unlocked, so root in
+     * the sandbox holds every capability of its user namespace. */
+    if (c->weaken & CB_WEAKEN_ALL_CAPS)
+        return (r = cb_caps_clear_ambient()) < 0 ? r : cb_caps_no_new_privs();
     if ((r = cb_caps_drop_bounding(c->keep_caps, c->last_cap)) < 0 ||
         (r = cb_caps_clear_ambient()) < 0 || (r = cb_caps_lock_securebits()) < 0 ||
         (r = cb_caps_no_new_privs()) < 0)
@@ -180,7 +186,10 @@ static int step_signals(struct cb_child_config *c, int *detail)
 
 static int step_seccomp(struct cb_child_config *c, int *detail)
 {
-    /* Last before exec: from here on only allow-listed syscalls work. */
+    /* Last before exec: from here on only allow-listed syscalls work.
+     * Skipped only for the security battery's control runs. */
+    if (c->weaken & CB_WEAKEN_NO_SECCOMP)
+        return 0;
     return syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &c->seccomp) < 0 ? -errno : 0;
 }
 
@@ -307,8 +316,50 @@ static void trace_steps(struct cb_child_config *c, uint64_t done_ns)
     c->mount_ns = NULL;
 }
 
+/* Is step s one of the masks or read-only binds laid over the sandbox's
+ * /proc (mounts.c build_proc)? */
+static bool is_proc_hardening(const struct cb_child_config *c, const struct cb_mount_step *s)
+{
+    if (s->kind != CB_MNT_MASK_FILE && s->kind != CB_MNT_MASK_DIR &&
+        s->kind != CB_MNT_READONLY)
+        return false;
+    size_t rl = strlen(c->rootfs);
+    return strncmp(s->target, c->rootfs, rl) == 0 && strncmp(s->target + rl, "/proc/", 6) == 0;
+}
+
+/* CB_WEAKEN_OPEN_PROC (control runs only): a copy of the mount table
+ * without the /proc masks. The steps still point into the original
+ * table's strings, so only the step array is ours to free. */
+static void open_proc_table(const struct cb_child_config *c, struct cb_mount_table *out)
+{
+    memset(out, 0, sizeof *out);
+    out->steps = cb_xcalloc(c->mounts->n ? c->mounts->n : 1, sizeof *out->steps);
+    for (size_t i = 0; i < c->mounts->n; i++)
+        if (!is_proc_hardening(c, &c->mounts->steps[i]))
+            out->steps[out->n++] = c->mounts->steps[i];
+    out->cap = c->mounts->n;
+}
+
+static int spawn_prepared(struct cb_child_config *c, pid_t *pid_out, int *pidfd_out,
+                          struct cb_error **err);
+
 int cb_ns_spawn(struct cb_child_config *c, pid_t *pid_out, int *pidfd_out,
                 struct cb_error **err)
+{
+    if (!(c->weaken & CB_WEAKEN_OPEN_PROC))
+        return spawn_prepared(c, pid_out, pidfd_out, err);
+    const struct cb_mount_table *full = c->mounts;
+    struct cb_mount_table open_proc;
+    open_proc_table(c, &open_proc);
+    c->mounts = &open_proc;
+    int r = spawn_prepared(c, pid_out, pidfd_out, err);
+    c->mounts = full;
+    free(open_proc.steps);
+    return r;
+}
+
+static int spawn_prepared(struct cb_child_config *c, pid_t *pid_out, int *pidfd_out,
+                          struct cb_error **err)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)

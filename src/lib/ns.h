@@ -36,6 +36,8 @@ struct cb_child_config {
     struct sock_fprog seccomp;
     uint32_t id_base;        /* host uid/gid of in-sandbox 0 */
     struct cb_cgroup *cgroup;
+    unsigned weaken;         /* CB_WEAKEN_* bits (tier.h), test control runs
+                                only: the caller checked allow_weaken */
     /* used internally */
     int sync_fd;
     int null_fd;

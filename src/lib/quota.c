@@ -47,6 +47,26 @@ static bool has_project_quota(const char *dir)
     return (qs.qs_flags & FS_QUOTA_PDQ_ENFD) != 0;
 }
 
+static int run_mkfs_argv(char *const argv[])
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 1);
+            dup2(null, 2);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int status;
+    if (CB_RETRY(waitpid(pid, &status, 0)) < 0)
+        return -errno;
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+}
+
 static int run_mkfs(const char *image)
 {
     pid_t pid = fork();
@@ -151,10 +171,55 @@ static int mount_volume(const char *state_dir, const char *volume, uint64_t byte
     return 0;
 }
 
+static void cb_quota_open_xfs(struct cb_quota *q, const char *state_dir, uint64_t volume_bytes,
+                              bool disabled);
+
+/* Can this host give each sandbox its own ext4 image? Checked once. */
+static bool images_possible(char **reason)
+{
+    FILE *f = fopen("/proc/filesystems", "re");
+    bool ext4 = false;
+    char line[128];
+    while (f && fgets(line, sizeof line, f))
+        ext4 = ext4 || strstr(line, "\text4\n") != NULL;
+    if (f)
+        fclose(f);
+    const char *why = !ext4 ? "kernel has no ext4"
+                      : access("/dev/loop-control", R_OK | W_OK) < 0 ? "no /dev/loop-control"
+                      : access("/usr/sbin/mkfs.ext4", X_OK) < 0 ? "mkfs.ext4 not installed (e2fsprogs)"
+                                                                : NULL;
+    if (why)
+        *reason = cb_xstrdup(why);
+    return why == NULL;
+}
+
+static void open_fallback(struct cb_quota *q)
+{
+    char *why = NULL;
+    if (images_possible(&why)) {
+        q->images = true;
+        return;
+    }
+    char *old = q->reason;
+    q->reason = cb_xasprintf("%s; per-sandbox disk images unavailable too: %s",
+                             old ? old : "no project quota", why);
+    free(old);
+    free(why);
+}
+
 void cb_quota_open(struct cb_quota *q, const char *state_dir, uint64_t volume_bytes,
                    bool disabled)
 {
+    cb_quota_open_xfs(q, state_dir, volume_bytes, disabled);
+    if (!q->enabled && !disabled)
+        open_fallback(q);
+}
+
+static void cb_quota_open_xfs(struct cb_quota *q, const char *state_dir, uint64_t volume_bytes,
+                              bool disabled)
+{
     memset(q, 0, sizeof *q);
+    q->state_dir = cb_xstrdup(state_dir);
     q->volume_dir = cb_xasprintf("%s/volume", state_dir);
     if (mkdir(q->volume_dir, 0711) < 0 && errno != EEXIST) {
         q->reason = cb_xasprintf("mkdir volume: %s", strerror(errno));
@@ -182,6 +247,7 @@ void cb_quota_open(struct cb_quota *q, const char *state_dir, uint64_t volume_by
 
 void cb_quota_clear(struct cb_quota *q)
 {
+    free(q->state_dir);
     free(q->volume_dir);
     free(q->reason);
     memset(q, 0, sizeof *q);
@@ -228,4 +294,90 @@ int64_t cb_quota_used(struct cb_quota *q, uint32_t project)
     if (quotactl_dir(q->volume_dir, QCMD(Q_XGETQUOTA, PRJQUOTA), project, &dq) < 0)
         return -1;
     return (int64_t)dq.d_bcount * 512;
+}
+
+/* ---- per-sandbox images ---- */
+
+static int format_image(const char *image, uint64_t bytes)
+{
+    _cleanup_close_ int fd = open(image, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0 || ftruncate(fd, (off_t)bytes) < 0)
+        return -errno;
+    /* No journal: 8 ms to make instead of 23 ms, and nothing in a sandbox's
+     * upper layer is fsynced by us anyway (after a host crash every sandbox
+     * is stopped and its image is checked by the kernel on mount). -m 0: no
+     * blocks reserved for root, the limit is the limit. Lazy init and no
+     * discard keep the sparse file sparse. */
+    char *const argv[] = {"/usr/sbin/mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
+                          "-E", "lazy_itable_init=1,nodiscard", (char *)image, NULL};
+    return run_mkfs_argv(argv);
+}
+
+/* Mount <dir>/disk.img at <dir>/disk unless something is mounted there. */
+int cb_quota_image_mount(struct cb_quota *q, const char *dir, struct cb_error **err)
+{
+    _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
+    _cleanup_free_ char *mnt = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, dir);
+    if (cb_quota_image_used(mnt) >= 0)
+        return 0; /* already mounted (a restart of a stopped sandbox) */
+    _cleanup_close_ int img = open(image, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (img < 0 || (mkdir(mnt, 0711) < 0 && errno != EEXIST))
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "disk image %s", image);
+    char dev[4096];
+    int lfd = attach_loop(q->state_dir, img, dev, sizeof dev);
+    if (lfd < 0)
+        return cb_error_set(err, -lfd, CB_ERR_INTERNAL, "loop device for disk image");
+    /* nosuid/nodev: a file the sandbox plants there means nothing to the
+     * host even though the mount is in the host's namespace. */
+    int r = mount(dev, mnt, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, "errors=remount-ro");
+    int e = errno;
+    close(lfd); /* autoclear: the mount holds the device now */
+    if (strncmp(dev, "/dev/", 5) != 0)
+        unlink(dev);
+    if (r < 0)
+        return cb_error_set(err, e, CB_ERR_INTERNAL, "mount disk image");
+    chmod(mnt, 0711); /* the sandbox's root (an unprivileged uid) traverses it */
+    return 0;
+}
+
+int cb_quota_image_create(struct cb_quota *q, const char *dir, uint64_t bytes,
+                          struct cb_error **err)
+{
+    if (!q->images)
+        return cb_error_set(err, ENOTSUP, CB_ERR_INTERNAL, "disk images unavailable");
+    if (bytes < (8ull << 20))
+        bytes = 8ull << 20; /* ext4's metadata needs a few MiB */
+    _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
+    int r = format_image(image, bytes);
+    if (r < 0) {
+        unlink(image);
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "format disk image");
+    }
+    if (cb_quota_image_mount(q, dir, err) < 0) {
+        unlink(image);
+        return -1;
+    }
+    return 0;
+}
+
+int cb_quota_image_remove(const char *dir)
+{
+    _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
+    _cleanup_free_ char *mnt = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, dir);
+    int r = 0;
+    /* MNT_DETACH: a sandbox being set up at this moment may still hold a
+     * copy of the host's mounts; the loop device goes when the last does. */
+    if (umount2(mnt, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL && errno != ENOENT)
+        r = -errno;
+    if (unlink(image) < 0 && errno != ENOENT && r == 0)
+        r = -errno;
+    return r;
+}
+
+int64_t cb_quota_image_used(const char *mnt)
+{
+    struct statfs sfs;
+    if (statfs(mnt, &sfs) < 0 || sfs.f_type != EXT4_SUPER_MAGIC)
+        return -1;
+    return (int64_t)(sfs.f_blocks - sfs.f_bfree) * (int64_t)sfs.f_bsize;
 }

@@ -83,6 +83,7 @@ int cb_runtime_open(const struct cb_runtime_config *cfg, struct cb_runtime **out
         return -1;
     struct cb_runtime *rt = cb_xcalloc(1, sizeof *rt);
     rt->slots_dirfd = -1;
+    rt->host_uts_fd = open("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC);
     rt->cfg = *cfg;
     rt->state_dir = cb_xstrdup(cfg->state_dir);
     rt->init_path = cb_xstrdup(cfg->init_path ? cfg->init_path : "/usr/libexec/cellbox/cellbox-init");
@@ -123,6 +124,8 @@ void cb_runtime_free(struct cb_runtime *rt)
     cb_seccomp_program_clear(&rt->seccomp);
     if (rt->slots_dirfd >= 0)
         close(rt->slots_dirfd);
+    if (rt->host_uts_fd >= 0)
+        close(rt->host_uts_fd);
     free(rt->state_dir);
     free(rt->init_path);
     free(rt->cgroup_parent);
@@ -144,9 +147,15 @@ const char *cb_runtime_cgroup_version(struct cb_runtime *rt)
 
 bool cb_runtime_disk_quota(struct cb_runtime *rt, const char **reason)
 {
+    bool on = rt->quota.enabled || rt->quota.images;
     if (reason)
-        *reason = rt->quota.enabled ? NULL : rt->quota.reason;
-    return rt->quota.enabled;
+        *reason = on ? NULL : rt->quota.reason;
+    return on;
+}
+
+bool cb_runtime_disk_images(struct cb_runtime *rt)
+{
+    return !rt->quota.enabled && rt->quota.images;
 }
 
 int cb_template_ensure_host(struct cb_runtime *rt, struct cb_error **err)

@@ -16,6 +16,7 @@ struct cb_runtime {
     char *state_dir, *init_path, *cgroup_parent;
     char *sandboxes_dir, *templates_dir, *slots_dir;
     int slots_dirfd;
+    int host_uts_fd; /* our own uts namespace, to return to after a claim's sethostname */
     uint32_t slot_hint; /* next uid slot to try (atomic; only a hint) */
     struct cb_cgroup_manager *cgroups;
     struct cb_seccomp_program seccomp;
@@ -23,5 +24,26 @@ struct cb_runtime {
     int last_cap;
     rlim_t nofile_max; /* our hard limit: raising past it needs CAP_SYS_RESOURCE */
 };
+
+/* ---- container-tier extension used by cellboxd's warm pool ----
+ *
+ * Not in struct cb_tier_ops yet (tier.h is shared; see the report asking
+ * for a `claim` op). Give a running sandbox created under an internal id
+ * (a pool member) its real identity: rename its directory and cgroups to
+ * new_id, record new_id as its uid slot's owner, set its uts hostname and
+ * /etc/hostname + /etc/hosts to hostname (or new_id when NULL/empty), and
+ * apply limits. On failure the sandbox may be half-renamed: the caller
+ * destroys it (destroy works from any of those states). Worker thread. */
+int cb_container_claim(struct cb_sandbox *sb, const char *new_id, const char *hostname,
+                       const struct cb_limits *limits, struct cb_error **err);
+/* Remove what a sandbox id left behind when its handle cannot be adopted
+ * (a crash before runtime.state was written): kill and remove its cgroups,
+ * remove sandboxes/<id>, release uid slots whose owner is id. -errno. */
+int cb_container_reclaim(struct cb_runtime *rt, const char *id);
+/* Disk limits enforced by a fixed-size image per sandbox (quota.h): a
+ * sandbox's disk_mb is then fixed at create. */
+bool cb_runtime_disk_images(struct cb_runtime *rt);
+/* The id a container sandbox handle currently has (borrowed). */
+const char *cb_container_id(const struct cb_sandbox *sb);
 
 #endif

@@ -2,7 +2,7 @@
  * and benchmarks.
  *
  *   cbrun --state DIR [--init PATH] [--no-quota] create ID [--memory MB]
- *         [--pids N] [--cpu C] [--disk MB]
+ *         [--pids N] [--cpu C] [--disk MB] [--weaken seccomp,caps,proc|all]
  *   cbrun --state DIR start|pause|resume|stop|destroy|stats|pid ID
  *   cbrun --state DIR exec ID [--uid N] [--cwd DIR] -- argv...
  *
@@ -27,6 +27,34 @@ static int fail(struct cb_error *e, const char *what)
     return 125;
 }
 
+/* "--weaken seccomp,caps,proc" (or "all"): the security battery's control
+ * runs, each a sandbox missing one defence (tier.h CB_WEAKEN_*). */
+static int parse_weaken(const char *list, unsigned *out)
+{
+    static const struct {
+        const char *name;
+        unsigned bit;
+    } names[] = {{"seccomp", CB_WEAKEN_NO_SECCOMP},
+                 {"caps", CB_WEAKEN_ALL_CAPS},
+                 {"proc", CB_WEAKEN_OPEN_PROC},
+                 {"all", CB_WEAKEN_NO_SECCOMP | CB_WEAKEN_ALL_CAPS | CB_WEAKEN_OPEN_PROC}};
+    *out = 0;
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        size_t i = 0;
+        while (i < sizeof names / sizeof names[0] &&
+               (strlen(names[i].name) != len || strncmp(names[i].name, p, len) != 0))
+            i++;
+        if (i == sizeof names / sizeof names[0]) {
+            fprintf(stderr, "cbrun: unknown weakening %.*s\n", (int)len, p);
+            return -1;
+        }
+        *out |= names[i].bit;
+        p += len + (p[len] == ',');
+    }
+    return 0;
+}
+
 static int do_create(struct cb_runtime *rt, const char *id, int argc, char **argv)
 {
     struct cb_sandbox_spec spec = {.id = id, .hostname = id, .template_name = "host"};
@@ -42,6 +70,10 @@ static int do_create(struct cb_runtime *rt, const char *id, int argc, char **arg
             spec.limits.disk_bytes = (uint64_t)(v * 1048576.0);
         else if (strcmp(argv[i], "--template") == 0)
             spec.template_name = argv[i + 1];
+        else if (strcmp(argv[i], "--weaken") == 0) {
+            if (parse_weaken(argv[i + 1], &spec.weaken) < 0)
+                return 2;
+        }
         else {
             fprintf(stderr, "cbrun: unknown create option %s\n", argv[i]);
             return 2;
@@ -239,7 +271,8 @@ static int run_command(struct cb_runtime *rt, const char *cmd, const char *id, i
 
 int main(int argc, char **argv)
 {
-    struct cb_runtime_config cfg = {0};
+    /* allow_weaken: this test driver is the one place --weaken is honoured */
+    struct cb_runtime_config cfg = {.allow_weaken = true};
     int i = 1;
     for (; i < argc && strncmp(argv[i], "--", 2) == 0; i++) {
         if (strcmp(argv[i], "--no-quota") == 0)

@@ -5,11 +5,13 @@
 #include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 
 #include "proto.h"
 #include "rootfs.h"
 #include "runner.h"
+#include "runtime.h"
 #include "tier.h"
 
 static const struct cb_tier_ops *T;
@@ -24,7 +26,7 @@ static void remove_parent_cgroups(void)
     }
 }
 
-static struct cb_runtime *open_runtime(char *state)
+static struct cb_runtime *open_runtime_quota(char *state, bool no_disk_quota)
 {
     if (geteuid() != 0)
         SKIP("needs root");
@@ -35,7 +37,8 @@ static struct cb_runtime *open_runtime(char *state)
     char *abs = realpath(init, NULL);
     ASSERT(mkdtemp(state));
     struct cb_runtime_config cfg = {.state_dir = state, .init_path = abs,
-                                    .cgroup_parent = "cellbox-unit", .no_disk_quota = true};
+                                    .cgroup_parent = "cellbox-unit",
+                                    .no_disk_quota = no_disk_quota};
     struct cb_runtime *rt;
     struct cb_error *err = NULL;
     if (cb_runtime_open(&cfg, &rt, &err) < 0)
@@ -45,6 +48,11 @@ static struct cb_runtime *open_runtime(char *state)
     T = cb_tier_lookup("container");
     ASSERT(T != NULL);
     return rt;
+}
+
+static struct cb_runtime *open_runtime(char *state)
+{
+    return open_runtime_quota(state, true);
 }
 
 /* Run argv as uid; return its exit code. */
@@ -174,6 +182,111 @@ TEST(runtime_setup_failure_names_step)
     ASSERT_EQ(T->destroy(sb, &err), 0);
     T->release(sb);
     cb_runtime_free(rt);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
+
+static char *read_text(const char *path)
+{
+    char *text = NULL;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    close(fd);
+    int dfd = open("/", O_PATH | O_CLOEXEC);
+    if (cb_read_file_at(dfd, path + 1, 1 << 20, &text, NULL) < 0)
+        text = NULL;
+    close(dfd);
+    return text;
+}
+
+/* Warm-pool claim: a started sandbox under an internal id takes a new id,
+ * hostname and limits, and is then an ordinary sandbox of that id. */
+TEST(runtime_claim_renames_everything)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    struct cb_error *err = NULL;
+    struct cb_sandbox_spec spec = {.id = "pool_unit", .hostname = "sandbox",
+                                   .template_name = "host", .limits = {.pids = 64}};
+    struct cb_sandbox *sb;
+    if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
+        FAIL("create/start: %s", err->message);
+    struct cb_limits l = {.pids = 99, .memory_bytes = 200ull << 20};
+    if (cb_container_claim(sb, "sb_claimed", "claimed-box", &l, &err) < 0)
+        FAIL("claim: %s", err->message);
+    ASSERT(strcmp(cb_container_id(sb), "sb_claimed") == 0);
+    char *old_dir = cb_xasprintf("%s/sandboxes/pool_unit", state);
+    char *new_dir = cb_xasprintf("%s/sandboxes/sb_claimed/runtime.state", state);
+    ASSERT(access(old_dir, F_OK) < 0);
+    ASSERT(access(new_dir, F_OK) == 0);
+    ASSERT(access("/sys/fs/cgroup/pids/cellbox-unit/pool_unit", F_OK) < 0);
+    char *pids = read_text("/sys/fs/cgroup/pids/cellbox-unit/sb_claimed/pids.max");
+    ASSERT(pids && strcmp(pids, "99\n") == 0);
+    char *slot = cb_xasprintf("%s/uidslots/0", state);
+    char *owner = read_text(slot);
+    ASSERT(owner && strcmp(owner, "sb_claimed") == 0);
+    ASSERT_EQ(run(sb, 0, "test \"$(hostname)\" = claimed-box && "
+                        "test \"$(cat /etc/hostname)\" = claimed-box && "
+                        "grep -q claimed-box /etc/hosts && "
+                        "grep -q '/cellbox-unit/sb_claimed$' /proc/1/cgroup || "
+                        "grep -q 'pids:/$' /proc/1/cgroup"), 0);
+    /* Our own hostname did not move: the claim returned to the host's uts. */
+    char host[256];
+    ASSERT_EQ(gethostname(host, sizeof host), 0);
+    ASSERT(strcmp(host, "claimed-box") != 0);
+    T->release(sb);
+    ASSERT_EQ(T->adopt(rt, "sb_claimed", &sb, &err), 0);
+    ASSERT_EQ(T->state(sb), CB_RUN_RUNNING);
+    ASSERT_EQ(run(sb, 1000, "echo ok > /workspace/x"), 0);
+    if (T->destroy(sb, &err) < 0)
+        FAIL("destroy: %s", err->message);
+    T->release(sb);
+    ASSERT(access("/sys/fs/cgroup/pids/cellbox-unit/sb_claimed", F_OK) < 0);
+    ASSERT(access(slot, F_OK) < 0);
+    free(pids);
+    free(owner);
+    cb_runtime_free(rt);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
+
+static bool mounted_under(const char *path)
+{
+    char *text = read_text("/proc/self/mountinfo");
+    bool found = text && strstr(text, path) != NULL;
+    free(text);
+    return found;
+}
+
+/* Without project quotas the disk limit is a per-sandbox ext4 image. */
+TEST(runtime_disk_image_limits_writes)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime_quota(state, false);
+    const char *reason = NULL;
+    if (!cb_runtime_disk_quota(rt, &reason))
+        SKIP("no disk quota here: %s", reason ? reason : "?");
+    struct cb_error *err = NULL;
+    struct cb_sandbox_spec spec = {.id = "sb_disk", .template_name = "host",
+                                   .limits = {.disk_bytes = 16ull << 20}};
+    struct cb_sandbox *sb;
+    if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
+        FAIL("create/start: %s", err->message);
+    ASSERT(mounted_under(state) || !cb_runtime_disk_images(rt));
+    ASSERT_NE(run(sb, 0, "dd if=/dev/zero of=/root/big bs=1M count=32 2>/dev/null"), 0);
+    ASSERT_EQ(run(sb, 0, "rm /root/big && echo small > /root/s"), 0);
+    struct cb_sandbox_stats st;
+    ASSERT_EQ(T->stats(sb, &st, &err), 0);
+    ASSERT(st.disk_bytes > 0);
+    if (T->destroy(sb, &err) < 0)
+        FAIL("destroy: %s", err->message);
+    T->release(sb);
+    ASSERT(!mounted_under(state));
+    cb_runtime_free(rt);
+    /* The XFS probe may have mounted nothing; unmount defensively anyway. */
+    char *vol = cb_xasprintf("%s/volume", state);
+    umount2(vol, MNT_DETACH);
     cb_rootfs_remove_tree(state);
     remove_parent_cgroups();
 }

@@ -1,0 +1,306 @@
+/* pool.c — the warm pool (see pool.h). */
+#include "pool.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <string.h>
+
+#include "log.h"
+#include "runtime.h"
+
+#define RETRY_MS 2000 /* after a failed refill: do not spin on a broken host */
+/* After a claim, wait this long before building the replacement: the
+ * client's first exec follows the create at once, and a refill running
+ * beside it (cgroup, mount and RCU work on a 2-core host) doubled both. */
+#define REFILL_DELAY_MS 20
+
+struct member {
+    struct cb_pool *pool;
+    struct cb_sandbox *h;
+    uv_poll_t death; /* readable when init exits */
+    struct member *next;
+};
+
+struct job {
+    uv_work_t w;
+    struct cb_pool *pool;
+    struct cb_sandbox *h; /* refill: the new member; destroy: the dead one */
+    struct cb_error *err;
+    char id[32];
+};
+
+struct cb_pool {
+    struct cb_daemon *d;
+    unsigned size, ready;
+    int inflight;      /* jobs on the worker pool */
+    bool refilling;    /* one refill at a time: never starve tenants' work */
+    bool closing;
+    struct member *members;
+    uv_timer_t retry;  /* delayed refill: after a failure or a claim */
+};
+
+static void refill(struct cb_pool *p);
+
+unsigned cb_pool_ready(const struct cb_pool *p) { return p ? p->ready : 0; }
+unsigned cb_pool_size(const struct cb_pool *p) { return p ? p->size : 0; }
+
+/* The default shape's limits (the API's defaults); a claim applies the
+ * request's own limits. */
+static const struct cb_limits pool_limits = {
+    .cpu = 1.0, .memory_bytes = 512ull << 20, .disk_bytes = 2048ull << 20, .pids = 512};
+
+/* ---- destroying members ---- */
+
+static void destroy_now(const struct cb_tier_ops *t, struct cb_sandbox *h, const char *why)
+{
+    struct cb_error *err = NULL;
+    if (t->destroy(h, &err) < 0) {
+        cb_log_warn(cb_container_id(h), "pool member (%s): destroy failed: %s", why,
+                    err ? err->message : "?");
+        cb_error_free(err);
+    }
+    t->release(h);
+}
+
+static void destroy_work_cb(uv_work_t *req)
+{
+    struct job *j = req->data;
+    destroy_now(j->pool->d->tier, j->h, "died");
+}
+
+static void job_done(struct job *j)
+{
+    j->pool->inflight--;
+    cb_error_free(j->err);
+    free(j);
+}
+
+static void destroy_after_cb(uv_work_t *req, int status)
+{
+    struct job *j = req->data;
+    struct cb_pool *p = j->pool;
+    job_done(j);
+    refill(p);
+}
+
+static void free_member_cb(uv_handle_t *h) { free(h->data); }
+
+static void unlink_member(struct cb_pool *p, struct member *m)
+{
+    for (struct member **pp = &p->members; *pp; pp = &(*pp)->next) {
+        if (*pp == m) {
+            *pp = m->next;
+            p->ready--;
+            break;
+        }
+    }
+    uv_poll_stop(&m->death);
+    uv_close((uv_handle_t *)&m->death, free_member_cb);
+}
+
+static void on_member_death(uv_poll_t *h, int status, int events)
+{
+    struct member *m = h->data;
+    struct cb_pool *p = m->pool;
+    struct cb_sandbox *sb = m->h;
+    cb_log_warn(cb_container_id(sb), "pool member's init exited; replacing it");
+    unlink_member(p, m);
+    struct job *j = cb_xcalloc(1, sizeof(*j));
+    j->pool = p;
+    j->h = sb;
+    j->w.data = j;
+    p->inflight++;
+    uv_queue_work(p->d->loop, &j->w, destroy_work_cb, destroy_after_cb);
+}
+
+/* ---- adding members ---- */
+
+static void add_member(struct cb_pool *p, struct cb_sandbox *h)
+{
+    struct member *m = cb_xcalloc(1, sizeof(*m));
+    m->pool = p;
+    m->h = h;
+    m->death.data = m;
+    int pidfd = p->d->tier->init_pidfd(h);
+    if (pidfd < 0 || uv_poll_init(p->d->loop, &m->death, pidfd) < 0) {
+        free(m);
+        destroy_now(p->d->tier, h, "unwatchable");
+        return;
+    }
+    uv_poll_start(&m->death, UV_READABLE | UV_DISCONNECT, on_member_death);
+    m->next = p->members;
+    p->members = m;
+    p->ready++;
+}
+
+static void refill_work_cb(uv_work_t *req)
+{
+    struct job *j = req->data;
+    const struct cb_tier_ops *t = j->pool->d->tier;
+    struct cb_sandbox_spec spec = {.id = j->id, .hostname = "sandbox",
+                                   .template_name = CB_POOL_TEMPLATE, .limits = pool_limits};
+    if (t->create(j->pool->d->rt, &spec, &j->h, &j->err) < 0) {
+        j->h = NULL;
+        return;
+    }
+    if (t->start(j->h, &j->err) < 0) {
+        destroy_now(t, j->h, "start failed");
+        j->h = NULL;
+    }
+}
+
+static void retry_cb(uv_timer_t *t) { refill(t->data); }
+
+static void refill_after_cb(uv_work_t *req, int status)
+{
+    struct job *j = req->data;
+    struct cb_pool *p = j->pool;
+    p->refilling = false;
+    if (j->h) {
+        add_member(p, j->h);
+    } else {
+        cb_log_warn(NULL, "warm pool: cannot make a member: %s",
+                    j->err ? j->err->message : "cancelled");
+        if (!p->closing)
+            uv_timer_start(&p->retry, retry_cb, RETRY_MS, 0);
+        job_done(j);
+        return;
+    }
+    job_done(j);
+    refill(p);
+}
+
+static void refill(struct cb_pool *p)
+{
+    if (p->closing || p->refilling || p->ready >= p->size || uv_is_active((uv_handle_t *)&p->retry))
+        return;
+    struct job *j = cb_xcalloc(1, sizeof(*j));
+    char hex[17];
+    cb_random_hex(hex, 8);
+    snprintf(j->id, sizeof(j->id), CB_POOL_PREFIX "%s", hex);
+    j->pool = p;
+    j->w.data = j;
+    p->refilling = true;
+    p->inflight++;
+    uv_queue_work(p->d->loop, &j->w, refill_work_cb, refill_after_cb);
+}
+
+struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name, const char *tier,
+                                const struct cb_limits *limits)
+{
+    if (!p || p->closing || strcmp(template_name ? template_name : "host", CB_POOL_TEMPLATE) != 0 ||
+        strcmp(tier ? tier : "container", CB_POOL_TIER) != 0)
+        return NULL;
+    if (cb_runtime_disk_images(p->d->rt) && limits->disk_bytes != pool_limits.disk_bytes)
+        return NULL;
+    const struct cb_tier_ops *t = p->d->tier;
+    while (p->members) {
+        struct member *m = p->members;
+        struct cb_sandbox *h = m->h;
+        unlink_member(p, m);
+        /* Died but the loop has not seen the pidfd yet: skip it. */
+        if (t->state(h) == CB_RUN_RUNNING) {
+            if (!uv_is_active((uv_handle_t *)&p->retry))
+                uv_timer_start(&p->retry, retry_cb, REFILL_DELAY_MS, 0);
+            /* uv_poll_init made the pidfd O_NONBLOCK; the sandbox's owner
+             * expects the tier's blocking pidfd back. */
+            int pidfd = t->init_pidfd(h);
+            int fl = fcntl(pidfd, F_GETFL);
+            if (fl >= 0)
+                fcntl(pidfd, F_SETFL, fl & ~O_NONBLOCK);
+            return h;
+        }
+        destroy_now(t, h, "found dead at claim");
+    }
+    refill(p);
+    return NULL;
+}
+
+/* ---- start and stop ---- */
+
+/* A previous daemon run left pool members behind (it was killed): keep
+ * live ones up to the pool size, destroy the rest. A member whose
+ * runtime.state is missing (killed mid-create) is reclaimed piece by piece. */
+static void recover_member(struct cb_pool *p, const char *id)
+{
+    const struct cb_tier_ops *t = p->d->tier;
+    struct cb_sandbox *h = NULL;
+    struct cb_error *err = NULL;
+    if (t->adopt(p->d->rt, id, &h, &err) < 0) {
+        cb_error_free(err);
+        int r = cb_container_reclaim(p->d->rt, id);
+        cb_log_info(id, "warm pool: reclaimed a half-made member%s", r < 0 ? " (incomplete)" : "");
+        return;
+    }
+    int fd = -1;
+    if (p->ready < p->size && t->state(h) == CB_RUN_RUNNING && t->connect(h, &fd, NULL) == 0) {
+        close(fd);
+        add_member(p, h);
+        cb_log_info(id, "warm pool: adopted member");
+        return;
+    }
+    destroy_now(t, h, "left over");
+    cb_log_info(id, "warm pool: destroyed left-over member");
+}
+
+static void recover(struct cb_pool *p)
+{
+    _cleanup_free_ char *dir = cb_xasprintf("%s/sandboxes", p->d->cfg.state_dir);
+    DIR *dp = opendir(dir);
+    if (!dp)
+        return;
+    char **ids = NULL;
+    size_t n = 0;
+    struct dirent *de;
+    while ((de = readdir(dp)) != NULL) {
+        if (strncmp(de->d_name, CB_POOL_PREFIX, strlen(CB_POOL_PREFIX)) != 0)
+            continue;
+        ids = realloc(ids, (n + 1) * sizeof(*ids));
+        if (!ids)
+            abort();
+        ids[n++] = cb_xstrdup(de->d_name);
+    }
+    closedir(dp);
+    for (size_t i = 0; i < n; i++) {
+        recover_member(p, ids[i]);
+        free(ids[i]);
+    }
+    free(ids);
+}
+
+struct cb_pool *cb_pool_open(struct cb_daemon *d, unsigned size)
+{
+    struct cb_pool *p = cb_xcalloc(1, sizeof(*p));
+    p->d = d;
+    p->size = size;
+    uv_timer_init(d->loop, &p->retry);
+    p->retry.data = p;
+    recover(p);
+    if (size)
+        cb_log_info(NULL, "warm pool: %u member(s) of template %s, %u adopted", size,
+                    CB_POOL_TEMPLATE, p->ready);
+    refill(p);
+    return p;
+}
+
+static void free_pool_cb(uv_handle_t *h) { free(h->data); }
+
+void cb_pool_close(struct cb_pool *p)
+{
+    if (!p)
+        return;
+    p->closing = true;
+    uv_timer_stop(&p->retry);
+    /* Refills and destroys in flight finish on worker threads; their
+     * after-callbacks run on the loop, so run it until they did. */
+    while (p->inflight > 0)
+        uv_run(p->d->loop, UV_RUN_ONCE);
+    while (p->members) {
+        struct member *m = p->members;
+        struct cb_sandbox *h = m->h;
+        unlink_member(p, m);
+        destroy_now(p->d->tier, h, "daemon stopping");
+    }
+    uv_close((uv_handle_t *)&p->retry, free_pool_cb);
+    uv_run(p->d->loop, UV_RUN_NOWAIT);
+}

@@ -1,0 +1,54 @@
+/* pool.h — the warm pool: sandboxes of the default shape (template `host`,
+ * tier `container`) created and started ahead of demand, so POST
+ * /v1/sandboxes only has to give one its identity (cb_container_claim:
+ * rename to the new id, hostname, limits) instead of building it.
+ *
+ * Pool members are tier sandboxes under internal ids "pool_<hex>". They
+ * have no store record and are not in the daemon's registry, so no API call
+ * lists, counts (tenant quotas) or reaches them. Once claimed, a member is
+ * renamed to the sandbox's id (directory, cgroup, uid-slot owner), so it
+ * cannot be told apart from one created cold, and a daemon restart adopts
+ * it like any other sandbox.
+ *
+ * Life cycle: members are made one at a time on the worker pool (refill
+ * after every claim, and after a member dies: the loop watches each
+ * member's init pidfd). A graceful daemon stop destroys the members; after
+ * a crash, cb_pool_open adopts the live ones (up to the pool size) and
+ * destroys the rest, leftovers of half-made members included.
+ *
+ * Threading: every function runs on the loop thread. */
+#ifndef CB_DAEMON_POOL_H
+#define CB_DAEMON_POOL_H
+
+#include <stdbool.h>
+
+#include "daemon.h"
+
+#define CB_POOL_TEMPLATE "host"
+#define CB_POOL_TIER "container"
+#define CB_POOL_PREFIX "pool_"
+
+struct cb_pool;
+
+/* Recover leftovers of a previous run, then start filling up to size
+ * members (size 0: no pool; leftovers are still destroyed). Never fails: a
+ * pool that cannot be filled only means cold creates. Free with
+ * cb_pool_close(). */
+struct cb_pool *cb_pool_open(struct cb_daemon *d, unsigned size);
+
+/* A ready member for a sandbox of this template and tier, or NULL (empty
+ * pool or another shape; where disk limits are fixed-size images, a
+ * disk_bytes other than the pool's is another shape too). The caller owns the returned handle: it claims it
+ * (cb_container_claim) or destroys and releases it. Schedules a refill. */
+struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name,
+                                const char *tier, const struct cb_limits *limits);
+
+/* Members ready now / target size. */
+unsigned cb_pool_ready(const struct cb_pool *p);
+unsigned cb_pool_size(const struct cb_pool *p);
+
+/* Daemon stop: wait for refills in flight (running the loop), destroy every
+ * member, free the pool. NULL is fine. */
+void cb_pool_close(struct cb_pool *p);
+
+#endif

@@ -1,0 +1,87 @@
+"""Disk limits: a sandbox that fills its disk gets ENOSPC inside; the daemon
+and a neighbour are unaffected; usage reports it; destroy leaves no mount.
+
+Judged on the host: mountinfo and the state dir, not only what the sandbox
+prints.
+"""
+import os
+
+import pytest
+
+from cellboxd import Daemon
+
+
+@pytest.fixture(scope="module")
+def d():
+    # No pool: these sandboxes ask for a non-default disk size anyway.
+    dm = Daemon(extra_args=["--pool-size", "0"])
+    dm.start()
+    info = dm.request("GET", "/v1/info").json()
+    if not info["disk_quota"]["available"]:
+        dm.stop()
+        pytest.skip("disk quota unavailable here: %s" % info["disk_quota"].get("reason"))
+    yield dm
+    dm.stop()
+
+
+def mounts_of(path):
+    with open("/proc/self/mountinfo") as f:
+        return [l for l in f if path in l]
+
+
+def run(d, sid, cmd):
+    return d.exec(sid, cmd=cmd, timeout=60)
+
+
+def test_fill_gives_enospc_inside_only(d):
+    a = d.create_sandbox(name="filler", disk_mb=32)
+    b = d.create_sandbox(name="neighbour", disk_mb=32)
+    adir = os.path.join(d.state_dir, "sandboxes", a["id"])
+    assert mounts_of(adir), "no disk of its own: limit would not be enforced"
+    r = run(d, a["id"], "dd if=/dev/zero of=/workspace/big bs=1M count=64")
+    assert r["exit_code"] != 0, r
+    assert "No space left on device" in r["stderr"], r
+    # Only its own disk is full: the upper layer as the host sees it holds
+    # at most the limit.
+    r = run(d, a["id"], "stat -c %s /workspace/big")
+    written = int(r["stdout"])
+    assert 16 << 20 <= written <= 32 << 20, written
+    # Also for root (no reserved blocks to fall back on).
+    r = d.exec(a["id"], cmd="dd if=/dev/zero of=/root/more bs=64k count=64", user="root")
+    assert r["exit_code"] != 0 and "No space" in r["stderr"], r
+    # The neighbour and the daemon do not notice.
+    r = run(d, b["id"], "dd if=/dev/zero of=/workspace/f bs=1M count=8 && sync && echo ok")
+    assert r["exit_code"] == 0 and r["stdout"].strip().endswith("ok"), r
+    assert d.request("GET", "/healthz").status == 200
+    # Usage reports the filled disk.
+    body = d.request("GET", "/v1/sandboxes/" + a["id"]).json()
+    if "usage" in body:
+        assert body["usage"]["disk_bytes"] >= 16 << 20, body["usage"]
+    # Freeing space makes it writable again.
+    r = run(d, a["id"], "rm /workspace/big && echo y > /workspace/small && cat /workspace/small")
+    assert r["exit_code"] == 0 and r["stdout"].strip() == "y", r
+    for sb in (a, b):
+        d.delete_sandbox(sb["id"])
+    assert mounts_of(adir) == []
+    assert not os.path.exists(adir)
+
+
+def test_disk_survives_stop_start(d):
+    sb = d.create_sandbox(disk_mb=16)
+    run(d, sb["id"], "echo kept > /workspace/k")
+    assert d.request("POST", "/v1/sandboxes/%s/stop" % sb["id"]).status == 200
+    assert d.request("POST", "/v1/sandboxes/%s/start" % sb["id"]).status == 200
+    r = run(d, sb["id"], "cat /workspace/k; dd if=/dev/zero of=/workspace/z bs=1M count=32")
+    assert r["stdout"].startswith("kept") and "No space left" in r["stderr"], r
+    d.delete_sandbox(sb["id"])
+    assert mounts_of(os.path.join(d.state_dir, "sandboxes", sb["id"])) == []
+
+
+def test_disk_limit_fixed_after_create(d):
+    sb = d.create_sandbox(disk_mb=16)
+    r = d.request("PATCH", "/v1/sandboxes/" + sb["id"], {"limits": {"disk_mb": 64}})
+    # An image's size is fixed: refused, and the old limit still holds.
+    assert r.status == 409, r
+    rr = run(d, sb["id"], "dd if=/dev/zero of=/workspace/z bs=1M count=40")
+    assert "No space left" in rr["stderr"], rr
+    d.delete_sandbox(sb["id"])

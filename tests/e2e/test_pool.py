@@ -1,0 +1,215 @@
+"""Warm pool: claim, invisibility, refill, replacement, crash + restart.
+
+Evidence is taken on the host (state dir, cgroup tree, uid slot files,
+mountinfo, /proc), not from what the daemon says about itself.
+"""
+import glob
+import os
+import re
+import signal
+import time
+
+import pytest
+
+from cellboxd import Daemon
+
+
+def pool_ids(d, running=True):
+    base = os.path.join(d.state_dir, "sandboxes")
+    out = []
+    for n in sorted(os.listdir(base)) if os.path.isdir(base) else []:
+        if not n.startswith("pool_"):
+            continue
+        if running:
+            try:
+                with open(os.path.join(base, n, "runtime.state")) as f:
+                    if "\nstate=2\n" not in f.read():
+                        continue
+            except OSError:
+                continue
+        out.append(n)
+    return out
+
+
+def wait_pool(d, n, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if len(pool_ids(d)) >= n:
+            # running on disk; give the loop a moment to add it to the pool
+            time.sleep(0.3)
+            return pool_ids(d)
+        time.sleep(0.05)
+    raise AssertionError("pool did not fill to %d: %s\n%s" % (n, pool_ids(d, False), d.log()))
+
+
+def cgroup_dirs(name):
+    return glob.glob("/sys/fs/cgroup/*/cellbox/" + name) + glob.glob("/sys/fs/cgroup/cellbox/" + name)
+
+
+def state_of(d, sid):
+    with open(os.path.join(d.state_dir, "sandboxes", sid, "runtime.state")) as f:
+        return dict(l.split("=", 1) for l in f.read().splitlines() if "=" in l)
+
+
+def slot_owners(d):
+    base = os.path.join(d.state_dir, "uidslots")
+    owners = {}
+    for n in os.listdir(base):
+        with open(os.path.join(base, n)) as f:
+            owners[n] = f.read()
+    return owners
+
+
+def mounts_mentioning(path):
+    with open("/proc/self/mountinfo") as f:
+        return [l for l in f if path in l]
+
+
+def sh(d, sid, cmd, **kw):
+    r = d.exec(sid, cmd=cmd, **kw)
+    assert r["exit_code"] == 0, r
+    return r["stdout"]
+
+
+@pytest.fixture
+def pooled():
+    d = Daemon(tcp=True, extra_args=["--pool-size", "2"])
+    d.start()
+    try:
+        wait_pool(d, 2)
+        yield d
+    finally:
+        d.stop()
+
+
+def test_claim_gives_the_sandbox_its_identity(pooled):
+    d = pooled
+    before = set(pool_ids(d))
+    sb = d.create_sandbox(name="alpha", memory_mb=300, pids=100)
+    sid = sb["id"]
+    assert "%s claimed from the warm pool" % sid in d.log() or \
+        re.search(r"%s.*claimed from the warm pool" % sid, d.log()), d.log()
+    # One pool member became this sandbox: it left the pool's names.
+    assert len(before - set(os.listdir(os.path.join(d.state_dir, "sandboxes")))) == 1
+    # Its directory, runtime record, cgroups and uid slot carry the id.
+    st = state_of(d, sid)
+    assert st["id"] == sid and st["hostname"] == "alpha"
+    dirs = cgroup_dirs(sid)
+    assert dirs, "no cgroup named after the sandbox"
+    pid = int(st["pid"])
+    with open("/proc/%d/cgroup" % pid) as f:
+        assert "/cellbox/" + sid in f.read()
+    assert sid in slot_owners(d).values()
+    # Limits of the request, applied at claim (evidence: the cgroup files).
+    for c in dirs:
+        if os.path.exists(c + "/memory.limit_in_bytes"):
+            assert int(open(c + "/memory.limit_in_bytes").read()) == 300 << 20
+        if os.path.exists(c + "/memory.max"):
+            assert int(open(c + "/memory.max").read()) == 300 << 20
+        if os.path.exists(c + "/pids.max"):
+            assert open(c + "/pids.max").read().strip() == "100"
+    # Hostname: the uts namespace and /etc files.
+    out = sh(d, sid, "hostname; cat /etc/hostname; grep -c alpha /etc/hosts")
+    assert out.split() == ["alpha", "alpha", "1"], out
+    # A working sandbox: write files, run processes as user.
+    assert sh(d, sid, "echo hi > /workspace/f && cat /workspace/f && id -un").split() == ["hi", "user"]
+    d.delete_sandbox(sid)
+    assert not cgroup_dirs(sid)
+    assert not os.path.exists(os.path.join(d.state_dir, "sandboxes", sid))
+    assert sid not in slot_owners(d).values()
+
+
+def test_pool_members_are_invisible(pooled):
+    d = pooled
+    members = pool_ids(d)
+    assert len(members) == 2
+    assert d.request("GET", "/v1/sandboxes").json()["items"] == []
+    for m in members:
+        assert d.request("GET", "/v1/sandboxes/" + m).status == 404
+        assert d.request("DELETE", "/v1/sandboxes/" + m).status == 404
+    # A tenant allowed one sandbox gets one, although the pool holds two.
+    key = d.create_key("pooltenant", max_sandboxes=1)
+    sb = d.create_sandbox(key=key)
+    r = d.request("POST", "/v1/sandboxes", {}, key=key)
+    assert r.status == 429, r
+    items = d.request("GET", "/v1/sandboxes", key=key).json()["items"]
+    assert [i["id"] for i in items] == [sb["id"]]
+    d.delete_sandbox(sb["id"], key=key)
+
+
+def test_refill_after_claim_and_dead_member_replaced(pooled):
+    d = pooled
+    sb = d.create_sandbox()
+    wait_pool(d, 2)
+    victim = pool_ids(d)[0]
+    pid = int(state_of(d, victim)["pid"])
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 20
+    while time.time() < deadline:
+        ids = pool_ids(d, running=False)
+        if victim not in ids and len(pool_ids(d)) == 2:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("dead member not replaced: %s\n%s" % (pool_ids(d, False), d.log()))
+    assert not cgroup_dirs(victim)
+    assert victim not in slot_owners(d).values()
+    # The claimed sandbox still works and a new claim works too.
+    assert sh(d, sb["id"], "echo ok").strip() == "ok"
+    sb2 = d.create_sandbox(name="beta")
+    assert sh(d, sb2["id"], "hostname").strip() == "beta"
+    d.delete_sandbox(sb["id"])
+    d.delete_sandbox(sb2["id"])
+
+
+def test_pool_disabled_creates_cold():
+    with Daemon(extra_args=["--pool-size", "0"]) as d:
+        sb = d.create_sandbox(name="cold")
+        assert "warm pool" not in d.log()
+        assert pool_ids(d, running=False) == []
+        assert sh(d, sb["id"], "hostname").strip() == "cold"
+        d.delete_sandbox(sb["id"])
+
+
+def test_kill9_restart_leaks_nothing():
+    d = Daemon(extra_args=["--pool-size", "3"])
+    d.start()
+    try:
+        wait_pool(d, 3)
+        sb = d.create_sandbox(name="survivor")
+        members = wait_pool(d, 3)
+        pids = [int(state_of(d, m)["pid"]) for m in members]
+        d.kill9()
+        # Restart with a smaller pool: one member adopted... the rest destroyed.
+        d.extra_args = ["--pool-size", "1"]
+        d.start()
+        deadline = time.time() + 20
+        while time.time() < deadline and len(pool_ids(d, running=False)) != 1:
+            time.sleep(0.05)
+        kept = pool_ids(d, running=False)
+        assert len(kept) == 1 and kept[0] in members, (kept, members, d.log())
+        assert "adopted member" in d.log()
+        for m, pid in zip(members, pids):
+            if m in kept:
+                assert os.path.exists("/proc/%d" % pid)
+                continue
+            assert not cgroup_dirs(m), m
+            assert not os.path.exists("/proc/%d" % pid) or \
+                open("/proc/%d/stat" % pid).read().split()[2] == "Z"
+        # The claimed sandbox survived the crash like any other.
+        assert sh(d, sb["id"], "hostname").strip() == "survivor"
+        owners = set(slot_owners(d).values())
+        assert owners == {sb["id"], kept[0]}, owners
+        d.delete_sandbox(sb["id"])
+        # Graceful stop destroys the pool: nothing of this daemon remains.
+        d.terminate()
+        assert pool_ids(d, running=False) == []
+        assert os.listdir(os.path.join(d.state_dir, "uidslots")) == []
+        for m in members + kept + [sb["id"]]:
+            assert not cgroup_dirs(m), m
+        assert mounts_mentioning(d.state_dir) == []
+        for pid in pids:
+            assert not os.path.exists("/proc/%d" % pid) or \
+                open("/proc/%d/stat" % pid).read().split()[2] == "Z"
+    finally:
+        d.stop()
