@@ -81,12 +81,20 @@ const char *cb_http_status_text(int status)
 {
     switch (status) {
     case 100: return "Continue";
+    case 101: return "Switching Protocols";
     case 200: return "OK";
     case 201: return "Created";
     case 204: return "No Content";
     case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
@@ -97,7 +105,9 @@ const char *cb_http_status_text(int status)
     case 429: return "Too Many Requests";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
     default: return "Unknown";
     }
 }
@@ -421,6 +431,35 @@ void cb_http_stream_end(struct cb_http_req *r)
     if (!r->aborted && r->chunked)
         conn_write(r->conn, "0\r\n\r\n", 5, NULL, 0, NULL, 0);
     req_finish(r);
+}
+
+void cb_http_stream_abort(struct cb_http_req *r)
+{
+    if (r->finished)
+        return;
+    /* Marking the request aborted turns further writes into no-ops and makes
+     * conn_request_done() shut the connection down after what is queued:
+     * the client sees a truncated body, never a desynchronised stream. */
+    r->conn->close_after = true;
+    r->aborted = true;
+    req_finish(r);
+}
+
+int cb_http_peer_addr(const struct cb_http_req *r, char *out, size_t outlen)
+{
+    struct cb_http_conn *c = r->conn;
+    if (!c->via_tcp || c->closing)
+        return -ENOTSOCK;
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    int e = uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len);
+    if (e < 0)
+        return e;
+    if (ss.ss_family == AF_INET6)
+        e = uv_ip6_name((struct sockaddr_in6 *)&ss, out, outlen);
+    else
+        e = uv_ip4_name((struct sockaddr_in *)&ss, out, outlen);
+    return e;
 }
 
 size_t cb_http_write_queue(const struct cb_http_req *r)

@@ -148,6 +148,12 @@ void cb_http_stream_write(struct cb_http_req *req, const void *data, size_t len)
 /* Write one event (steals ev); adds "seq" = ++req->seq unless ev has one. */
 void cb_http_stream_event(struct cb_http_req *req, json_t *ev);
 void cb_http_stream_end(struct cb_http_req *req);
+/* End a streamed response that cannot be completed (its source failed
+ * mid-body): the connection is closed after the queued bytes, so the client
+ * sees a truncated response instead of a wrong one. Ends the request. */
+void cb_http_stream_abort(struct cb_http_req *req);
+/* The TCP peer's address as text; -ENOTSOCK on the unix socket. */
+int cb_http_peer_addr(const struct cb_http_req *req, char *out, size_t outlen);
 size_t cb_http_write_queue(const struct cb_http_req *req);
 /* Is the write queue past the high-water mark (stop producing)? */
 bool cb_http_congested(const struct cb_http_req *req);

@@ -6,6 +6,7 @@
 #include "api/api.h"
 #include "log.h"
 #include "metrics.h"
+#include "proxy.h"
 
 #define U cb_api_unavailable
 #define SB "/v1/sandboxes/{id}"
@@ -54,10 +55,18 @@ const struct cb_route cb_routes[] = {
     {"PUT", SB "/archive", cb_api_archive_put, CB_ROUTE_STREAM_BODY},
     {"GET", SB "/archive", cb_api_archive_get, 0},
 
-    {"POST", SB "/ports", U, 0},
-    {"GET", SB "/ports", U, 0},
-    {"DELETE", SB "/ports/{port}", U, 0},
-    {"GET", SB "/ports/{port}/proxy/{path}", U, CB_ROUTE_TAIL},
+    {"POST", SB "/ports", cb_api_port_expose, 0},
+    {"GET", SB "/ports", cb_api_port_list, 0},
+    {"DELETE", SB "/ports/{port}", cb_api_port_unexpose, 0},
+    /* Documentation rows: cb_api_on_headers sends every proxy request (any
+     * method) to the proxy before this table is consulted. */
+#define PROXY_ROUTE CB_ROUTE_TAIL | CB_ROUTE_PUBLIC | CB_ROUTE_STREAM_BODY
+    {"GET", SB "/ports/{port}/proxy/{path}", cb_proxy_handle, PROXY_ROUTE},
+    {"POST", SB "/ports/{port}/proxy/{path}", cb_proxy_handle, PROXY_ROUTE},
+    {"PUT", SB "/ports/{port}/proxy/{path}", cb_proxy_handle, PROXY_ROUTE},
+    {"PATCH", SB "/ports/{port}/proxy/{path}", cb_proxy_handle, PROXY_ROUTE},
+    {"DELETE", SB "/ports/{port}/proxy/{path}", cb_proxy_handle, PROXY_ROUTE},
+#undef PROXY_ROUTE
 
     {"POST", SB "/snapshots", U, 0},
     {"GET", "/v1/snapshots", U, 0},
@@ -103,6 +112,15 @@ static int authenticate(struct cb_http_req *req)
 
 enum cb_http_disposition cb_api_on_headers(struct cb_http_req *req)
 {
+    /* Preview traffic (Host form on TCP, path form anywhere) goes to the
+     * proxy before API-key authentication: the proxy applies the port's
+     * token rules, and an API key (checked here, failure ignored) is only
+     * one way in. Bodies stream through, never buffered. */
+    if (cb_proxy_wants(req)) {
+        req->match.route = &cb_proxy_route;
+        authenticate(req);
+        return CB_HTTP_STREAM;
+    }
     int r = cb_router_match(cb_routes, cb_nroutes, req->method_name, req->path,
                             &req->match);
     /* Only a caller we know may send a large body: an unknown one keeps the

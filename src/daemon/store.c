@@ -28,6 +28,10 @@ static const char *const migrations[CB_STORE_SCHEMA_VERSION] = {
     "ALTER TABLE sandboxes ADD COLUMN stop_reason TEXT;"
     "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, sandbox_id TEXT,"
     " at REAL NOT NULL, kind TEXT NOT NULL, detail TEXT);",
+    /* 3 -> 4: exposed ports; they go with their sandbox */
+    "CREATE TABLE ports (sandbox_id TEXT NOT NULL REFERENCES sandboxes(id)"
+    " ON DELETE CASCADE, port INTEGER NOT NULL, public INTEGER NOT NULL,"
+    " token TEXT NOT NULL, created_at REAL NOT NULL, PRIMARY KEY (sandbox_id, port));",
 };
 
 static int db_error(struct cb_store *st, struct cb_error **err, const char *what)
@@ -405,4 +409,116 @@ int cb_store_tenant_get(struct cb_store *st, const char *tenant, struct cb_tenan
     }
     sqlite3_finalize(s);
     return r;
+}
+
+void cb_port_record_clear(struct cb_port_record *r)
+{
+    free(r->sandbox_id);
+    free(r->token);
+    memset(r, 0, sizeof(*r));
+}
+
+void cb_port_records_free(struct cb_port_record *items, size_t count)
+{
+    for (size_t i = 0; i < count; i++)
+        cb_port_record_clear(&items[i]);
+    free(items);
+}
+
+int cb_store_port_insert(struct cb_store *st, const struct cb_port_record *r,
+                         struct cb_error **err)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db,
+                           "INSERT INTO ports (sandbox_id, port, public, token, created_at)"
+                           " VALUES (?1,?2,?3,?4,?5)",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_error(st, err, "insert port");
+    bind_text(s, 1, r->sandbox_id);
+    sqlite3_bind_int(s, 2, r->port);
+    sqlite3_bind_int(s, 3, r->is_public);
+    bind_text(s, 4, r->token);
+    sqlite3_bind_double(s, 5, r->created_at);
+    return step_done(st, s, err, "port");
+}
+
+int cb_store_port_set_public(struct cb_store *st, const char *sandbox_id, uint16_t port,
+                             bool is_public, struct cb_error **err)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db, "UPDATE ports SET public=?3 WHERE sandbox_id=?1 AND port=?2",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_error(st, err, "update port");
+    bind_text(s, 1, sandbox_id);
+    sqlite3_bind_int(s, 2, port);
+    sqlite3_bind_int(s, 3, is_public);
+    return step_done(st, s, err, "update port");
+}
+
+static void port_from_row(sqlite3_stmt *s, struct cb_port_record *out)
+{
+    *out = (struct cb_port_record){
+        .sandbox_id = column_dup(s, 0),
+        .port = (uint16_t)sqlite3_column_int(s, 1),
+        .is_public = sqlite3_column_int(s, 2) != 0,
+        .token = column_dup(s, 3),
+        .created_at = sqlite3_column_double(s, 4),
+    };
+}
+
+int cb_store_port_get(struct cb_store *st, const char *sandbox_id, uint16_t port,
+                      struct cb_port_record *out)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT sandbox_id, port, public, token, created_at FROM ports"
+                           " WHERE sandbox_id=?1 AND port=?2",
+                           -1, &s, NULL) != SQLITE_OK)
+        return -1;
+    bind_text(s, 1, sandbox_id);
+    sqlite3_bind_int(s, 2, port);
+    int r = 0;
+    if (sqlite3_step(s) == SQLITE_ROW) {
+        port_from_row(s, out);
+        r = 1;
+    }
+    sqlite3_finalize(s);
+    return r;
+}
+
+int cb_store_port_list(struct cb_store *st, const char *sandbox_id,
+                       struct cb_port_record **items, size_t *count,
+                       struct cb_error **err)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db,
+                           "SELECT sandbox_id, port, public, token, created_at FROM ports"
+                           " WHERE sandbox_id=?1 ORDER BY port",
+                           -1, &s, NULL) != SQLITE_OK)
+        return db_error(st, err, "list ports");
+    bind_text(s, 1, sandbox_id);
+    struct cb_port_record *v = NULL;
+    size_t n = 0;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        v = cb_xrealloc(v, (n + 1) * sizeof(*v));
+        port_from_row(s, &v[n++]);
+    }
+    sqlite3_finalize(s);
+    *items = v;
+    *count = n;
+    return 0;
+}
+
+int cb_store_port_delete(struct cb_store *st, const char *sandbox_id, uint16_t port,
+                         struct cb_error **err)
+{
+    sqlite3_stmt *s = NULL;
+    if (sqlite3_prepare_v2(st->db, "DELETE FROM ports WHERE sandbox_id=?1 AND port=?2", -1,
+                           &s, NULL) != SQLITE_OK)
+        return db_error(st, err, "delete port");
+    bind_text(s, 1, sandbox_id);
+    sqlite3_bind_int(s, 2, port);
+    if (step_done(st, s, err, "delete port") < 0)
+        return -1;
+    return sqlite3_changes(st->db) > 0;
 }

@@ -16,7 +16,7 @@
 
 #include "error.h"
 
-#define CB_STORE_SCHEMA_VERSION 3
+#define CB_STORE_SCHEMA_VERSION 4
 
 struct cb_store;
 
@@ -91,5 +91,33 @@ int cb_store_tenant_set(struct cb_store *st, const char *tenant,
                         const struct cb_tenant_quota *q, struct cb_error **err);
 int cb_store_tenant_get(struct cb_store *st, const char *tenant,
                         struct cb_tenant_quota *q); /* 1 found, 0 not */
+
+/* Exposed ports (preview URLs). A port row goes with its sandbox row (ON
+ * DELETE CASCADE). token is the per-port access secret, kept in clear
+ * because it is shown again on GET (like a share link, not a password). */
+struct cb_port_record {
+    char *sandbox_id;
+    uint16_t port;
+    bool is_public;
+    char *token;
+    double created_at;
+};
+void cb_port_record_clear(struct cb_port_record *r);
+/* Fails with CONFLICT when (sandbox, port) is exposed already. */
+int cb_store_port_insert(struct cb_store *st, const struct cb_port_record *r,
+                         struct cb_error **err);
+int cb_store_port_set_public(struct cb_store *st, const char *sandbox_id, uint16_t port,
+                             bool is_public, struct cb_error **err);
+/* 1 found (out filled; clear it), 0 not exposed, <0 error. */
+int cb_store_port_get(struct cb_store *st, const char *sandbox_id, uint16_t port,
+                      struct cb_port_record *out);
+/* All ports of a sandbox in port order; free with cb_port_records_free. */
+int cb_store_port_list(struct cb_store *st, const char *sandbox_id,
+                       struct cb_port_record **items, size_t *count,
+                       struct cb_error **err);
+void cb_port_records_free(struct cb_port_record *items, size_t count);
+/* 1 deleted, 0 was not exposed, <0 error. */
+int cb_store_port_delete(struct cb_store *st, const char *sandbox_id, uint16_t port,
+                         struct cb_error **err);
 
 #endif

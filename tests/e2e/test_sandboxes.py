@@ -181,7 +181,7 @@ def test_idle_pause(daemon, sandbox_works):
 
 def test_unavailable_routes_503(daemon, sandbox):
     for method, rest in [("POST", "/fork"), ("POST", "/standby"),
-                         ("POST", "/ports"), ("POST", "/snapshots")]:
+                         ("POST", "/snapshots")]:
         r = daemon.request(method, sbpath(sandbox, rest), {})
         assert r.status == 503 and r.json()["error"]["message"], rest
 

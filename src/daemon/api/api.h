@@ -84,6 +84,10 @@ void cb_api_files_move(struct cb_http_req *req);
 void cb_api_files_watch(struct cb_http_req *req);
 void cb_api_archive_put(struct cb_http_req *req);
 void cb_api_archive_get(struct cb_http_req *req);
+/* ports.c */
+void cb_api_port_expose(struct cb_http_req *req);
+void cb_api_port_list(struct cb_http_req *req);
+void cb_api_port_unexpose(struct cb_http_req *req);
 /* admin.c */
 void cb_api_keys_create(struct cb_http_req *req);
 void cb_api_keys_list(struct cb_http_req *req);

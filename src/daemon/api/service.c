@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "api.h"
+#include "pool.h"
 #include "json.h"
 #include "metrics.h"
 
@@ -48,8 +49,10 @@ static json_t *usage_json(struct cb_sbx *s)
 
 json_t *cb_api_sandbox_json(struct cb_sbx *s, bool with_usage)
 {
+    /* Optional parts ("?") may be missing from a record written by an older
+     * version or by hand: they show as null instead of failing the pack. */
     json_t *spec = s->spec;
-    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:f,s:f,s:O,s:O,s:O,s:f,s:s,s:s,s:s}",
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:f,s:f,s:O?,s:O?,s:O?,s:f,s:s?,s:s?,s:s?}",
                           "id", s->rec.id, "state", s->rec.state, "tier", s->rec.tier,
                           "template", s->rec.template_name, "created_at",
                           s->rec.created_at, "idle_timeout", s->rec.idle_timeout,
@@ -81,8 +84,6 @@ void cb_api_unavailable(struct cb_http_req *req)
         why = "standby needs the gvisor tier, which is not implemented in this version";
     else if (strstr(p, "/fork"))
         why = "fork is not implemented in this version";
-    else if (strstr(p, "/ports"))
-        why = "ports and preview URLs are not implemented in this version";
     else if (strstr(p, "snapshots"))
         why = "snapshots are not implemented in this version";
     else if (strstr(p, "/templates"))
@@ -141,14 +142,17 @@ void cb_api_info(struct cb_http_req *req)
     if (!quota)
         json_object_set_new(disk, "reason", json_string(quota_reason ? quota_reason : "unknown"));
     json_t *o = json_pack(
-        "{s:s,s:s,s:o,s:o,s:{s:I,s:I,s:I,s:i,s:i},s:[sssss],s:s,s:o,s:f}",
+        "{s:s,s:s,s:o,s:o,s:{s:I,s:I,s:I,s:i,s:i},s:[ssssssss],s:s,s:o,s:f}",
         "version", CB_VERSION, "api", "v1", "tiers", tiers_json(d), "templates",
         templates_json(d), "limits", "max_body_bytes", (json_int_t)d->cfg.max_body,
         "max_upload_bytes", (json_int_t)d->cfg.max_upload, "exec_output_cap_bytes",
         (json_int_t)d->cfg.exec_output_cap, "max_json_depth", CB_JSON_MAX_DEPTH,
         "max_path_bytes", 4096, "features", "exec", "processes", "files", "metrics",
-        "tenants", "cgroup_version", cb_runtime_cgroup_version(d->rt), "disk_quota", disk,
+        "tenants", "terminals", "ports", "preview", "cgroup_version", cb_runtime_cgroup_version(d->rt), "disk_quota", disk,
         "uptime_seconds", cb_wall_time() - d->started_at);
+    json_object_set_new(o, "warm_pool",
+                        json_pack("{s:I,s:I}", "size", (json_int_t)(d->pool ? cb_pool_size(d->pool) : 0),
+                                  "ready", (json_int_t)(d->pool ? cb_pool_ready(d->pool) : 0)));
     cb_http_respond_json(req, 200, o);
 }
 
