@@ -9,6 +9,20 @@ _cellbox_sandboxes()
         sed -n 's/^ *"\(id\|name\)": "\([^"]*\)".*/\2/p'
 }
 
+# Terminal ids of sandbox $1 (from `cellbox pty ls --json`).
+_cellbox_ptys()
+{
+    cellbox "${_cellbox_global[@]}" --json pty ls "$1" 2>/dev/null |
+        sed -n 's/^ *"pty_id": "\([^"]*\)".*/\1/p'
+}
+
+# Exposed ports of sandbox $1.
+_cellbox_ports()
+{
+    cellbox "${_cellbox_global[@]}" --json ports "$1" 2>/dev/null |
+        sed -n 's/^ *"port": \([0-9]*\).*/\1/p'
+}
+
 _cellbox()
 {
     local cur prev words cword
@@ -19,7 +33,7 @@ _cellbox()
         cword=$COMP_CWORD
     }
 
-    local commands="create ls info rm stop start pause resume keepalive exec run ps logs kill cp cat write ls-files admin version help"
+    local commands="create ls info rm stop start pause resume keepalive exec run ps logs kill cp cat write ls-files shell attach pty expose unexpose ports admin version help"
     local globals="--socket --host --api-key --json --help"
     local create_opts="--template --tier --cpu --memory --disk --pids --timeout --idle-timeout --on-idle --env --metadata --name --workdir --user --snapshot --no-internet --help"
 
@@ -51,7 +65,7 @@ _cellbox()
     -s | --signal) COMPREPLY=($(compgen -W "TERM INT HUP KILL QUIT USR1 USR2" -- "$cur")); return ;;
     --host | --api-key | --template | --cpu | --memory | --disk | --pids | --timeout | \
         --idle-timeout | --env | --metadata | --name | --workdir | --snapshot | --cwd | \
-        --tenant | --depth | --mode)
+        --tenant | --depth | --mode | --cols | --rows)
         return ;;
     esac
 
@@ -101,6 +115,42 @@ _cellbox()
         # Local paths, or ID: for the sandbox side.
         COMPREPLY=($(compgen -f -- "$cur") $(compgen -W "$(_cellbox_sandboxes | sed 's/$/:/')" -- "$cur"))
         compopt -o nospace 2>/dev/null
+        ;;
+    shell)
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W "--cols --rows --env --cwd --user --help --" -- "$cur"))
+        elif ((nargs == 1)); then
+            COMPREPLY=($(compgen -W "$(_cellbox_sandboxes)" -- "$cur"))
+        fi
+        ;;
+    attach)
+        if [[ $cur == -* ]]; then
+            COMPREPLY=($(compgen -W "--help" -- "$cur"))
+        elif ((nargs == 1)); then
+            COMPREPLY=($(compgen -W "$(_cellbox_sandboxes)" -- "$cur"))
+        elif ((nargs == 2)); then
+            COMPREPLY=($(compgen -W "$(_cellbox_ptys "${words[cmd_index+1]}")" -- "$cur"))
+        fi
+        ;;
+    pty)
+        case $nargs in
+        1) COMPREPLY=($(compgen -W "ls kill --help" -- "$cur")) ;;
+        2) COMPREPLY=($(compgen -W "$(_cellbox_sandboxes)" -- "$cur")) ;;
+        3) [[ ${words[cmd_index+1]} == kill ]] &&
+            COMPREPLY=($(compgen -W "$(_cellbox_ptys "${words[cmd_index+2]}")" -- "$cur")) ;;
+        esac
+        ;;
+    expose | unexpose | ports)
+        if [[ $cur == -* ]]; then
+            case $cmd in
+            expose) COMPREPLY=($(compgen -W "--public --help" -- "$cur")) ;;
+            *) COMPREPLY=($(compgen -W "--help" -- "$cur")) ;;
+            esac
+        elif ((nargs == 1)); then
+            COMPREPLY=($(compgen -W "$(_cellbox_sandboxes)" -- "$cur"))
+        elif ((nargs == 2)) && [[ $cmd == unexpose ]]; then
+            COMPREPLY=($(compgen -W "$(_cellbox_ports "${words[cmd_index+1]}")" -- "$cur"))
+        fi
         ;;
     admin)
         case $nargs in

@@ -101,6 +101,14 @@ int cmd_ls_files(struct cli_ctx *ctx, int argc, char **argv);
 
 int cmd_admin(struct cli_ctx *ctx, int argc, char **argv);
 
+/* terminals (cmd_pty.c) and exposed ports (cmd_ports.c) */
+int cmd_shell(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_attach(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_pty(struct cli_ctx *ctx, int argc, char **argv); /* pty ls | pty kill */
+int cmd_expose(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_unexpose(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_ports(struct cli_ctx *ctx, int argc, char **argv);
+
 /* Shared by create and run (cmd_sandbox.c): the create options. Returns the
  * getopt result handled (1), not ours (0) or a usage error (-1). */
 extern const struct option cli_create_options[];

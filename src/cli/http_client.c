@@ -385,3 +385,15 @@ char *cli_url_encode(const char *s)
     *o = '\0';
     return out;
 }
+
+/* ---- connection pieces shared with the WebSocket client (ws_client.c) ---- */
+
+int cli_http_connect(const struct cli_endpoint *ep, struct cb_error **err)
+{
+    return connect_endpoint(ep, err);
+}
+
+char *cli_http_host_header(const struct cli_endpoint *ep)
+{
+    return host_header(ep);
+}

@@ -63,4 +63,11 @@ void cli_http_response_clear(struct http_response *resp);
 /* Percent-encode a string for a query value (owned result). */
 char *cli_url_encode(const char *s);
 
+/* A connected stream socket (CLOEXEC, blocking) to the endpoint: the unix
+ * socket or the TCP address. Returns the fd, < 0 with *err. Used by
+ * protocols that take the connection over after the request (WebSocket). */
+int cli_http_connect(const struct cli_endpoint *ep, struct cb_error **err);
+/* The Host header value the client sends for this endpoint (owned). */
+char *cli_http_host_header(const struct cli_endpoint *ep);
+
 #endif

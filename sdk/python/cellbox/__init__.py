@@ -22,6 +22,8 @@ from .errors import (
     Unauthorized,
     Unavailable,
 )
+from .ports import Port, Ports
+from .pty import Pty, PtySession, Ptys
 from .sandbox import ExecEvent, ExecResult, Files, Process, Processes, Sandbox
 
 __version__ = "0.1.0"
@@ -35,6 +37,11 @@ __all__ = [
     "Process",
     "Processes",
     "Files",
+    "Pty",
+    "Ptys",
+    "PtySession",
+    "Port",
+    "Ports",
     "CellboxError",
     "BadRequest",
     "Unauthorized",

@@ -24,6 +24,8 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from .client import Client
 from .errors import CellboxError, NotFound
+from .ports import Ports
+from .pty import Ptys
 
 Command = Union[str, Sequence[str]]
 StdinData = Union[str, bytes, None]
@@ -424,6 +426,10 @@ class Sandbox:
         self._info: Dict[str, Any] = dict(info)
         self.processes = Processes(self)
         self.files = Files(self)
+        self.pty = Ptys(self)
+        """Interactive terminals (:class:`~cellbox.pty.Ptys`)."""
+        self.ports = Ports(self)
+        """Exposed ports and preview URLs (:class:`~cellbox.ports.Ports`)."""
 
     # -- construction ------------------------------------------------------
 
