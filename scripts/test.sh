@@ -47,6 +47,22 @@ if [ -x scripts/fuzz.sh ] && [ "${CB_SKIP_FUZZ:-0}" != 1 ]; then
   if scripts/fuzz.sh --short; then add 1 0 0; else add 0 1 0; fi
 fi
 
+# 4. The unit, e2e and security suites again under ASan+UBSan (build-san/);
+#    any sanitizer report fails it. CB_SKIP_SAN=1 skips.
+if [ -x scripts/san.sh ] && [ "${CB_SKIP_SAN:-0}" != 1 ]; then
+  echo "== sanitizers (scripts/san.sh)"
+  slog=$(mktemp)
+  scripts/san.sh 2>&1 | tee "$slog"
+  src=${PIPESTATUS[0]}
+  line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$slog" | tail -1)
+  if [ -n "$line" ]; then
+    read -r p _ f _ s _ <<<"$(echo "$line" | tr -d ,)"
+    add "$p" "$f" "${s:-0}"
+  fi
+  if [ "$src" -ne 0 ] && { [ -z "$line" ] || [ "${f:-0}" -eq 0 ]; }; then add 0 1 0; fi
+  rm -f "$slog"
+fi
+
 echo
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

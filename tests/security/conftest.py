@@ -8,11 +8,8 @@ import tempfile
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("CB_BUILD", os.path.join(ROOT, "build"))
-CBRUN = os.path.join(BUILD, "tools", "cbrun")
-INIT = os.path.join(BUILD, "cellbox-init")
-UID_BASE = 1 << 30
+from battery import (CBRUN, ESCAPED, FIGURES, INIT, ROOT, _fuzz_executions,  # noqa: F401
+                     _sanitizer_findings, host_uid_of, sandbox_pids)
 
 
 def _usable():
@@ -28,9 +25,10 @@ class Runtime:
     def __init__(self, state):
         self.state = state
         self.made = []
+        self.init = INIT  # a test may point this at a copy it owns
 
     def cb(self, *args, check=True, timeout=60, input=None):
-        cmd = [CBRUN, "--state", self.state, "--init", INIT, *args]
+        cmd = [CBRUN, "--state", self.state, "--init", self.init, *args]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, input=input)
         if check and r.returncode != 0:
             raise AssertionError(f"{' '.join(args)} -> {r.returncode}: {r.stderr}")
@@ -50,7 +48,8 @@ class Runtime:
         return int(self.cb("pid", sid).stdout.strip())
 
     def upper(self, sid):
-        for d in (f"{self.state}/volume/{sid}/upper", f"{self.state}/sandboxes/{sid}/upper"):
+        for d in (f"{self.state}/volume/{sid}/upper", f"{self.state}/sandboxes/{sid}/disk/upper",
+                  f"{self.state}/sandboxes/{sid}/upper"):
             if os.path.isdir(d):
                 return d
         raise AssertionError("no upper dir")
@@ -78,9 +77,33 @@ def rt():
     shutil.rmtree(state, ignore_errors=True)
 
 
-def host_uid_of(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("Uid:"):
-                return [int(x) for x in line.split()[1:]]
-    raise AssertionError("no Uid line")
+def pytest_terminal_summary(terminalreporter):
+    if not FIGURES["attempts"] and not FIGURES["controls"]:
+        return
+    w = terminalreporter.write_line
+    w("")
+    w("security battery figures:")
+    w(f"  escape attempts tried:         {FIGURES['attempts']}")
+    w(f"  escapes succeeded:             {FIGURES['escapes']}"
+      + (f"  ({', '.join(ESCAPED)})" if ESCAPED else ""))
+    w(f"  control runs detecting escape: {FIGURES['controls_detected']}/{FIGURES['controls']}")
+    execs, targets = _fuzz_executions()
+    w(f"  fuzz executions (last scripts/fuzz.sh run): {execs} over {targets} targets"
+      if targets else "  fuzz executions: no scripts/fuzz.sh run in build-fuzz/")
+    san = _sanitizer_findings()
+    w(f"  sanitizer findings: {san}" if san is not None
+      else "  sanitizer findings: not a sanitizer run (scripts/san.sh sets CB_SAN_LOG_DIR)")
+
+
+@pytest.fixture(scope="session")
+def probe():
+    """tests/security/probe_escape.c built static (it runs inside sandboxes)."""
+    d = tempfile.mkdtemp(prefix="cb-probe-")
+    out = os.path.join(d, "probe_escape")
+    subprocess.run(["gcc", "-static", "-O1", "-o", out,
+                    os.path.join(os.path.dirname(os.path.abspath(__file__)), "probe_escape.c")],
+                   check=True, capture_output=True)
+    yield out
+    shutil.rmtree(d, ignore_errors=True)
+
+

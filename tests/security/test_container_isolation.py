@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import UID_BASE, host_uid_of
+from battery import UID_BASE, host_uid_of
 
 PROBE_C = r'''
 #define _GNU_SOURCE

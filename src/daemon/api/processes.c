@@ -129,7 +129,9 @@ static void started_cb(void *arg, const struct cb_frame_header *h, const uint8_t
         json_t *o = proc_json(p, len);
         json_object_set_new(o, "state", json_string("running"));
         json_object_set_new(o, "exit_code", json_null());
-        json_object_set(o, "argv", json_object_get(op->body, "argv") ? json_object_get(op->body, "argv") : json_array());
+        json_t *argv = json_object_get(op->body, "argv");
+        if (argv) /* else ("cmd") the argv init reported: /bin/sh -c CMD */
+            json_object_set(o, "argv", argv);
         cb_http_respond_json(op->req, 201, o);
     }
     op_free(op);
