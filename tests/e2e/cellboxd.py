@@ -15,6 +15,7 @@ daemon, lazily unmounts <state>/volume if it is mounted, and removes the
 temporary directory.
 """
 import http.client
+import urllib.parse
 import json
 import os
 import shutil
@@ -22,10 +23,55 @@ import signal
 import socket
 import subprocess
 import tempfile
+import re
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("CB_BUILD", os.path.join(ROOT, "build"))
+
+
+def reap_leftovers(state_dir):
+    """Remove what a daemon could not: sandboxes (warm-pool members included)
+    of a daemon that crashed or was killed and never restarted. Kills every
+    cellbox-init whose mounts live under state_dir, removes their cgroups,
+    unmounts their disk images and the quota volume. Sandboxes outliving
+    their daemon is by design; in tests they are litter."""
+    state_dir = os.path.realpath(state_dir)
+    pat = re.compile(re.escape(state_dir) + r"/sandboxes/([a-z0-9_]+)/")
+    ids = set()
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open("/proc/%s/comm" % p) as f:
+                if f.read().strip() != "cellbox-init":
+                    continue
+            with open("/proc/%s/mountinfo" % p) as f:
+                m = pat.search(f.read())
+            if m:
+                os.kill(int(p), signal.SIGKILL)
+                ids.add(m.group(1))
+        except OSError:
+            continue
+    sandboxes = os.path.join(state_dir, "sandboxes")
+    if os.path.isdir(sandboxes):
+        ids.update(os.listdir(sandboxes))
+    if ids:
+        time.sleep(0.2)
+    for sid in ids:
+        for h in os.listdir("/sys/fs/cgroup"):
+            d = "/sys/fs/cgroup/%s/cellbox/%s" % (h, sid)
+            for root, _, _ in os.walk(d, topdown=False):
+                try:
+                    os.rmdir(root)
+                except OSError:
+                    pass
+        disk = os.path.join(sandboxes, sid, "disk")
+        if os.path.ismount(disk):
+            subprocess.run(["umount", "-l", disk], check=False)
+    vol = os.path.join(state_dir, "volume")
+    if os.path.ismount(vol):
+        subprocess.run(["umount", "-l", vol], check=False)
 
 
 class UnixHTTPConnection(http.client.HTTPConnection):
@@ -127,9 +173,7 @@ class Daemon:
             except Exception:
                 pass
         self.terminate()
-        vol = os.path.join(self.state_dir, "volume")
-        if os.path.ismount(vol):
-            subprocess.run(["umount", "-l", vol], check=False)
+        reap_leftovers(self.state_dir)
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     def __enter__(self):
@@ -224,3 +268,44 @@ class Daemon:
         r = self.request("POST", "/v1/admin/keys", body)
         assert r.status == 201, r
         return r.json()["key"]
+
+
+# ---- preview URLs: fetch through the daemon's TCP listener ---------------
+
+def fetch(daemon, url, headers=None):
+    """GET url through the daemon's TCP listener, keeping the URL's Host
+    header (so a preview host like 8123-sb_x.localhost needs no DNS)."""
+    u = urllib.parse.urlsplit(url if "://" in url else "http://127.0.0.1:%d%s" % (daemon.port, url))
+    conn = http.client.HTTPConnection("127.0.0.1", u.port or daemon.port, timeout=10)
+    try:
+        h = {"Host": u.netloc}
+        h.update(headers or {})
+        conn.request("GET", (u.path or "/") + ("?" + u.query if u.query else ""), headers=h)
+        r = conn.getresponse()
+        body = r.read()
+        fetch.last_headers = {k.lower(): v for k, v in r.getheaders()}
+        return r.status, body
+    finally:
+        conn.close()
+
+
+def browse(daemon, url):
+    """GET as a browser would: follow one redirect, sending the cookie it set."""
+    status, body = fetch(daemon, url)
+    h = fetch.last_headers
+    if status in (301, 302, 303, 307) and "location" in h:
+        cookie = h.get("set-cookie", "").split(";", 1)[0]
+        loc = urllib.parse.urljoin(url if "://" in url else "http://127.0.0.1:%d%s" % (daemon.port, url),
+                                   h["location"])
+        status, body = fetch(daemon, loc, {"Cookie": cookie} if cookie else None)
+    return status, body
+
+
+def fetch_eventually(daemon, url, headers=None, timeout=15):
+    """fetch until 200 (the server inside may still be starting)."""
+    deadline = time.time() + timeout
+    while True:
+        status, body = fetch(daemon, url, headers)
+        if status == 200 or time.time() > deadline:
+            return status, body
+        time.sleep(0.3)

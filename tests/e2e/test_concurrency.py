@@ -24,7 +24,18 @@ def footprint(daemon):
             "uid_slots": slots}
 
 
+def pool_full(daemon, timeout=30):
+    """Wait until the warm pool (if any) is back to its size."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        pool = daemon.request("GET", "/v1/info").json().get("warm_pool", {})
+        if pool.get("ready", 0) >= pool.get("size", 0):
+            return
+        time.sleep(0.1)
+
+
 def settled(daemon, base, timeout=30):
+    pool_full(daemon, timeout)
     deadline = time.time() + timeout
     while True:
         now = footprint(daemon)
@@ -38,7 +49,8 @@ def settled(daemon, base, timeout=30):
 
 
 def test_fifty_clients_no_leaks(daemon, sandbox_works):
-    base = settled(daemon, footprint(daemon), timeout=5)
+    pool_full(daemon)
+    time.sleep(0.3)
     base = footprint(daemon)
 
     def client(i):

@@ -26,7 +26,8 @@ def tour_block(kind):
 
 @pytest.fixture
 def daemon():
-    d = Daemon()
+    # Like install-and-run.sh: TCP on loopback, so preview URLs work.
+    d = Daemon(tcp=True, extra_args=["--preview-domain", "localhost"])
     d.start()
     try:
         yield d
@@ -61,6 +62,8 @@ def test_readme_cli_tour(daemon):
     assert "exit code: 3" in out
     assert "45" in out                       # sum(range(10)) run from the written file
     assert os.path.exists("/tmp/cellbox-tour/sum.py")
+    assert out.count("print(sum(range(10)))") >= 3  # cat, http.server, preview URL
+    assert "hello from a terminal: 42" in out
 
 
 def test_readme_python_tour(daemon):
@@ -71,5 +74,7 @@ def test_readme_python_tour(daemon):
     assert "0 42" in out
     assert "hi from a file" in out
     assert "tick 3" in out
+    assert "terminal says 42" in out
+    assert re.search(r"http://8000-sb_[0-9a-f]+\.localhost:\d+/", out), out
     # the context manager deleted the sandbox
     assert daemon.request("GET", "/v1/sandboxes").json()["items"] == []
