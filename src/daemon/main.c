@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #include "api/api.h"
@@ -256,6 +257,19 @@ static int run(struct cb_daemon *d)
     return 0;
 }
 
+/* Each sandbox costs the daemon a file descriptor (its init's control
+ * connection) and each open stream another: the soft limit (often 1024)
+ * would cap a host far below what it can hold, so take the hard limit the
+ * operator granted. Sandbox processes get their own limit (cb_limits). */
+static void raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
@@ -274,6 +288,7 @@ int main(int argc, char **argv)
      * stall every tenant's worker-pool work. Must be set before the pool
      * starts; an operator's explicit setting wins. */
     setenv("UV_THREADPOOL_SIZE", "64", 0);
+    raise_fd_limit();
     d.loop = uv_default_loop();
     d.metrics = cb_metrics_new();
     d.started_at = cb_wall_time();

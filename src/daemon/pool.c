@@ -202,12 +202,8 @@ struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name, co
         if (t->state(h) == CB_RUN_RUNNING) {
             if (!uv_is_active((uv_handle_t *)&p->retry))
                 uv_timer_start(&p->retry, retry_cb, REFILL_DELAY_MS, 0);
-            /* uv_poll_init made the pidfd O_NONBLOCK; the sandbox's owner
-             * expects the tier's blocking pidfd back. */
-            int pidfd = t->init_pidfd(h);
-            int fl = fcntl(pidfd, F_GETFL);
-            if (fl >= 0)
-                fcntl(pidfd, F_SETFL, fl & ~O_NONBLOCK);
+            /* The pidfd the pool watched (O_NONBLOCK since uv_poll_init) is
+             * closed by the claim (cb_container_claim). */
             return h;
         }
         destroy_now(t, h, "found dead at claim");

@@ -1,6 +1,7 @@
 #include "quota.h"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/dqblk_xfs.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
@@ -88,13 +89,30 @@ static int run_mkfs(const char *image)
     return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
 }
 
+/* LOOP_CTL_GET_FREE hands the same free device to every thread that asks
+ * before one of them configures it, and two threads would also race on the
+ * private node below: the daemon's workers attach one at a time. Other
+ * processes of the host may still take "our" device: that is the EBUSY
+ * retry. */
+static pthread_mutex_t attach_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int attach_loop_locked(const char *state_dir, int image_fd, char *dev, size_t devsize);
+
 /* Attach image to a free loop device that detaches itself on unmount. */
 static int attach_loop(const char *state_dir, int image_fd, char *dev, size_t devsize)
+{
+    pthread_mutex_lock(&attach_lock);
+    int r = attach_loop_locked(state_dir, image_fd, dev, devsize);
+    pthread_mutex_unlock(&attach_lock);
+    return r;
+}
+
+static int attach_loop_locked(const char *state_dir, int image_fd, char *dev, size_t devsize)
 {
     _cleanup_close_ int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
     if (ctl < 0)
         return -errno;
-    for (int attempt = 0; attempt < 8; attempt++) {
+    for (int attempt = 0; attempt < 64; attempt++) {
         int n = ioctl(ctl, LOOP_CTL_GET_FREE);
         if (n < 0)
             return -errno;

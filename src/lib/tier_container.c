@@ -107,6 +107,42 @@ static bool pidfd_alive(int pidfd)
     return pidfd >= 0 && poll(&pfd, 1, 0) == 0;
 }
 
+/* The init's pidfd is opened when needed rather than held: an idle sandbox
+ * then costs the daemon one fd (its control connection), so RLIMIT_NOFILE
+ * bounds a host at about one sandbox per fd instead of one per two. The
+ * start time, read after pidfd_open pins the process, proves the pid is
+ * still our init and not a reuse. Returns a new O_CLOEXEC fd or -1. */
+static int open_init_pidfd(struct cb_sandbox *sb)
+{
+    if (sb->pid <= 0 || !sb->start_time)
+        return -1;
+    int fd = (int)syscall(SYS_pidfd_open, sb->pid, 0); /* close-on-exec by default */
+    if (fd >= 0 && proc_start_time(sb->pid) != sb->start_time) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* A pidfd for the moment: the one held for init_pidfd() callers if any,
+ * else a fresh one that the caller closes through *tmp. */
+static int borrow_pidfd(struct cb_sandbox *sb, int *tmp)
+{
+    *tmp = -1;
+    if (sb->pidfd >= 0)
+        return sb->pidfd;
+    return *tmp = open_init_pidfd(sb);
+}
+
+static bool init_alive(struct cb_sandbox *sb)
+{
+    int tmp, fd = borrow_pidfd(sb, &tmp);
+    bool alive = pidfd_alive(fd);
+    if (tmp >= 0)
+        close(tmp);
+    return alive;
+}
+
 static void sandbox_free(struct cb_sandbox *sb)
 {
     if (!sb)
@@ -575,9 +611,9 @@ static int container_start(struct cb_sandbox *sb, struct cb_error **err)
     if (r < 0)
         return cb_error_wrap(err, "start %s", sb->id);
     sb->pid = pid;
-    sb->pidfd = pidfd;
     sb->is_our_child = true;
-    sb->start_time = proc_start_time(pid);
+    sb->start_time = proc_start_time(pid); /* pinned by the spawn's pidfd */
+    close(pidfd);
     sb->state = CB_RUN_RUNNING;
     if (save_state(sb, err) < 0)
         return cb_error_wrap(err, "start %s", sb->id);
@@ -627,20 +663,20 @@ static int container_resume(struct cb_sandbox *sb, struct cb_error **err)
     return 0;
 }
 
-static int wait_init_gone(struct cb_sandbox *sb)
+static int wait_init_gone(struct cb_sandbox *sb, int pidfd)
 {
-    if (sb->pidfd < 0)
+    if (pidfd < 0)
         return 0;
     /* Poll first: the pidfd may be O_NONBLOCK (an event loop watched it, as
      * the daemon's warm pool does), and then waitid fails with EAGAIN
      * instead of waiting. Once it polls readable, waitid reaps at once. */
-    struct pollfd pfd = {.fd = sb->pidfd, .events = POLLIN};
+    struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
     int r = CB_RETRY(poll(&pfd, 1, STOP_TIMEOUT_MS));
     if (r != 1)
         return -ETIMEDOUT;
     if (sb->is_our_child) {
         siginfo_t si;
-        return CB_RETRY(waitid(P_PIDFD, sb->pidfd, &si, WEXITED | __WALL)) < 0 ? -errno : 0;
+        return CB_RETRY(waitid(P_PIDFD, pidfd, &si, WEXITED | __WALL)) < 0 ? -errno : 0;
     }
     return 0;
 }
@@ -654,9 +690,13 @@ static int container_stop(struct cb_sandbox *sb, struct cb_error **err)
     if (sb->state == CB_RUN_PAUSED)
         ops->freeze(sb->cg, false, NULL);
     /* Killing init makes the kernel kill its whole pid namespace. */
-    if (sb->pidfd >= 0)
-        syscall(SYS_pidfd_send_signal, sb->pidfd, SIGKILL, NULL, 0);
-    if (wait_init_gone(sb) < 0)
+    int tmp, pidfd = borrow_pidfd(sb, &tmp);
+    if (pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+    int gone = wait_init_gone(sb, pidfd);
+    if (tmp >= 0)
+        close(tmp);
+    if (gone < 0)
         return cb_error_set(err, ETIMEDOUT, CB_ERR_INTERNAL, "stop %s: init did not exit", sb->id);
     /* Stragglers (e.g. a process setns'ed in by run_inside) share the cgroup. */
     for (int waited = 0; cb_cgroup_count_procs(sb->cg) > 0; waited++) {
@@ -798,7 +838,7 @@ static int set_hostname_ns(struct cb_sandbox *sb, const char *hostname)
     snprintf(path, sizeof path, "/proc/%d/ns/uts", (int)sb->pid);
     _cleanup_close_ int nsfd = open(path, O_RDONLY | O_CLOEXEC);
     /* The pidfd check after the open proves the pid was still our init. */
-    if (nsfd < 0 || !pidfd_alive(sb->pidfd))
+    if (nsfd < 0 || !init_alive(sb))
         return nsfd < 0 ? -errno : -ESRCH;
     if (sb->rt->host_uts_fd < 0)
         return -EBADF;
@@ -860,6 +900,12 @@ int cb_container_claim(struct cb_sandbox *sb, const char *new_id, const char *ho
         return cb_error_set(err, ESRCH, CB_ERR_CONFLICT, "pool sandbox %s is not running", sb->id);
     if (has_disk_image(sb) && limits->disk_bytes != sb->limits.disk_bytes)
         return cb_error_set(err, EINVAL, CB_ERR_CONFLICT, "pool member's disk image has another size");
+    /* The pool watched the init through a held pidfd (made O_NONBLOCK by its
+     * event loop); the claimed sandbox holds none (open_init_pidfd). */
+    if (sb->pidfd >= 0) {
+        close(sb->pidfd);
+        sb->pidfd = -1;
+    }
     trace_phase(NULL);
     _cleanup_free_ char *new_dir = cb_xasprintf("%s/%s", sb->rt->sandboxes_dir, new_id);
     /* RENAME_NOREPLACE: an existing sandbox of that id is never overwritten. */
@@ -962,8 +1008,7 @@ static void adopt_liveness(struct cb_sandbox *sb)
     /* The pid must still be the same process: compare its start time
      * (read after the pidfd pins it, so the check cannot race a reuse). */
     if (fd >= 0 && proc_start_time(sb->pid) == sb->start_time && sb->start_time) {
-        fcntl(fd, F_SETFD, FD_CLOEXEC);
-        sb->pidfd = fd;
+        close(fd); /* reopened when needed (open_init_pidfd) */
         char buf[32];
         const struct cb_cgroup *cg = sb->cg;
         bool frozen = cg->freezer >= 0 &&
@@ -1002,19 +1047,26 @@ static int container_adopt(struct cb_runtime *rt, const char *id, struct cb_sand
 
 static enum cb_sandbox_run_state container_state(struct cb_sandbox *sb)
 {
-    if ((sb->state == CB_RUN_RUNNING || sb->state == CB_RUN_PAUSED) && !pidfd_alive(sb->pidfd))
+    if ((sb->state == CB_RUN_RUNNING || sb->state == CB_RUN_PAUSED) && !init_alive(sb))
         return CB_RUN_STOPPED; /* init died on its own; stop() cleans up */
     return sb->state;
 }
 
+/* Held from the first call until stop: the caller borrows it (tier.h). */
 static int container_init_pidfd(struct cb_sandbox *sb)
 {
-    return sb->state == CB_RUN_RUNNING || sb->state == CB_RUN_PAUSED ? sb->pidfd : -1;
+    if (sb->state != CB_RUN_RUNNING && sb->state != CB_RUN_PAUSED)
+        return -1;
+    if (sb->pidfd < 0)
+        sb->pidfd = open_init_pidfd(sb);
+    return sb->pidfd;
 }
 
 static int container_root_fd(struct cb_sandbox *sb, int *fd_out, struct cb_error **err)
 {
-    if (sb->pidfd < 0)
+    _cleanup_close_ int tmp = -1;
+    int pidfd = borrow_pidfd(sb, &tmp);
+    if (pidfd < 0)
         return cb_error_set(err, ESRCH, CB_ERR_CONFLICT, "sandbox %s is not running", sb->id);
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/root", (int)sb->pid);
@@ -1023,7 +1075,7 @@ static int container_root_fd(struct cb_sandbox *sb, int *fd_out, struct cb_error
         return cb_error_set(err, errno, CB_ERR_CONFLICT, "sandbox %s root", sb->id);
     /* The pid could have been reused between our check and open: only a
      * still-live pidfd proves the root we opened is our init's. */
-    if (!pidfd_alive(sb->pidfd)) {
+    if (!pidfd_alive(pidfd)) {
         close(fd);
         return cb_error_set(err, ESRCH, CB_ERR_CONFLICT, "sandbox %s is not running", sb->id);
     }
@@ -1044,13 +1096,15 @@ static int container_map_ids(struct cb_sandbox *sb, uint32_t uid, uint32_t gid,
 static int container_run_inside(struct cb_sandbox *sb, uint32_t uid, uint32_t gid,
                                 int (*fn)(void *arg), void *arg, struct cb_error **err)
 {
-    if (sb->pidfd < 0 || !pidfd_alive(sb->pidfd))
+    _cleanup_close_ int tmp = -1;
+    int pidfd = borrow_pidfd(sb, &tmp);
+    if (!pidfd_alive(pidfd))
         return cb_error_set(err, ESRCH, CB_ERR_CONFLICT, "sandbox %s is not running", sb->id);
     pid_t pid = fork();
     if (pid < 0)
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "fork");
     if (pid == 0) {
-        int r = cb_ns_enter(sb->pidfd, sb->pid);
+        int r = cb_ns_enter(pidfd, sb->pid);
         if (r == 0 && (syscall(SYS_setgroups, 0, NULL) < 0 ||
                        syscall(SYS_setresgid, gid, gid, gid) < 0 ||
                        syscall(SYS_setresuid, uid, uid, uid) < 0))

@@ -72,3 +72,22 @@ def test_fifty_clients_no_leaks(daemon, sandbox_works):
     assert after["cgroups"] == base["cgroups"], (base, after)
     assert after["uid_slots"] == base["uid_slots"], (base, after)
     assert after["fds"] <= base["fds"] + 2, (base, after)
+
+
+def test_idle_sandbox_costs_one_daemon_fd(daemon, sandbox_works):
+    """The daemon's RLIMIT_NOFILE bounds how many sandboxes a host keeps: an
+    idle sandbox holds only its control connection (the init's pidfd is
+    opened when needed), so 10,000 fit under a 20,000 limit."""
+    pool_full(daemon)
+    time.sleep(0.3)
+    base = daemon.fd_count()
+    ids = [daemon.create_sandbox()["id"] for _ in range(20)]
+    try:
+        pool_full(daemon)
+        time.sleep(0.3)
+        per_sandbox = (daemon.fd_count() - base) / len(ids)
+        assert per_sandbox <= 1.0, per_sandbox
+        assert daemon.exec(ids[7], cmd="echo alive")["stdout"] == "alive\n"
+    finally:
+        for i in ids:
+            daemon.delete_sandbox(i)
