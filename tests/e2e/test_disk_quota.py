@@ -82,6 +82,8 @@ def test_disk_limit_fixed_after_create(d):
     r = d.request("PATCH", "/v1/sandboxes/" + sb["id"], {"limits": {"disk_mb": 64}})
     # An image's size is fixed: refused, and the old limit still holds.
     assert r.status == 409, r
+    # ... and the record still shows the size that is enforced.
+    assert d.request("GET", "/v1/sandboxes/" + sb["id"]).json()["limits"]["disk_mb"] == 16
     rr = run(d, sb["id"], "dd if=/dev/zero of=/workspace/z bs=1M count=40")
     assert "No space left" in rr["stderr"], rr
     d.delete_sandbox(sb["id"])
