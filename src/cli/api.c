@@ -106,3 +106,17 @@ char *cli_sandbox_path(const char *id, const char *suffix)
     *o = '\0';
     return cb_xasprintf("/v1/sandboxes/%s%s", seg, suffix ? suffix : "");
 }
+
+int cli_list(const struct cli_ctx *ctx, const char *target, void (*print_table)(json_t *items))
+{
+    _cleanup_error_ struct cb_error *err = NULL;
+    json_t *r = cli_api_json(ctx, "GET", target, NULL, &err);
+    if (!r)
+        return cli_report(err);
+    if (ctx->json)
+        cli_print_json(r);
+    else
+        print_table(json_is_array(r) ? r : json_object_get(r, "items"));
+    json_decref(r);
+    return CLI_EXIT_OK;
+}

@@ -29,6 +29,9 @@ struct cli_ctx {
  * message lands in *err with the matching kind. */
 json_t *cli_api_json(const struct cli_ctx *ctx, const char *method, const char *target,
                      json_t *body, struct cb_error **err);
+/* GET target and show it: as JSON with --json, else its "items" (or the
+ * array itself) through print_table. Returns a CLI exit code. */
+int cli_list(const struct cli_ctx *ctx, const char *target, void (*print_table)(json_t *items));
 /* Turn a non-2xx response into an error carrying the API's message. */
 int cli_api_error_from_response(const struct http_response *resp, struct cb_error **err);
 /* Print "cellbox: message" to stderr and return CLI_EXIT_ERROR. */

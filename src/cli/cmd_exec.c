@@ -530,17 +530,7 @@ int cmd_ps(struct cli_ctx *ctx, int argc, char **argv)
     if (argc != 2)
         return cli_usage_error("ps", "expected exactly one sandbox id");
     _cleanup_free_ char *target = cli_sandbox_path(argv[1], "/processes");
-    _cleanup_error_ struct cb_error *err = NULL;
-    json_t *r = cli_api_json(ctx, "GET", target, NULL, &err);
-    if (!r)
-        return cli_report(err);
-    json_t *items = json_is_array(r) ? r : json_object_get(r, "items");
-    if (ctx->json)
-        cli_print_json(r);
-    else
-        print_process_table(items);
-    json_decref(r);
-    return CLI_EXIT_OK;
+    return cli_list(ctx, target, print_process_table);
 }
 
 static char *process_path(const char *id, const char *pid, const char *rest)

@@ -187,16 +187,7 @@ int cmd_ls_files(struct cli_ctx *ctx, int argc, char **argv)
     _cleanup_free_ char *extra = cb_xasprintf("&depth=%d", (int)depth);
     _cleanup_free_ char *target =
         files_path(argv[optind], "/files/list", npos == 2 ? argv[optind + 1] : "/", extra);
-    _cleanup_error_ struct cb_error *err = NULL;
-    json_t *r = cli_api_json(ctx, "GET", target, NULL, &err);
-    if (!r)
-        return cli_report(err);
-    if (ctx->json)
-        cli_print_json(r);
-    else
-        print_files_table(json_object_get(r, "items"));
-    json_decref(r);
-    return CLI_EXIT_OK;
+    return cli_list(ctx, target, print_files_table);
 }
 
 /* ---- tar through posix_spawnp -------------------------------------------- */

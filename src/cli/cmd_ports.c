@@ -159,14 +159,5 @@ int cmd_ports(struct cli_ctx *ctx, int argc, char **argv)
     if (argc != 2)
         return cli_usage_error("ports", "expected exactly one sandbox id");
     _cleanup_free_ char *target = cli_sandbox_path(argv[1], "/ports");
-    _cleanup_error_ struct cb_error *err = NULL;
-    json_t *r = cli_api_json(ctx, "GET", target, NULL, &err);
-    if (!r)
-        return cli_report(err);
-    if (ctx->json)
-        cli_print_json(r);
-    else
-        print_ports_table(json_is_array(r) ? r : json_object_get(r, "items"));
-    json_decref(r);
-    return CLI_EXIT_OK;
+    return cli_list(ctx, target, print_ports_table);
 }

@@ -488,16 +488,7 @@ static int pty_ls(struct cli_ctx *ctx, int argc, char **argv)
     if (argc != 2)
         return cli_usage_error("pty ls", "expected exactly one sandbox id");
     _cleanup_free_ char *target = cli_sandbox_path(argv[1], "/ptys");
-    _cleanup_error_ struct cb_error *err = NULL;
-    json_t *r = cli_api_json(ctx, "GET", target, NULL, &err);
-    if (!r)
-        return cli_report(err);
-    if (ctx->json)
-        cli_print_json(r);
-    else
-        print_pty_table(json_object_get(r, "items"));
-    json_decref(r);
-    return CLI_EXIT_OK;
+    return cli_list(ctx, target, print_pty_table);
 }
 
 static int pty_kill(struct cli_ctx *ctx, int argc, char **argv)
