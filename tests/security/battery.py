@@ -2,6 +2,7 @@
 not `conftest`, because tests/e2e has a conftest.py of its own and pytest
 may load either under that module name)."""
 import os
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("CB_BUILD", os.path.join(ROOT, "build"))
@@ -74,3 +75,27 @@ def host_uid_of(pid):
             if line.startswith("Uid:"):
                 return [int(x) for x in line.split()[1:]]
     raise AssertionError("no Uid line")
+
+
+def api_daemon_fixture():
+    """A module-scoped pytest fixture: a real cellboxd (no warm pool, so the
+    host evidence only shows what the test made) for suites that attack
+    through the public API."""
+    import pytest
+
+    # after this suite's conftest: tests/e2e has a conftest.py of its own
+    e2e = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e")
+    if e2e not in sys.path:
+        sys.path.append(e2e)
+    from cellboxd import Daemon
+
+    @pytest.fixture(scope="module")
+    def d():
+        if os.geteuid() != 0:
+            pytest.skip("needs root")
+        daemon = Daemon(extra_args=["--pool-size", "0"])
+        daemon.start()
+        yield daemon
+        daemon.stop()
+
+    return d

@@ -8,28 +8,15 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 
 import pytest
 
-from battery import control, judge
+from battery import api_daemon_fixture, control, judge
 from test_escapes import device_nodes
 
-# after this suite's conftest: tests/e2e has a conftest.py of its own
-sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
-from cellboxd import Daemon  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def d():
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    daemon = Daemon(extra_args=["--pool-size", "0"])
-    daemon.start()
-    yield daemon
-    daemon.stop()
+d = api_daemon_fixture()
 
 
 @pytest.fixture

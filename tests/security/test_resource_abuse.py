@@ -2,27 +2,14 @@
 healthy, judged from the host (daemon RSS from /proc, /healthz latency,
 host processes in the sandbox's cgroup), not from what the sandbox says."""
 import os
-import sys
 import threading
 import time
 
 import pytest
 
-from battery import judge
+from battery import api_daemon_fixture, judge
 
-# after this suite's conftest: tests/e2e has a conftest.py of its own
-sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e"))
-from cellboxd import Daemon  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def d():
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    daemon = Daemon(extra_args=["--pool-size", "0"])
-    daemon.start()
-    yield daemon
-    daemon.stop()
+d = api_daemon_fixture()
 
 
 def rss_kib(pid):
