@@ -12,24 +12,14 @@
 #define READ_AHEAD_MAX (256 * 1024) /* bytes buffered ahead of the parser */
 
 struct cb_http_listener {
-    union {
-        uv_pipe_t pipe;
-        uv_tcp_t tcp;
-        uv_handle_t handle;
-        uv_stream_t stream;
-    } h;
+    union cb_stream_handle h;
     struct cb_http_server *srv;
     bool via_tcp;
     struct cb_http_listener *next;
 };
 
 struct cb_http_conn {
-    union {
-        uv_pipe_t pipe;
-        uv_tcp_t tcp;
-        uv_handle_t handle;
-        uv_stream_t stream;
-    } h;
+    union cb_stream_handle h;
     uv_timer_t timer;
     uv_shutdown_t shutdown;
     struct cb_http_server *srv;

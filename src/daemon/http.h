@@ -52,6 +52,15 @@ enum cb_stream_format { CB_FMT_NONE = 0, CB_FMT_SSE, CB_FMT_NDJSON };
 struct cb_http_server;
 struct cb_http_conn;
 
+/* A libuv stream that is a unix-socket pipe or a TCP socket: what listeners,
+ * connections, WebSocket viewers and proxied sides hold. */
+union cb_stream_handle {
+    uv_pipe_t pipe;
+    uv_tcp_t tcp;
+    uv_handle_t handle;
+    uv_stream_t stream;
+};
+
 struct cb_http_req {
     struct cb_http_conn *conn;
     struct cb_http_server *server;

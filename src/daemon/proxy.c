@@ -42,12 +42,7 @@
 #define READ_BUF 65536
 
 struct side {
-    union {
-        uv_tcp_t tcp;
-        uv_pipe_t pipe;
-        uv_stream_t stream;
-        uv_handle_t handle;
-    } h;
+    union cb_stream_handle h;
     struct pconn *p;
     struct side *peer;
     uv_shutdown_t shutdown;

@@ -48,6 +48,8 @@ static bool has_project_quota(const char *dir)
     return (qs.qs_flags & FS_QUOTA_PDQ_ENFD) != 0;
 }
 
+/* Run a mkfs quietly: argv[0] is its usual absolute path; if that is
+ * missing, the same program name is looked up in PATH. */
 static int run_mkfs_argv(char *const argv[])
 {
     pid_t pid = fork();
@@ -60,6 +62,8 @@ static int run_mkfs_argv(char *const argv[])
             dup2(null, 2);
         }
         execv(argv[0], argv);
+        const char *name = strrchr(argv[0], '/');
+        execvp(name ? name + 1 : argv[0], argv);
         _exit(127);
     }
     int status;
@@ -70,23 +74,8 @@ static int run_mkfs_argv(char *const argv[])
 
 static int run_mkfs(const char *image)
 {
-    pid_t pid = fork();
-    if (pid < 0)
-        return -errno;
-    if (pid == 0) {
-        int null = open("/dev/null", O_RDWR);
-        if (null >= 0) {
-            dup2(null, 1);
-            dup2(null, 2);
-        }
-        execl("/usr/sbin/mkfs.xfs", "mkfs.xfs", "-q", "-f", image, (char *)NULL);
-        execlp("mkfs.xfs", "mkfs.xfs", "-q", "-f", image, (char *)NULL);
-        _exit(127);
-    }
-    int status;
-    if (CB_RETRY(waitpid(pid, &status, 0)) < 0)
-        return -errno;
-    return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+    char *const argv[] = {"/usr/sbin/mkfs.xfs", "-q", "-f", (char *)image, NULL};
+    return run_mkfs_argv(argv);
 }
 
 /* LOOP_CTL_GET_FREE hands the same free device to every thread that asks

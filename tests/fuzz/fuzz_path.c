@@ -19,16 +19,9 @@
 #include "error.h"
 #include "fsops.h"
 
-static char base[128], rootp[160], canary[160];
-static int rootfd = -1;
-static struct stat canary_dir0, canary_file0, base0;
-static const struct cb_fs_owner own = {101000, 101000, 100000, 100000};
+#include "canary_tree.h"
 
-static int rm_cb(const char *p, const struct stat *sb, int f, struct FTW *ftw)
-{
-    remove(p);
-    return 0;
-}
+static const struct cb_fs_owner own = {101000, 101000, 100000, 100000};
 
 /* Empty the root but keep the directory itself: rootfd stays valid and the
  * base directory (checked for new names) is not touched. */
@@ -56,53 +49,13 @@ static void build_tree(void)
     at("/fifo", p, sizeof(p)); mkfifo(p, 0644);
 }
 
-static void cleanup(void) { nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
-
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    snprintf(base, sizeof(base), "/tmp/cb-fuzz-path.XXXXXX");
-    if (!mkdtemp(base))
-        abort();
-    snprintf(rootp, sizeof(rootp), "%s/root", base);
-    snprintf(canary, sizeof(canary), "%s/canary", base);
-    mkdir(canary, 0755);
-    char p[256];
-    snprintf(p, sizeof(p), "%s/file", canary);
-    int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, "CANARY", 6) != 6)
-        abort();
-    close(fd);
-    mkdir(rootp, 0755);
+    canary_tree_create("cb-fuzz-path");
     build_tree();
-    rootfd = open(rootp, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0)
-        abort();
-    stat(canary, &canary_dir0);
-    stat(p, &canary_file0);
-    stat(base, &base0);
-    atexit(cleanup);
+    canary_tree_seal();
     return 0;
-}
-
-static int same(const struct stat *a, const struct stat *b)
-{
-    return a->st_size == b->st_size && a->st_nlink == b->st_nlink &&
-           a->st_mode == b->st_mode && a->st_uid == b->st_uid &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
-static void check_canary(void)
-{
-    struct stat d, f, b;
-    char p[256];
-    snprintf(p, sizeof(p), "%s/file", canary);
-    if (stat(canary, &d) || stat(p, &f) || stat(base, &b) || !same(&d, &canary_dir0) ||
-        !same(&f, &canary_file0) || !same(&b, &base0)) {
-        fprintf(stderr, "canary changed\n");
-        abort();
-    }
 }
 
 static void check_normalized(const char *n)

@@ -17,35 +17,15 @@
 #include "error.h"
 #include "fsops.h"
 
-static char base[128], rootp[160], canary[160];
-static int rootfd = -1;
-static struct stat canary_dir0, canary_file0, base0;
+#include "canary_tree.h"
+
 static const struct cb_fs_owner own = {101000, 101000, 100000, 100000};
 
-static int rm_cb(const char *p, const struct stat *sb, int f, struct FTW *ftw)
-{
-    remove(p);
-    return 0;
-}
-
-static void cleanup(void) { nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS); }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-    snprintf(base, sizeof(base), "/tmp/cb-fuzz-tar.XXXXXX");
-    if (!mkdtemp(base))
-        abort();
-    snprintf(rootp, sizeof(rootp), "%s/root", base);
-    snprintf(canary, sizeof(canary), "%s/canary", base);
-    mkdir(rootp, 0755);
-    mkdir(canary, 0755);
-    char p[256];
-    snprintf(p, sizeof(p), "%s/file", canary);
-    int fd = open(p, O_CREAT | O_WRONLY | O_CLOEXEC, 0644);
-    if (fd < 0 || write(fd, "CANARY", 6) != 6)
-        abort();
-    close(fd);
+    canary_tree_create("cb-fuzz-tar");
     /* Symlinks out, as the sandbox could have planted them. */
     char l[256];
     snprintf(l, sizeof(l), "%s/canary", rootp);
@@ -54,34 +34,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     snprintf(l, sizeof(l), "%s/up", rootp);
     if (symlink("../../../..", l))
         abort();
-    rootfd = open(rootp, O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (rootfd < 0)
-        abort();
-    stat(canary, &canary_dir0);
-    stat(p, &canary_file0);
-    stat(base, &base0);
-    atexit(cleanup);
+    canary_tree_seal();
     return 0;
-}
-
-static int same(const struct stat *a, const struct stat *b)
-{
-    return a->st_size == b->st_size && a->st_nlink == b->st_nlink &&
-           a->st_mode == b->st_mode && a->st_uid == b->st_uid &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
-           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
-}
-
-static void check_canary(void)
-{
-    struct stat d, f, b;
-    char p[256];
-    snprintf(p, sizeof(p), "%s/file", canary);
-    if (stat(canary, &d) || stat(p, &f) || stat(base, &b) || !same(&d, &canary_dir0) ||
-        !same(&f, &canary_file0) || !same(&b, &base0)) {
-        fprintf(stderr, "canary changed\n");
-        abort();
-    }
 }
 
 int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size);

@@ -275,16 +275,34 @@ struct output {
     int chunks;
 };
 
-/* SUBSCRIBE and collect OUTPUT until END. */
-static void subscribe(struct client *c, uint32_t pid, uint64_t after, bool follow,
-                      struct output *o)
+/* Send SUBSCRIBE (replay after `after`, then follow when asked); the
+ * request id names its OUTPUT frames. */
+static uint32_t send_subscribe(struct client *c, uint32_t pid, uint64_t after, bool follow)
 {
     struct cb_builder b;
     begin(c, &b, CB_MSG_SUBSCRIBE);
     cb_builder_u32(&b, CB_F_PID, pid);
     cb_builder_u64(&b, CB_F_AFTER_SEQ, after);
     cb_builder_u32(&b, CB_F_FOLLOW, follow);
-    uint32_t id = send_req(c, &b);
+    return send_req(c, &b);
+}
+
+/* Send SIGNAL without waiting for its reply. */
+static uint32_t send_signal_req(struct client *c, uint32_t pid, int sig, bool tree)
+{
+    struct cb_builder b;
+    begin(c, &b, CB_MSG_SIGNAL);
+    cb_builder_u32(&b, CB_F_PID, pid);
+    cb_builder_u32(&b, CB_F_SIGNO, (uint32_t)sig);
+    cb_builder_u32(&b, CB_F_TREE, tree);
+    return send_req(c, &b);
+}
+
+/* SUBSCRIBE and collect OUTPUT until END. */
+static void subscribe(struct client *c, uint32_t pid, uint64_t after, bool follow,
+                      struct output *o)
+{
+    uint32_t id = send_subscribe(c, pid, after, follow);
     memset(o, 0, sizeof *o);
     for (;;) {
         struct frame f;
@@ -335,13 +353,8 @@ static void send_stdin(struct client *c, uint32_t pid, const char *data, bool eo
 
 static void send_signal(struct client *c, uint32_t pid, int sig, bool tree)
 {
-    struct cb_builder b;
-    begin(c, &b, CB_MSG_SIGNAL);
-    cb_builder_u32(&b, CB_F_PID, pid);
-    cb_builder_u32(&b, CB_F_SIGNO, (uint32_t)sig);
-    cb_builder_u32(&b, CB_F_TREE, tree);
     struct frame f;
-    recv_for(c, send_req(c, &b), &f);
+    recv_for(c, send_signal_req(c, pid, sig, tree), &f);
     ASSERT_EQ(f.h.type, CB_MSG_OK);
     frame_free(&f);
 }
@@ -502,11 +515,7 @@ TEST(init_signal_tree)
     const char *argv[] = {"sh", "-c", "sleep 1000 & echo $!; wait", NULL};
     uint32_t pid = spawn_ok(&c, CB_SPAWN_BACKGROUND, argv);
     /* Follow until the first chunk: the child's pid. */
-    struct cb_builder b;
-    begin(&c, &b, CB_MSG_SUBSCRIBE);
-    cb_builder_u32(&b, CB_F_PID, pid);
-    cb_builder_u32(&b, CB_F_FOLLOW, 1);
-    uint32_t id = send_req(&c, &b);
+    uint32_t id = send_subscribe(&c, pid, 0, true);
     struct frame f;
     recv_for(&c, id, &f);
     ASSERT_EQ(f.h.type, CB_MSG_OUTPUT);
@@ -526,10 +535,7 @@ TEST(init_signal_tree)
     ASSERT_EQ(f.h.type, CB_MSG_END);
     frame_free(&f);
     /* Signalling an exited process is ESRCH. */
-    begin(&c, &b, CB_MSG_SIGNAL);
-    cb_builder_u32(&b, CB_F_PID, pid);
-    cb_builder_u32(&b, CB_F_SIGNO, SIGTERM);
-    recv_for(&c, send_req(&c, &b), &f);
+    recv_for(&c, send_signal_req(&c, pid, SIGTERM, false), &f);
     ASSERT_EQ(f.h.type, CB_MSG_ERROR);
     ASSERT_EQ(fu32(&f, CB_F_ERRNO), ESRCH);
     frame_free(&f);
@@ -901,11 +907,7 @@ TEST(init_backpressure)
     client_open(&c, &ip);
     const char *argv[] = {"yes", "0123456789abcdef0123456789abcdef", NULL};
     uint32_t pid = spawn_ok(&c, CB_SPAWN_BACKGROUND, argv);
-    struct cb_builder b;
-    begin(&c, &b, CB_MSG_SUBSCRIBE);
-    cb_builder_u32(&b, CB_F_PID, pid);
-    cb_builder_u32(&b, CB_F_FOLLOW, 1);
-    uint32_t id = send_req(&c, &b);
+    uint32_t id = send_subscribe(&c, pid, 0, true);
     sleep(2); /* do not read: init must stop reading `yes`, not buffer */
     long rss = vm_rss_kib(ip.pid);
     ASSERT(rss > 0 && rss < 16 * 1024);
@@ -924,11 +926,7 @@ TEST(init_backpressure)
         frame_free(&f);
     }
     /* Kill it; replies interleave with the stream still in flight. */
-    begin(&c, &b, CB_MSG_SIGNAL);
-    cb_builder_u32(&b, CB_F_PID, pid);
-    cb_builder_u32(&b, CB_F_SIGNO, SIGKILL);
-    cb_builder_u32(&b, CB_F_TREE, 1);
-    uint32_t sig_id = send_req(&c, &b);
+    uint32_t sig_id = send_signal_req(&c, pid, SIGKILL, true);
     bool ok = false, end = false;
     while (!ok || !end) {
         struct frame f;
@@ -956,10 +954,7 @@ TEST(init_unsubscribe_and_idle_memory)
     const char *argv[] = {"sleep", "30", NULL};
     uint32_t pid = spawn_ok(&c, CB_SPAWN_BACKGROUND, argv);
     struct cb_builder b;
-    begin(&c, &b, CB_MSG_SUBSCRIBE);
-    cb_builder_u32(&b, CB_F_PID, pid);
-    cb_builder_u32(&b, CB_F_FOLLOW, 1);
-    uint32_t sub = send_req(&c, &b);
+    uint32_t sub = send_subscribe(&c, pid, 0, true);
     begin(&c, &b, CB_MSG_UNSUBSCRIBE);
     cb_builder_u32(&b, CB_F_SUB_ID, sub);
     struct frame f;

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Union
 
 from ._ws import OP_BINARY, OP_CLOSE, OP_TEXT, WebSocket
+from ._body import process_fields
 from .errors import CellboxError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -255,17 +256,7 @@ class Ptys:
         """Start a terminal (default program: a login bash, else sh) and
         return it; attach with :meth:`attach`."""
         body: Dict[str, Any] = {"cols": int(cols), "rows": int(rows)}
-        if argv is not None:
-            args = list(argv)
-            if not args or not all(isinstance(a, str) for a in args):
-                raise ValueError("argv must be a non-empty list of strings")
-            body["argv"] = args
-        if env:
-            body["env"] = dict(env)
-        if cwd is not None:
-            body["cwd"] = cwd
-        if user is not None:
-            body["user"] = user
+        body.update(process_fields(argv, env, cwd, user))
         doc = self._sb._client.request_json("POST", self._path(), json_body=body)
         doc = dict(doc or {})
         doc.setdefault("state", "running")

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Union
 
 from .client import Client
+from ._body import process_fields
 from .errors import CellboxError, NotFound
 from .ports import Ports
 from .pty import Ptys
@@ -126,20 +127,11 @@ def _exec_body(
     timeout: Optional[float],
 ) -> Dict[str, Any]:
     """The request body shared by exec and processes.start."""
-    body: Dict[str, Any] = {}
+    argv = None if isinstance(command, str) else command
+    body = process_fields(argv, env, cwd, user,
+                          bad_argv="command must be a string or a non-empty list of strings")
     if isinstance(command, str):
         body["cmd"] = command
-    else:
-        argv = list(command)
-        if not argv or not all(isinstance(a, str) for a in argv):
-            raise ValueError("command must be a string or a non-empty list of strings")
-        body["argv"] = argv
-    if env:
-        body["env"] = dict(env)
-    if cwd is not None:
-        body["cwd"] = cwd
-    if user is not None:
-        body["user"] = user
     if isinstance(stdin, str):
         body["stdin"] = stdin
     elif isinstance(stdin, (bytes, bytearray)):

@@ -311,18 +311,25 @@ static void list_cb(void *arg, const struct cb_frame_header *h, const uint8_t *p
     op_free(op);
 }
 
-static void list_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
+/* Every PTY operation starts from init's process table: once the sandbox
+ * is ready (or failed to be), ask for it and let cb answer. */
+static void list_when_ready(struct pty_op *op, struct cb_sbx *s, struct cb_error *err,
+                            cb_initc_reply_cb cb)
 {
-    struct pty_op *op = arg;
     if (err) {
         cb_http_respond_cb_error(op->req, err);
         op_free(op);
         return;
     }
-    if (cb_api_send_list(s->initc, list_cb, op) < 0) {
+    if (cb_api_send_list(s->initc, cb, op) < 0) {
         cb_http_respond_error(op->req, CB_ERR_CONFLICT, "sandbox stopped");
         op_free(op);
     }
+}
+
+static void list_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
+{
+    list_when_ready(arg, s, err, list_cb);
 }
 
 /* Running terminals with their current size, and ended ones with their exit
@@ -393,16 +400,7 @@ static void delete_list_cb(void *arg, const struct cb_frame_header *h, const uin
 
 static void delete_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
 {
-    struct pty_op *op = arg;
-    if (err) {
-        cb_http_respond_cb_error(op->req, err);
-        op_free(op);
-        return;
-    }
-    if (cb_api_send_list(s->initc, delete_list_cb, op) < 0) {
-        cb_http_respond_error(op->req, CB_ERR_CONFLICT, "sandbox stopped");
-        op_free(op);
-    }
+    list_when_ready(arg, s, err, delete_list_cb);
 }
 
 void cb_api_pty_delete(struct cb_http_req *req)
@@ -424,12 +422,7 @@ struct pty_view {
     uint32_t sub_id;
     bool subscribed;  /* a SUBSCRIBE is pending at init */
     uint64_t resume_after; /* last seq received, from the END */
-    union {
-        uv_pipe_t pipe;
-        uv_tcp_t tcp;
-        uv_handle_t handle;
-        uv_stream_t stream;
-    } h;
+    union cb_stream_handle h;
     bool handle_open, reading, writing, closing, exit_sent;
     uv_timer_t timer;
     bool timer_open;
@@ -839,16 +832,7 @@ static void ws_list_cb(void *arg, const struct cb_frame_header *h, const uint8_t
 
 static void ws_ready(struct cb_sbx *s, struct cb_error *err, void *arg)
 {
-    struct pty_op *op = arg;
-    if (err) {
-        cb_http_respond_cb_error(op->req, err);
-        op_free(op);
-        return;
-    }
-    if (cb_api_send_list(s->initc, ws_list_cb, op) < 0) {
-        cb_http_respond_error(op->req, CB_ERR_CONFLICT, "sandbox stopped");
-        op_free(op);
-    }
+    list_when_ready(arg, s, err, ws_list_cb);
 }
 
 void cb_api_pty_ws(struct cb_http_req *req)
