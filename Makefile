@@ -2,7 +2,7 @@
 # ASan+UBSan variant into build-san/; `make test` runs the whole suite.
 CC       ?= gcc
 SAN      ?= 0
-BUILD    := $(if $(filter 1,$(SAN)),build-san,build)
+BUILD    ?= $(if $(filter 1,$(SAN)),build-san,build)
 
 WARN     := -std=gnu17 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wswitch-enum -Wno-unused-parameter
