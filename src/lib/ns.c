@@ -73,6 +73,24 @@ static int step_private_root(struct cb_child_config *c, int *detail)
     return mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0 ? -errno : 0;
 }
 
+static int step_attach_disk(struct cb_child_config *c, int *detail)
+{
+    /* The disk image was mounted detached by the parent (host root, so the
+     * ext4 superblock belongs to the host's user namespace and the sandbox
+     * cannot remount it with other options); here it joins our private
+     * mount namespace only. The host's namespace never holds it, so it
+     * does not grow with each sandbox, and it goes when our namespace
+     * dies. Once pivot_root detaches the old root, the disk is reachable
+     * only as the overlay's upper layer. */
+    if (!c->disk_target)
+        return 0;
+    if (move_mount(c->disk_fd, "", AT_FDCWD, c->disk_target, MOVE_MOUNT_F_EMPTY_PATH) < 0) {
+        c->disk_errno = errno; /* shared memory: the parent reads it */
+        return -errno;
+    }
+    return 0;
+}
+
 static int step_mounts(struct cb_child_config *c, int *detail)
 {
     size_t failed = 0;
@@ -209,6 +227,7 @@ static const struct child_step child_steps[] = {
     {"join cgroups", step_join_cgroups},
     {"become sandbox root", step_become_root},
     {"make / private", step_private_root},
+    {"attach disk", step_attach_disk},
     {"mount", step_mounts},
     {"pivot_root", step_pivot_root},
     {"sethostname", step_hostname},
@@ -305,7 +324,7 @@ static void trace_steps(struct cb_child_config *c, uint64_t done_ns)
             (unsigned long long)((done_ns - c->clone_ns) / 1000));
     if (!c->mount_ns)
         return;
-    prev = c->step_ns[2];
+    prev = c->step_ns[4]; /* after "attach disk": the mount step starts */
     for (size_t i = 0; i < c->mounts->n; i++) {
         const struct cb_mount_step *s = &c->mounts->steps[i];
         fprintf(stderr, "  mount %s %s %lluus\n", cb_mount_step_name(s), s->target,
@@ -397,6 +416,7 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
         return cb_error_set(err, e, CB_ERR_INTERNAL, "child stack");
     }
     memset(c->step_ns, 0, sizeof c->step_ns);
+    c->disk_errno = 0;
     c->mount_ns = getenv("CB_TRACE_MOUNTS") ? cb_xcalloc(c->mounts->n, sizeof *c->mount_ns) : NULL;
     c->clone_ns = cb_now_ns();
     sigset_t all, old;

@@ -36,6 +36,13 @@ struct cb_child_config {
     struct sock_fprog seccomp;
     uint32_t id_base;        /* host uid/gid of in-sandbox 0 */
     struct cb_cgroup *cgroup;
+    /* The sandbox's disk (quota.h): a detached mount the child moves to
+     * disk_target inside its own mount namespace before the overlay is
+     * mounted; disk_target NULL = none (disk_fd is then not used). The
+     * caller keeps and closes disk_fd. */
+    int disk_fd;
+    const char *disk_target;
+    int disk_errno;          /* out: errno when that move failed, else 0 */
     unsigned weaken;         /* CB_WEAKEN_* bits (tier.h), test control runs
                                 only: the caller checked allow_weaken */
     /* used internally */

@@ -1,6 +1,7 @@
 #include "quota.h"
 
 #include <fcntl.h>
+#include <inttypes.h>
 #include <pthread.h>
 #include <linux/dqblk_xfs.h>
 #include <linux/fs.h>
@@ -205,6 +206,10 @@ static void open_fallback(struct cb_quota *q)
     char *why = NULL;
     if (images_possible(&why)) {
         q->images = true;
+        /* Operators (and the tests of that path) can ask for the older
+         * host-namespace mounts; see quota.h. */
+        const char *hm = getenv("CB_DISK_HOST_MOUNT");
+        q->host_mounts = hm && strcmp(hm, "1") == 0;
         return;
     }
     char *old = q->reason;
@@ -303,7 +308,24 @@ int64_t cb_quota_used(struct cb_quota *q, uint32_t project)
     return (int64_t)dq.d_bcount * 512;
 }
 
-/* ---- per-sandbox images ---- */
+/* ---- per-sandbox images ----
+ *
+ * Making an image is a copy of a "golden" image formatted once per size
+ * (state_dir/images/golden-<MiB>.img), not a mkfs per sandbox: mkfs.ext4's
+ * fork+exec and its writes were ~8 ms of every create. A fresh ext4 holds
+ * only a few MiB of data (superblocks, group descriptors, bitmaps, the root
+ * directory); the copy is a reflink where the state file system has them,
+ * else a copy of just the data extents into a sparse file of full size.
+ *
+ * Every copy carries the golden image's ext4 UUID. We rely on ext4 not
+ * caring: the kernel mounts file systems with equal UUIDs side by side (the
+ * UUID seeds metadata checksums, which are per image anyway), nothing in
+ * cellbox looks an image up by UUID, and the images are never in fstab.
+ * Only udev's /dev/disk/by-uuid link (when udev runs) points at one of them,
+ * which no one uses. */
+
+#define GOLDEN_DIR "images"
+#define EXT4_MAGIC_OFFSET 1080 /* superblock at 1024, s_magic at +56 */
 
 static int format_image(const char *image, uint64_t bytes)
 {
@@ -317,33 +339,212 @@ static int format_image(const char *image, uint64_t bytes)
      * discard keep the sparse file sparse. */
     char *const argv[] = {"/usr/sbin/mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
                           "-E", "lazy_itable_init=1,nodiscard", (char *)image, NULL};
-    return run_mkfs_argv(argv);
+    int r = run_mkfs_argv(argv);
+    /* The golden image is the source of every later copy: it must be whole
+     * on disk before the rename publishes it. */
+    if (r == 0 && fsync(fd) < 0)
+        r = -errno;
+    return r;
 }
 
-/* Mount <dir>/disk.img at <dir>/disk unless something is mounted there. */
-int cb_quota_image_mount(struct cb_quota *q, const char *dir, struct cb_error **err)
+/* Is fd a whole ext4 image of exactly bytes? (A crash can only leave a
+ * temporary file, but an operator may truncate or overwrite the golden.) */
+static bool golden_ok(int fd, uint64_t bytes)
+{
+    struct stat st;
+    uint16_t magic = 0;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t)st.st_size == bytes &&
+           pread(fd, &magic, sizeof magic, EXT4_MAGIC_OFFSET) == (ssize_t)sizeof magic &&
+           magic == 0xEF53;
+}
+
+/* One formatter at a time: two threads asking for the same new size would
+ * otherwise both run mkfs (harmless thanks to the rename, but wasted). */
+static pthread_mutex_t golden_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int make_golden(struct cb_quota *q, const char *path, uint64_t bytes)
+{
+    _cleanup_free_ char *dir = cb_xasprintf("%s/" GOLDEN_DIR, q->state_dir);
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return -errno;
+    _cleanup_free_ char *tmp = cb_xasprintf("%s.tmp.%d", path, (int)gettid());
+    unlink(tmp);
+    int r = format_image(tmp, bytes);
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r < 0)
+        unlink(tmp);
+    return r;
+}
+
+/* Open (making it first if missing or damaged) the golden image of bytes.
+ * Returns an O_RDONLY fd or -errno. */
+static int open_golden(struct cb_quota *q, uint64_t bytes)
+{
+    _cleanup_free_ char *path = cb_xasprintf("%s/" GOLDEN_DIR "/golden-%" PRIu64 ".img",
+                                             q->state_dir, bytes >> 20);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    if (fd >= 0 && golden_ok(fd, bytes))
+        return fd;
+    if (fd >= 0)
+        close(fd);
+    pthread_mutex_lock(&golden_lock);
+    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW); /* another thread made it? */
+    if (fd < 0 || !golden_ok(fd, bytes)) {
+        if (fd >= 0)
+            close(fd);
+        int r = make_golden(q, path, bytes);
+        fd = r < 0 ? r : open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd == -1)
+            fd = -errno;
+    }
+    pthread_mutex_unlock(&golden_lock);
+    return fd;
+}
+
+static int copy_range(int in, int out, off_t from, off_t to)
+{
+    while (from < to) {
+        loff_t off_in = from, off_out = from;
+        ssize_t n = copy_file_range(in, &off_in, out, &off_out, (size_t)(to - from), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        from += n;
+    }
+    return 0;
+}
+
+/* out := in, keeping holes. FICLONE shares every block (btrfs, XFS with
+ * reflink); elsewhere only the data extents are copied into a file
+ * ftruncate'd to the full size, so the copy is as sparse as the golden. */
+static int copy_sparse(int in, int out, uint64_t bytes)
+{
+    if (ioctl(out, FICLONE, in) == 0)
+        return 0;
+    if (ftruncate(out, (off_t)bytes) < 0)
+        return -errno;
+    off_t off = 0;
+    for (;;) {
+        off_t data = lseek(in, off, SEEK_DATA);
+        if (data < 0)
+            return errno == ENXIO ? 0 : -errno; /* ENXIO: no data after off */
+        off_t hole = lseek(in, data, SEEK_HOLE);
+        if (hole < 0)
+            return -errno;
+        int r = copy_range(in, out, data, hole);
+        if (r < 0)
+            return r;
+        off = hole;
+    }
+}
+
+static int copy_golden(struct cb_quota *q, const char *image, uint64_t bytes)
+{
+    _cleanup_close_ int golden = open_golden(q, bytes);
+    if (golden < 0)
+        return golden;
+    _cleanup_close_ int fd = open(image, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return -errno;
+    return copy_sparse(golden, fd, bytes);
+}
+
+/* Is the image still open elsewhere, i.e. attached to a loop device that
+ * has not been released yet (the mount namespace of a stopped sandbox is
+ * torn down after its init is reaped)? Two ext4 superblocks on one image
+ * would corrupt it, so attaching waits for this to clear. A write lease is
+ * granted only when no other open file description of the inode exists;
+ * a loop device holds one. -EINVAL (leases disabled on this host): we
+ * cannot tell and go ahead, as the host-mount path always did. */
+static int image_busy(int fd)
+{
+    if (fcntl(fd, F_SETLEASE, F_WRLCK) == 0) {
+        fcntl(fd, F_SETLEASE, F_UNLCK);
+        return 0;
+    }
+    return errno == EAGAIN || errno == EBUSY ? 1 : 0;
+}
+
+static int wait_image_free(int fd)
+{
+    for (int waited_ms = 0; image_busy(fd); waited_ms++) {
+        if (waited_ms >= 5000)
+            return -EBUSY;
+        usleep(1000);
+    }
+    return 0;
+}
+
+/* Mount dev (ext4) as a detached mount: a mount fd attached to no mount
+ * namespace until someone move_mount()s it. nosuid/nodev: a file the
+ * sandbox plants there means nothing wherever the mount ends up.
+ * noinit_itable: the kernel's lazyinit thread would otherwise zero every
+ * inode table in the background, un-sparsing the image (32 MiB per 2 GiB)
+ * for nothing; uninitialized groups are flagged as such in the image. */
+static int mount_detached(const char *dev)
+{
+    _cleanup_close_ int fs = fsopen("ext4", FSOPEN_CLOEXEC);
+    if (fs < 0)
+        return -errno;
+    if (fsconfig(fs, FSCONFIG_SET_STRING, "source", dev, 0) < 0 ||
+        fsconfig(fs, FSCONFIG_SET_STRING, "errors", "remount-ro", 0) < 0 ||
+        fsconfig(fs, FSCONFIG_SET_FLAG, "noinit_itable", NULL, 0) < 0 ||
+        fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+        return -errno;
+    int mfd = fsmount(fs, FSMOUNT_CLOEXEC,
+                      MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOATIME);
+    return mfd < 0 ? -errno : mfd;
+}
+
+int cb_quota_image_open(struct cb_quota *q, const char *dir, struct cb_error **err)
 {
     _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
-    _cleanup_free_ char *mnt = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, dir);
-    if (cb_quota_image_used(mnt) >= 0)
-        return 0; /* already mounted (a restart of a stopped sandbox) */
     _cleanup_close_ int img = open(image, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-    if (img < 0 || (mkdir(mnt, 0711) < 0 && errno != EEXIST))
+    if (img < 0)
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "disk image %s", image);
+    int r = wait_image_free(img);
+    if (r < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "disk image still in use");
     char dev[4096];
     int lfd = attach_loop(q->state_dir, img, dev, sizeof dev);
     if (lfd < 0)
         return cb_error_set(err, -lfd, CB_ERR_INTERNAL, "loop device for disk image");
-    /* nosuid/nodev: a file the sandbox plants there means nothing to the
-     * host even though the mount is in the host's namespace. */
-    int r = mount(dev, mnt, "ext4", MS_NOSUID | MS_NODEV | MS_NOATIME, "errors=remount-ro");
-    int e = errno;
+    int mfd = mount_detached(dev);
     close(lfd); /* autoclear: the mount holds the device now */
     if (strncmp(dev, "/dev/", 5) != 0)
         unlink(dev);
-    if (r < 0)
-        return cb_error_set(err, e, CB_ERR_INTERNAL, "mount disk image");
-    chmod(mnt, 0711); /* the sandbox's root (an unprivileged uid) traverses it */
+    if (mfd < 0)
+        return cb_error_set(err, -mfd, CB_ERR_INTERNAL, "mount disk image");
+    return mfd;
+}
+
+/* Is something mounted at mnt (its own device, unlike its parent)? */
+static bool is_mount_point(const char *dir, const char *mnt)
+{
+    struct stat a, b;
+    return stat(dir, &a) == 0 && lstat(mnt, &b) == 0 && S_ISDIR(b.st_mode) && a.st_dev != b.st_dev;
+}
+
+bool cb_quota_image_host_mounted(const char *dir)
+{
+    _cleanup_free_ char *mnt = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, dir);
+    return is_mount_point(dir, mnt);
+}
+
+int cb_quota_image_mount(struct cb_quota *q, const char *dir, struct cb_error **err)
+{
+    _cleanup_free_ char *mnt = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, dir);
+    if (is_mount_point(dir, mnt))
+        return 0; /* already mounted (a restart of a stopped sandbox) */
+    if (mkdir(mnt, 0711) < 0 && errno != EEXIST)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "disk mount point");
+    _cleanup_close_ int mfd = cb_quota_image_open(q, dir, err);
+    if (mfd < 0)
+        return -1;
+    if (move_mount(mfd, "", AT_FDCWD, mnt, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "mount disk image");
     return 0;
 }
 
@@ -354,15 +555,15 @@ int cb_quota_image_create(struct cb_quota *q, const char *dir, uint64_t bytes,
         return cb_error_set(err, ENOTSUP, CB_ERR_INTERNAL, "disk images unavailable");
     if (bytes < (8ull << 20))
         bytes = 8ull << 20; /* ext4's metadata needs a few MiB */
+    bytes &= ~((1ull << 20) - 1); /* whole MiB: one golden image per size */
     _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
-    int r = format_image(image, bytes);
+    _cleanup_free_ char *mnt = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, dir);
+    int r = copy_golden(q, image, bytes);
+    if (r == 0 && mkdir(mnt, 0711) < 0 && errno != EEXIST)
+        r = -errno;
     if (r < 0) {
         unlink(image);
-        return cb_error_set(err, -r, CB_ERR_INTERNAL, "format disk image");
-    }
-    if (cb_quota_image_mount(q, dir, err) < 0) {
-        unlink(image);
-        return -1;
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "make disk image");
     }
     return 0;
 }
@@ -372,19 +573,39 @@ int cb_quota_image_remove(const char *dir)
     _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
     _cleanup_free_ char *mnt = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, dir);
     int r = 0;
-    /* MNT_DETACH: a sandbox being set up at this moment may still hold a
+    /* Only a host-namespace mount (fallback or older layout) needs this;
+     * a detached-then-moved one died with the sandbox's mount namespace.
+     * MNT_DETACH: a sandbox being set up at this moment may still hold a
      * copy of the host's mounts; the loop device goes when the last does. */
-    if (umount2(mnt, MNT_DETACH | UMOUNT_NOFOLLOW) < 0 && errno != EINVAL && errno != ENOENT)
+    if (is_mount_point(dir, mnt) && umount2(mnt, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
         r = -errno;
+    /* The loop device of a just-killed sandbox may still hold the image:
+     * unlinking is fine, the inode goes when the device lets go. */
     if (unlink(image) < 0 && errno != ENOENT && r == 0)
         r = -errno;
     return r;
 }
 
-int64_t cb_quota_image_used(const char *mnt)
+int64_t cb_quota_image_used_fd(int fd)
 {
     struct statfs sfs;
-    if (statfs(mnt, &sfs) < 0 || sfs.f_type != EXT4_SUPER_MAGIC)
+    if (fstatfs(fd, &sfs) < 0)
         return -1;
     return (int64_t)(sfs.f_blocks - sfs.f_bfree) * (int64_t)sfs.f_bsize;
+}
+
+int64_t cb_quota_image_used(const char *dir)
+{
+    _cleanup_free_ char *mnt = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, dir);
+    if (is_mount_point(dir, mnt)) {
+        struct statfs sfs;
+        if (statfs(mnt, &sfs) < 0 || sfs.f_type != EXT4_SUPER_MAGIC)
+            return -1;
+        return (int64_t)(sfs.f_blocks - sfs.f_bfree) * (int64_t)sfs.f_bsize;
+    }
+    /* Not mounted here (a stopped sandbox): what the image occupies on the
+     * host, a few MiB of ext4 metadata more than its files. */
+    _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
+    struct stat st;
+    return stat(image, &st) < 0 ? -1 : (int64_t)st.st_blocks * 512;
 }

@@ -18,6 +18,9 @@
 struct cb_quota {
     bool enabled;     /* XFS project quotas on the shared volume */
     bool images;      /* fallback: one size-limited ext4 image per sandbox */
+    bool host_mounts; /* images are mounted in the daemon's namespace: the
+                         kernel refused moving a detached mount into a
+                         sandbox's, or CB_DISK_HOST_MOUNT=1 asked for it */
     char *volume_dir; /* where sandboxes' layers live: state_dir/volume */
     char *state_dir;
     char *reason;     /* why quotas are off (when neither works) */
@@ -27,23 +30,40 @@ struct cb_quota {
  *
  * When project quotas are unavailable (a kernel without CONFIG_QUOTA, as on
  * these build hosts), each sandbox with a disk limit gets a sparse file
- * <dir>/disk.img of exactly disk_bytes, formatted ext4 and mounted at
- * <dir>/disk (loop device with autoclear; nosuid, nodev); its upper and
- * work directories live inside. Filling it gives ENOSPC inside that
+ * <dir>/disk.img of exactly disk_bytes (rounded down to whole MiB), a copy
+ * of a golden ext4 image formatted once per size (state_dir/images/), with
+ * its upper and work directories inside. Filling it gives ENOSPC inside that
  * sandbox only. The image is sparse: the host file system must have room
- * for what sandboxes really write (see docs/operations.md). The mount is in
- * the daemon's mount namespace, outlives the daemon (sandboxes do) and is
- * removed by cb_quota_image_remove at destroy. */
+ * for what sandboxes really write (see docs/operations.md).
+ *
+ * The image is mounted detached (cb_quota_image_open: loop device with
+ * autoclear, nosuid, nodev) and the sandbox's first process moves that
+ * mount into its own mount namespace at <dir>/disk (ns.h disk_fd): the
+ * host's mount namespace never holds it, so it does not grow with the
+ * number of sandboxes, and the mount, then the loop device, go when the
+ * sandbox's mount namespace dies. Where that is refused, the fallback is a
+ * mount at <dir>/disk in the daemon's namespace (cb_quota_image_mount),
+ * which outlives the daemon and is removed by cb_quota_image_remove. */
 #define CB_QUOTA_IMAGE_DIR "disk"
+/* Make <dir>/disk.img and the mount point <dir>/disk; mounts nothing. */
 int cb_quota_image_create(struct cb_quota *q, const char *dir, uint64_t bytes,
                           struct cb_error **err);
-/* Mount an existing <dir>/disk.img at <dir>/disk if not mounted yet (start
- * of a stopped sandbox after a host reboot). */
+/* Attach <dir>/disk.img to a loop device and mount it detached. Waits (up
+ * to 5 s) while an earlier loop device still holds the image. Returns a
+ * mount fd (O_CLOEXEC) the caller owns, or -1 with *err. */
+int cb_quota_image_open(struct cb_quota *q, const char *dir, struct cb_error **err);
+/* Mount <dir>/disk.img at <dir>/disk in the caller's mount namespace unless
+ * something is mounted there already (the host-namespace fallback). */
 int cb_quota_image_mount(struct cb_quota *q, const char *dir, struct cb_error **err);
-/* Unmount <dir>/disk (if mounted) and delete the image. -errno. */
+/* Is <dir>/disk a mount point in the caller's namespace? */
+bool cb_quota_image_host_mounted(const char *dir);
+/* Unmount <dir>/disk (if mounted here) and delete the image. -errno. */
 int cb_quota_image_remove(const char *dir);
-/* Bytes used in the image mounted at mnt, or -1. */
-int64_t cb_quota_image_used(const char *mnt);
+/* Bytes used in the image of sandbox dir <dir> when it is mounted here,
+ * else the bytes its image file occupies on the host; -1 if neither. */
+int64_t cb_quota_image_used(const char *dir);
+/* Bytes used on the file system of fd (for an overlay: its upper's), or -1. */
+int64_t cb_quota_image_used_fd(int fd);
 
 /* Never fails: on any problem q->enabled is false and q->reason says why. */
 void cb_quota_open(struct cb_quota *q, const char *state_dir, uint64_t volume_bytes,

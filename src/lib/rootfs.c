@@ -137,19 +137,11 @@ static int write_owned_file(int dirfd, const char *name, const char *text, uid_t
     return fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
 }
 
-int cb_rootfs_prepare_upper(const char *upper, const char *work, uint32_t base,
-                            const char *hostname, struct cb_error **err)
+/* Fill the upper directory u (owned by base already). */
+static int prepare_upper_contents(int u, uint32_t base, const char *hostname,
+                                  struct cb_error **err)
 {
     int r;
-    if ((r = mkdir_p(upper, 0755)) < 0 || (r = mkdir_p(work, 0700)) < 0)
-        return cb_error_set(err, -r, CB_ERR_INTERNAL, "sandbox layer directories");
-    /* upper is the sandbox's "/" (owned by its root); work belongs to the
-     * overlay mounter, which is the sandbox's root too. */
-    if (chown(upper, base, base) < 0 || chown(work, base, base) < 0)
-        return cb_error_set(err, errno, CB_ERR_INTERNAL, "chown sandbox layers");
-    _cleanup_close_ int u = open(upper, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (u < 0)
-        return cb_error_set(err, errno, CB_ERR_INTERNAL, "open upper");
     uid_t user = base + 1000;
     if ((r = make_owned_dir(u, "home", 0755, base, base)) < 0 ||
         (r = make_owned_dir(u, "home/user", 0755, user, user)) < 0 ||
@@ -169,6 +161,37 @@ int cb_rootfs_prepare_upper(const char *upper, const char *work, uint32_t base,
         (r = write_owned_file(etc, "hosts", hosts, base, base)) < 0)
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "sandbox /etc files");
     return 0;
+}
+
+int cb_rootfs_prepare_upper(const char *upper, const char *work, uint32_t base,
+                            const char *hostname, struct cb_error **err)
+{
+    int r;
+    if ((r = mkdir_p(upper, 0755)) < 0 || (r = mkdir_p(work, 0700)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "sandbox layer directories");
+    /* upper is the sandbox's "/" (owned by its root); work belongs to the
+     * overlay mounter, which is the sandbox's root too. */
+    if (chown(upper, base, base) < 0 || chown(work, base, base) < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "chown sandbox layers");
+    _cleanup_close_ int u = open(upper, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (u < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "open upper");
+    return prepare_upper_contents(u, base, hostname, err);
+}
+
+int cb_rootfs_prepare_layers_at(int layer_fd, uint32_t base, const char *hostname,
+                                struct cb_error **err)
+{
+    int r;
+    /* upper is the sandbox's "/" (owned by its root); work belongs to the
+     * overlay mounter, which is the sandbox's root too. */
+    if ((r = make_owned_dir(layer_fd, "upper", 0755, base, base)) < 0 ||
+        (r = make_owned_dir(layer_fd, "work", 0700, base, base)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "sandbox layer directories");
+    _cleanup_close_ int u = openat(layer_fd, "upper", O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (u < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "open upper");
+    return prepare_upper_contents(u, base, hostname, err);
 }
 
 static int remove_contents(int dfd, int depth)

@@ -21,6 +21,11 @@ int cb_rootfs_make_host_skeleton(const char *rootfs_dir,
 int cb_rootfs_prepare_upper(const char *upper, const char *work, uint32_t base,
                             const char *hostname, struct cb_error **err);
 
+/* The same inside the directory layer_fd (e.g. the root of a detached
+ * mount of a sandbox's disk image): makes upper/ and work/ there. */
+int cb_rootfs_prepare_layers_at(int layer_fd, uint32_t base, const char *hostname,
+                                struct cb_error **err);
+
 /* rm -rf that never follows a symlink and never leaves the tree: every
  * step is openat/unlinkat relative to a directory fd opened O_NOFOLLOW.
  * ENOENT for path is success. -errno on failure. */

@@ -27,6 +27,7 @@
 #include "proto.h"
 #include "rootfs.h"
 #include "runtime.h"
+#include "safepath.h"
 #include "template.h"
 
 #define HELLO_TIMEOUT_MS 5000
@@ -42,6 +43,7 @@ struct cb_sandbox {
     enum cb_sandbox_run_state state;
     pid_t pid;
     int pidfd;
+    int disk_fd; /* detached mount of the disk image from create to start */
     uint64_t start_time;
     bool is_our_child; /* reap with waitid; false after adopt */
 };
@@ -149,6 +151,8 @@ static void sandbox_free(struct cb_sandbox *sb)
         return;
     if (sb->pidfd >= 0)
         close(sb->pidfd);
+    if (sb->disk_fd >= 0)
+        close(sb->disk_fd);
     cb_cgroup_free(sb->cg);
     free(sb->id);
     free(sb->hostname);
@@ -167,6 +171,7 @@ static struct cb_sandbox *sandbox_new(struct cb_runtime *rt, const char *id)
     struct cb_sandbox *sb = cb_xcalloc(1, sizeof *sb);
     sb->rt = rt;
     sb->pidfd = -1;
+    sb->disk_fd = -1;
     sb->id = cb_xstrdup(id);
     sb->dir = cb_xasprintf("%s/%s", rt->sandboxes_dir, id);
     sb->rootfs = cb_xasprintf("%s/rootfs", sb->dir);
@@ -338,6 +343,29 @@ static int load_state(struct cb_sandbox *sb, struct cb_error **err)
 
 /* ---- create ---- */
 
+/* Mount the new image (detached, or on the host in the fallback) and make
+ * upper/ and work/ in it. The detached mount is kept for start, which hands
+ * it to the sandbox's first process: one loop attach per create+start. */
+static int prepare_image_layers(struct cb_sandbox *sb, struct cb_error **err)
+{
+    struct cb_quota *q = &sb->rt->quota;
+    if (q->host_mounts) {
+        if (cb_quota_image_mount(q, sb->dir, err) < 0)
+            return -1;
+        chmod(sb->layer_dir, 0711); /* the sandbox's root traverses it */
+        return cb_rootfs_prepare_upper(sb->upper, sb->work, sb->base, sb->hostname, err);
+    }
+    sb->disk_fd = cb_quota_image_open(q, sb->dir, err);
+    if (sb->disk_fd < 0)
+        return -1;
+    /* The mount's root as a real directory fd (the mount fd is O_PATH-like
+     * and refuses fchmod). */
+    _cleanup_close_ int root = openat(sb->disk_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0 || fchmod(root, 0711) < 0) /* the sandbox's root traverses it */
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "disk image root");
+    return cb_rootfs_prepare_layers_at(root, sb->base, sb->hostname, err);
+}
+
 static int create_layers(struct cb_sandbox *sb, struct cb_error **err)
 {
     struct cb_runtime *rt = sb->rt;
@@ -352,10 +380,13 @@ static int create_layers(struct cb_sandbox *sb, struct cb_error **err)
     } else if (rt->quota.images && sb->limits.disk_bytes) {
         /* Quotas unavailable: the limit is the size of the sandbox's own
          * file system, so filling it hits ENOSPC there and nowhere else. */
-        if (cb_quota_image_create(&rt->quota, sb->dir, sb->limits.disk_bytes, err) < 0)
-            return -1;
         _cleanup_free_ char *ld = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, sb->dir);
         set_layer_dir(sb, ld);
+        if (cb_quota_image_create(&rt->quota, sb->dir, sb->limits.disk_bytes, err) < 0)
+            return -1;
+        if (mkdir(sb->rootfs, 0755) < 0)
+            return cb_error_set(err, errno, CB_ERR_INTERNAL, "sandbox rootfs dir");
+        return prepare_image_layers(sb, err);
     } else {
         set_layer_dir(sb, sb->dir);
     }
@@ -583,6 +614,8 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
     c->seccomp.len = rt->seccomp.len;
     c->id_base = sb->base;
     c->cgroup = sb->cg;
+    c->disk_fd = sb->disk_fd;
+    c->disk_target = sb->disk_fd >= 0 ? sb->layer_dir : NULL;
     if (rt->cfg.allow_weaken) { /* security battery control runs only */
         _cleanup_close_ int wfd = open(sb->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         _cleanup_free_ char *w = NULL;
@@ -592,23 +625,79 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
     return 0;
 }
 
+/* Have the sandbox's disk image ready for the spawn: a detached mount the
+ * child attaches in its own namespace (sb->disk_fd; kept from create, else
+ * made now), or, in the fallback and for sandboxes whose image an older
+ * cellbox mounted on the host, a mount in the host's namespace. */
+static int ready_disk(struct cb_sandbox *sb, struct cb_error **err)
+{
+    if (!has_disk_image(sb))
+        return 0;
+    struct cb_quota *q = &sb->rt->quota;
+    if (q->host_mounts || cb_quota_image_host_mounted(sb->dir)) {
+        if (sb->disk_fd >= 0) { /* made before the fallback was chosen */
+            close(sb->disk_fd);
+            sb->disk_fd = -1; /* cb_quota_image_open waits for its release */
+        }
+        return cb_quota_image_mount(q, sb->dir, err);
+    }
+    if (sb->disk_fd < 0 && (sb->disk_fd = cb_quota_image_open(q, sb->dir, err)) < 0)
+        return -1;
+    return 0;
+}
+
+static int spawn_init(struct cb_sandbox *sb, pid_t *pid, int *pidfd, int *disk_errno,
+                      struct cb_error **err)
+{
+    struct start_plan plan = {.init_fd = -1, .control_fd = -1, .log_fd = -1};
+    int r = plan_start(sb, &plan, err);
+    trace_phase("plan");
+    if (r == 0)
+        r = cb_ns_spawn(&plan.child, pid, pidfd, err);
+    *disk_errno = plan.child.disk_errno;
+    start_plan_clear(&plan);
+    trace_phase("spawn");
+    return r;
+}
+
+/* Spawn; if the kernel refuses to move the detached disk mount into the
+ * sandbox's mount namespace, switch this runtime to host-namespace image
+ * mounts (quota.h) and spawn once more. */
+static int spawn_with_disk(struct cb_sandbox *sb, pid_t *pid, int *pidfd, struct cb_error **err)
+{
+    int disk_errno = 0;
+    int r = spawn_init(sb, pid, pidfd, &disk_errno, err);
+    if (r < 0 && disk_errno && sb->disk_fd >= 0) {
+        fprintf(stderr, "cellbox: moving a disk image mount into a sandbox's namespace failed "
+                        "(%s); mounting disk images in the host namespace from now on\n",
+                strerror(disk_errno));
+        __atomic_store_n(&sb->rt->quota.host_mounts, true, __ATOMIC_RELAXED);
+        if (err) {
+            cb_error_free(*err);
+            *err = NULL;
+        }
+        r = ready_disk(sb, err);
+        if (r == 0)
+            r = spawn_init(sb, pid, pidfd, &disk_errno, err);
+    }
+    /* Spawned or not, the child holds the mount now or no one needs it. */
+    if (sb->disk_fd >= 0)
+        close(sb->disk_fd);
+    sb->disk_fd = -1;
+    return r;
+}
+
 static int container_start(struct cb_sandbox *sb, struct cb_error **err)
 {
     if (sb->state != CB_RUN_CREATED && sb->state != CB_RUN_STOPPED)
         return cb_error_set(err, EBUSY, CB_ERR_CONFLICT, "sandbox %s is running", sb->id);
-    struct start_plan plan = {.init_fd = -1, .control_fd = -1, .log_fd = -1};
     trace_phase(NULL);
-    if (has_disk_image(sb) && cb_quota_image_mount(&sb->rt->quota, sb->dir, err) < 0)
+    if (ready_disk(sb, err) < 0)
         return cb_error_wrap(err, "start %s", sb->id);
-    int r = plan_start(sb, &plan, err);
-    trace_phase("plan");
+    trace_phase("disk");
     pid_t pid = -1;
     int pidfd = -1;
-    if (r == 0)
-        r = cb_ns_spawn(&plan.child, &pid, &pidfd, err);
-    start_plan_clear(&plan);
-    trace_phase("spawn");
-    if (r < 0)
+    if (spawn_with_disk(sb, &pid, &pidfd, err) < 0)
         return cb_error_wrap(err, "start %s", sb->id);
     sb->pid = pid;
     sb->is_our_child = true;
@@ -749,13 +838,29 @@ static int container_probe(struct cb_runtime *rt, char **reason)
     return 0;
 }
 
+static int container_root_fd(struct cb_sandbox *sb, int *fd_out, struct cb_error **err);
+
+/* A running sandbox's image is mounted in its namespace only: statfs of
+ * its root (an overlay) reports the upper layer's file system, the image. */
+static int64_t image_used(struct cb_sandbox *sb)
+{
+    int root = -1;
+    if ((sb->state == CB_RUN_RUNNING || sb->state == CB_RUN_PAUSED) &&
+        !cb_quota_image_host_mounted(sb->dir) && container_root_fd(sb, &root, NULL) == 0) {
+        int64_t used = cb_quota_image_used_fd(root);
+        close(root);
+        return used;
+    }
+    return cb_quota_image_used(sb->dir);
+}
+
 static int container_stats(struct cb_sandbox *sb, struct cb_sandbox_stats *out,
                            struct cb_error **err)
 {
     memset(out, 0, sizeof *out);
     if (sb->rt->cgroups->ops->stats(sb->cg, out, err) < 0)
         return -1;
-    int64_t used = has_disk_image(sb) ? cb_quota_image_used(sb->layer_dir)
+    int64_t used = has_disk_image(sb) ? image_used(sb)
                                       : cb_quota_used(&sb->rt->quota, sb->project);
     if (used >= 0)
         out->disk_bytes = (uint64_t)used;
@@ -814,15 +919,17 @@ static int rename_cgroups(struct cb_sandbox *sb, const char *new_id, struct cb_e
     return 0;
 }
 
-/* Rewrite a file of the pristine upper layer in place (same inode: the
- * overlay above it already looked it up and keeps using it). Safe to do
- * from the host because no tenant code has run in a pool member yet, and
- * O_NOFOLLOW on an fd-relative open keeps it inside etc/ anyway. */
-static int rewrite_upper_file(int etcfd, const char *name, const char *text)
+/* Rewrite a file of the pristine sandbox root in place, through the
+ * sandbox's own root (its upper layer may be on a disk mounted only in the
+ * sandbox's namespace). The file is in the upper layer already
+ * (cb_rootfs_prepare_upper), so the write lands there, same inode, no
+ * copy-up. RESOLVE_IN_ROOT + O_NOFOLLOW keep it inside the sandbox even
+ * though no tenant code has run in a pool member yet. */
+static int rewrite_upper_file(int root, const char *path, const char *text)
 {
-    _cleanup_close_ int fd = openat(etcfd, name, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_close_ int fd = cb_safepath_open(root, path, O_WRONLY | O_TRUNC | O_NOFOLLOW, 0);
     if (fd < 0)
-        return -errno;
+        return fd;
     return cb_write_all(fd, text, strlen(text));
 }
 
@@ -855,17 +962,16 @@ static int set_hostname(struct cb_sandbox *sb, const char *hostname, struct cb_e
     int r = set_hostname_ns(sb, hostname);
     if (r < 0)
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "set hostname");
-    _cleanup_close_ int etc = -1;
-    _cleanup_close_ int u = open(sb->upper, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    if (u >= 0)
-        etc = openat(u, "etc", O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    _cleanup_close_ int root = -1;
+    if (container_root_fd(sb, &root, err) < 0)
+        return cb_error_wrap(err, "sandbox /etc/hostname");
     _cleanup_free_ char *hn = cb_xasprintf("%s\n", hostname);
     _cleanup_free_ char *hosts = cb_xasprintf(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         "127.0.1.1\t%s\n", hostname);
-    if (etc < 0 || (r = rewrite_upper_file(etc, "hostname", hn)) < 0 ||
-        (r = rewrite_upper_file(etc, "hosts", hosts)) < 0)
-        return cb_error_set(err, etc < 0 ? errno : -r, CB_ERR_INTERNAL, "sandbox /etc/hostname");
+    if ((r = rewrite_upper_file(root, "etc/hostname", hn)) < 0 ||
+        (r = rewrite_upper_file(root, "etc/hosts", hosts)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "sandbox /etc/hostname");
     return 0;
 }
 
@@ -970,6 +1076,9 @@ int cb_container_reclaim(struct cb_runtime *rt, const char *id)
     int r = cb_cgroup_destroy(cg, STOP_TIMEOUT_MS, NULL);
     cb_cgroup_free(cg);
     _cleanup_free_ char *dir = cb_xasprintf("%s/%s", rt->sandboxes_dir, id);
+    /* A disk image mounted on the host (fallback) would make the removal
+     * fail with EBUSY; one mounted in the sandbox died with its init. */
+    cb_quota_image_remove(dir);
     int rr = cb_rootfs_remove_tree(dir);
     release_slots_owned_by(rt, id);
     return r < 0 ? r : rr;

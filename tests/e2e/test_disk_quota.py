@@ -1,10 +1,14 @@
 """Disk limits: a sandbox that fills its disk gets ENOSPC inside; the daemon
-and a neighbour are unaffected; usage reports it; destroy leaves no mount.
+and a neighbour are unaffected; usage reports it; destroy leaves no mount
+and no loop device.
 
-Judged on the host: mountinfo and the state dir, not only what the sandbox
-prints.
+Judged on the host: mountinfo, loop devices and the state dir, not only what
+the sandbox prints. A sandbox's image is mounted in its own mount namespace
+only (src/lib/quota.h), so the host's mountinfo must never show it.
 """
+import glob
 import os
+import time
 
 import pytest
 
@@ -29,6 +33,37 @@ def mounts_of(path):
         return [l for l in f if path in l]
 
 
+def loop_backed(path):
+    """Loop devices whose backing file is under path."""
+    found = []
+    for f in glob.glob("/sys/block/loop*/loop/backing_file"):
+        try:
+            with open(f) as fh:
+                if fh.read().startswith(path + "/"):
+                    found.append(f)
+        except OSError:
+            pass
+    return found
+
+
+def wait_loop_released(path, timeout=5.0):
+    """The loop device goes when the sandbox's mount namespace dies, a
+    moment after its init is killed."""
+    deadline = time.time() + timeout
+    while loop_backed(path) and time.time() < deadline:
+        time.sleep(0.02)
+    return loop_backed(path) == []
+
+
+def wait_gone(path, timeout=10.0):
+    """A delete answers once the sandbox's processes are dead; its files
+    may be removed in the background just after."""
+    deadline = time.time() + timeout
+    while os.path.exists(path) and time.time() < deadline:
+        time.sleep(0.02)
+    return not os.path.exists(path)
+
+
 def run(d, sid, cmd):
     return d.exec(sid, cmd=cmd, timeout=60)
 
@@ -37,7 +72,9 @@ def test_fill_gives_enospc_inside_only(d):
     a = d.create_sandbox(name="filler", disk_mb=32)
     b = d.create_sandbox(name="neighbour", disk_mb=32)
     adir = os.path.join(d.state_dir, "sandboxes", a["id"])
-    assert mounts_of(adir), "no disk of its own: limit would not be enforced"
+    assert loop_backed(adir), "no disk of its own: limit would not be enforced"
+    # ... and the host's mount table does not grow with each sandbox.
+    assert mounts_of(adir) == []
     r = run(d, a["id"], "dd if=/dev/zero of=/workspace/big bs=1M count=64")
     assert r["exit_code"] != 0, r
     assert "No space left on device" in r["stderr"], r
@@ -63,7 +100,8 @@ def test_fill_gives_enospc_inside_only(d):
     for sb in (a, b):
         d.delete_sandbox(sb["id"])
     assert mounts_of(adir) == []
-    assert not os.path.exists(adir)
+    assert wait_gone(adir)
+    assert wait_loop_released(adir)
 
 
 def test_disk_survives_stop_start(d):
@@ -74,7 +112,27 @@ def test_disk_survives_stop_start(d):
     r = run(d, sb["id"], "cat /workspace/k; dd if=/dev/zero of=/workspace/z bs=1M count=32")
     assert r["stdout"].startswith("kept") and "No space left" in r["stderr"], r
     d.delete_sandbox(sb["id"])
-    assert mounts_of(os.path.join(d.state_dir, "sandboxes", sb["id"])) == []
+    sdir = os.path.join(d.state_dir, "sandboxes", sb["id"])
+    assert mounts_of(sdir) == []
+    assert wait_loop_released(sdir)
+
+
+def test_images_are_sparse_copies_of_one_golden_image(d):
+    a = d.create_sandbox(disk_mb=48)
+    b = d.create_sandbox(disk_mb=48)
+    golden = os.path.join(d.state_dir, "images", "golden-48.img")
+    assert os.path.isfile(golden)
+    for sb in (a, b):
+        img = os.path.join(d.state_dir, "sandboxes", sb["id"], "disk.img")
+        st = os.stat(img)
+        assert st.st_size == 48 << 20
+        assert st.st_blocks * 512 < 8 << 20, st.st_blocks  # sparse
+    # Each is its own file system: writing in one leaves the other alone.
+    run(d, a["id"], "echo only-a > /workspace/f")
+    r = run(d, b["id"], "cat /workspace/f")
+    assert r["exit_code"] != 0, r
+    for sb in (a, b):
+        d.delete_sandbox(sb["id"])
 
 
 def test_disk_limit_fixed_after_create(d):

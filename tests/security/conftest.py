@@ -48,17 +48,44 @@ class Runtime:
         return int(self.cb("pid", sid).stdout.strip())
 
     def upper(self, sid):
-        for d in (f"{self.state}/volume/{sid}/upper", f"{self.state}/sandboxes/{sid}/disk/upper",
-                  f"{self.state}/sandboxes/{sid}/upper"):
-            if os.path.isdir(d):
-                return d
-        raise AssertionError("no upper dir")
+        """The sandbox's file tree as the host sees it: its root through
+        /proc/<init>/root. The upper layer itself is no longer reachable by
+        a host path (the disk image is mounted only inside the sandbox's
+        mount namespace), and through the root the host still reads what
+        the sandbox wrote without trusting anything the sandbox reports."""
+        root = f"/proc/{self.pid(sid)}/root"
+        if not os.path.isdir(os.path.join(root, "workspace")):
+            raise AssertionError(f"sandbox {sid}: no root at {root}")
+        return root
 
     def put(self, sid, host_path, name):
-        """Copy a host file to /workspace/<name> inside the sandbox."""
-        dst = os.path.join(self.upper(sid), "workspace", name)
-        shutil.copy(host_path, dst)
-        os.chmod(dst, 0o755)
+        """Copy a host file to /workspace/<name> inside the sandbox, written
+        through the sandbox's root by a host process running as the
+        sandbox's `user` (host uid base+1000): overlay refuses files owned
+        by ids the sandbox cannot map, such as host root."""
+        with open(host_path, "rb") as f:
+            data = f.read()
+        user = host_uid_of(self.pid(sid))[0] + 1000
+        dfd = os.open(f"/proc/{self.pid(sid)}/root/workspace", os.O_PATH | os.O_DIRECTORY)
+        try:
+            child = os.fork()
+            if child == 0:
+                try:
+                    os.setgroups([])
+                    os.setresgid(user, user, user)
+                    os.setresuid(user, user, user)
+                    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW,
+                                 0o755, dir_fd=dfd)
+                    os.write(fd, data)
+                    os.fchmod(fd, 0o755)
+                    os.close(fd)
+                    os._exit(0)
+                except BaseException:
+                    os._exit(1)
+            _, status = os.waitpid(child, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, f"put {name} into {sid} failed"
+        finally:
+            os.close(dfd)
         return f"/workspace/{name}"
 
 

@@ -259,34 +259,166 @@ static bool mounted_under(const char *path)
     return found;
 }
 
-/* Without project quotas the disk limit is a per-sandbox ext4 image. */
+/* Is path the backing file of a bound loop device? (Host-side evidence
+ * that a sandbox's image is in use, wherever it is mounted.) */
+static bool loop_backs(const char *path)
+{
+    for (int n = 0; n < 4096; n++) {
+        char f[96];
+        snprintf(f, sizeof f, "/sys/block/loop%d/loop/backing_file", n);
+        char *text = read_text(f);
+        bool hit = text && strncmp(text, path, strlen(path)) == 0;
+        free(text);
+        if (hit)
+            return true;
+    }
+    return false;
+}
+
+/* The loop device is released when the sandbox's mount namespace dies,
+ * which follows the kill a little later: wait for it, up to 5 s. */
+static bool loop_released(const char *path)
+{
+    for (int i = 0; i < 500; i++) {
+        if (!loop_backs(path))
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+static void cleanup_state(struct cb_runtime *rt, char *state)
+{
+    cb_runtime_free(rt);
+    /* The XFS probe may have mounted nothing; unmount defensively anyway. */
+    char *vol = cb_xasprintf("%s/volume", state);
+    umount2(vol, MNT_DETACH);
+    free(vol);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
+
+/* Fill the 16 MiB disk: ENOSPC, for root too; stats see what was written;
+ * it survives stop + start. */
+static void check_disk_limits(struct cb_sandbox *sb)
+{
+    struct cb_error *err = NULL;
+    ASSERT_NE(run(sb, 0, "dd if=/dev/zero of=/root/big bs=1M count=32 2>/dev/null"), 0);
+    struct cb_sandbox_stats st;
+    ASSERT_EQ(T->stats(sb, &st, &err), 0);
+    ASSERT(st.disk_bytes >= (12ull << 20)); /* the image is full */
+    ASSERT_EQ(run(sb, 0, "rm /root/big && echo small > /root/s"), 0);
+    ASSERT_EQ(T->stats(sb, &st, &err), 0);
+    ASSERT(st.disk_bytes > 0 && st.disk_bytes < (4ull << 20));
+    if (T->stop(sb, &err) < 0 || T->start(sb, &err) < 0)
+        FAIL("stop/start: %s", err->message);
+    ASSERT_EQ(run(sb, 0, "test \"$(cat /root/s)\" = small"), 0);
+    ASSERT_NE(run(sb, 0, "dd if=/dev/zero of=/root/big bs=1M count=32 2>/dev/null"), 0);
+}
+
+/* Without project quotas the disk limit is a per-sandbox ext4 image, a
+ * sparse copy of a golden image, mounted only in the sandbox's own mount
+ * namespace. */
 TEST(runtime_disk_image_limits_writes)
 {
     char state[] = "/tmp/cb-runtime-XXXXXX";
     struct cb_runtime *rt = open_runtime_quota(state, false);
     const char *reason = NULL;
-    if (!cb_runtime_disk_quota(rt, &reason))
-        SKIP("no disk quota here: %s", reason ? reason : "?");
+    if (!cb_runtime_disk_quota(rt, &reason) || !cb_runtime_disk_images(rt))
+        SKIP("no disk images here: %s", reason ? reason : "project quotas instead");
     struct cb_error *err = NULL;
     struct cb_sandbox_spec spec = {.id = "sb_disk", .template_name = "host",
                                    .limits = {.disk_bytes = 16ull << 20}};
     struct cb_sandbox *sb;
     if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
         FAIL("create/start: %s", err->message);
-    ASSERT(mounted_under(state) || !cb_runtime_disk_images(rt));
-    ASSERT_NE(run(sb, 0, "dd if=/dev/zero of=/root/big bs=1M count=32 2>/dev/null"), 0);
-    ASSERT_EQ(run(sb, 0, "rm /root/big && echo small > /root/s"), 0);
-    struct cb_sandbox_stats st;
-    ASSERT_EQ(T->stats(sb, &st, &err), 0);
-    ASSERT(st.disk_bytes > 0);
+    char *image = cb_xasprintf("%s/sandboxes/sb_disk/disk.img", state);
+    char *golden = cb_xasprintf("%s/images/golden-16.img", state);
+    struct stat is, gs;
+    ASSERT_EQ(stat(image, &is), 0);
+    ASSERT_EQ(stat(golden, &gs), 0);
+    /* Full size, yet sparse: only the golden's metadata was copied. */
+    ASSERT_EQ((long long)is.st_size, 16ll << 20);
+    ASSERT((long long)is.st_blocks * 512 < (8ll << 20));
+    /* In use by a loop device, but not mounted anywhere the host sees. */
+    ASSERT(loop_backs(image));
+    ASSERT(!mounted_under(state));
+    check_disk_limits(sb);
+    ASSERT(!mounted_under(state));
+    if (T->destroy(sb, &err) < 0)
+        FAIL("destroy: %s", err->message);
+    T->release(sb);
+    ASSERT(access(image, F_OK) < 0);
+    ASSERT(loop_released(image));
+    ASSERT(!mounted_under(state));
+    free(image);
+    free(golden);
+    cleanup_state(rt, state);
+}
+
+/* The fallback (and the layout of older versions): the image mounted in
+ * the daemon's mount namespace at sandboxes/<id>/disk. */
+TEST(runtime_disk_image_host_mount_fallback)
+{
+    setenv("CB_DISK_HOST_MOUNT", "1", 1);
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime_quota(state, false);
+    const char *reason = NULL;
+    if (!cb_runtime_disk_quota(rt, &reason) || !cb_runtime_disk_images(rt))
+        SKIP("no disk images here: %s", reason ? reason : "project quotas instead");
+    struct cb_error *err = NULL;
+    struct cb_sandbox_spec spec = {.id = "sb_hostdisk", .template_name = "host",
+                                   .limits = {.disk_bytes = 16ull << 20}};
+    struct cb_sandbox *sb;
+    if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
+        FAIL("create/start: %s", err->message);
+    char *mnt = cb_xasprintf("%s/sandboxes/sb_hostdisk/disk", state);
+    ASSERT(mounted_under(mnt));
+    check_disk_limits(sb);
     if (T->destroy(sb, &err) < 0)
         FAIL("destroy: %s", err->message);
     T->release(sb);
     ASSERT(!mounted_under(state));
-    cb_runtime_free(rt);
-    /* The XFS probe may have mounted nothing; unmount defensively anyway. */
-    char *vol = cb_xasprintf("%s/volume", state);
-    umount2(vol, MNT_DETACH);
-    cb_rootfs_remove_tree(state);
-    remove_parent_cgroups();
+    free(mnt);
+    cleanup_state(rt, state);
+}
+
+/* A damaged golden image is made again, never copied. */
+TEST(runtime_disk_golden_image_remade)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime_quota(state, false);
+    const char *reason = NULL;
+    if (!cb_runtime_disk_quota(rt, &reason) || !cb_runtime_disk_images(rt))
+        SKIP("no disk images here: %s", reason ? reason : "project quotas instead");
+    struct cb_error *err = NULL;
+    char *golden = cb_xasprintf("%s/images/golden-16.img", state);
+    const char *ids[] = {"sb_g1", "sb_g2"};
+    for (int i = 0; i < 2; i++) {
+        struct cb_sandbox_spec spec = {.id = ids[i], .template_name = "host",
+                                       .limits = {.disk_bytes = 16ull << 20}};
+        struct cb_sandbox *sb;
+        if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
+            FAIL("create/start: %s", err->message);
+        ASSERT_EQ(run(sb, 0, "echo x > /root/y && test \"$(cat /root/y)\" = x"), 0);
+        if (T->destroy(sb, &err) < 0)
+            FAIL("destroy: %s", err->message);
+        T->release(sb);
+        if (i == 0) { /* damage it: zero the superblock */
+            int fd = open(golden, O_WRONLY | O_CLOEXEC);
+            ASSERT(fd >= 0);
+            char zero[4096] = {0};
+            ASSERT_EQ(pwrite(fd, zero, sizeof zero, 0), (ssize_t)sizeof zero);
+            close(fd);
+        }
+    }
+    /* Whole again: the ext4 magic is back. */
+    int fd = open(golden, O_RDONLY | O_CLOEXEC);
+    ASSERT(fd >= 0);
+    uint16_t magic = 0;
+    ASSERT_EQ(pread(fd, &magic, 2, 1080), 2);
+    ASSERT_EQ(magic, 0xEF53);
+    close(fd);
+    free(golden);
+    cleanup_state(rt, state);
 }
