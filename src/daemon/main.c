@@ -174,6 +174,35 @@ static void signal_cb(uv_signal_t *h, int signum)
 
 static void sweep_cb(uv_timer_t *t) { cb_sbx_sweep(t->data); }
 
+static bool any_sandbox_busy(const struct cb_daemon *d)
+{
+    for (const struct cb_sbx *s = d->sandboxes; s; s = s->next)
+        if (s->busy || s->queue)
+            return true;
+    return false;
+}
+
+/* Graceful end: the sandboxes keep running (a restart re-adopts them), but
+ * the daemon's memory of them goes. Operations already on a worker thread
+ * hold references of their own: let them finish first (their after-work
+ * callbacks run on the loop and drop them; the HTTP connections that asked
+ * for them are aborted by then). A worker stuck for more than 10 s keeps
+ * its sandbox, which is then only reachable from that worker. */
+static void release_sandboxes(struct cb_daemon *d)
+{
+    uint64_t deadline = cb_now_ns() + 10ull * 1000000000ull;
+    while (any_sandbox_busy(d) && cb_now_ns() < deadline)
+        uv_run(d->loop, UV_RUN_ONCE);
+    struct cb_sbx *s = d->sandboxes;
+    d->sandboxes = NULL;
+    while (s) {
+        struct cb_sbx *next = s->next;
+        s->next = NULL;
+        cb_sbx_unref(s); /* the registry's reference */
+        s = next;
+    }
+}
+
 static int start_runtime(struct cb_daemon *d, struct cb_error **err)
 {
     if (!d->cfg.init_path)
@@ -252,6 +281,7 @@ static int run(struct cb_daemon *d)
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_close((uv_handle_t *)&d->sweep, NULL);
     uv_run(d->loop, UV_RUN_NOWAIT);
+    release_sandboxes(d);
     unlink(d->cfg.socket_path);
     cb_log_info(NULL, "stopped");
     return 0;

@@ -66,6 +66,9 @@ def reap_leftovers(state_dir):
                     os.rmdir(root)
                 except OSError:
                     pass
+        # Images mounted in the host namespace (the fallback, and older
+        # layouts). Those mounted in a sandbox's own namespace need nothing:
+        # killing its init ends the mount and frees the loop device.
         disk = os.path.join(sandboxes, sid, "disk")
         if os.path.ismount(disk):
             subprocess.run(["umount", "-l", disk], check=False)
@@ -152,11 +155,13 @@ class Daemon:
         self.proc.wait()
 
     def terminate(self):
-        """Graceful stop (SIGTERM); sandboxes keep running."""
+        """Graceful stop (SIGTERM); sandboxes keep running. Waits for the
+        exit (up to 60 s: under ASan, LeakSanitizer scans the heap at exit)
+        so a leak report is written; SIGKILL only past that."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(timeout=15)
+                self.proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()

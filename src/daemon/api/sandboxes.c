@@ -147,9 +147,13 @@ static json_t *build_spec(json_t *body, struct create_args *a, struct cb_error *
         json_decref(limits);
         return NULL;
     }
-    return json_pack("{s:o,s:o,s:O,s:s,s:s,s:O}", "limits", limits, "network", net, "env",
-                     a->env ? a->env : json_object(), "workdir", a->workdir, "user", a->user,
-                     "metadata", a->metadata ? a->metadata : json_object());
+    /* "o" steals one reference: take one of the borrowed body members, and
+     * hand a fresh empty object over as is ("O" on a fresh object would
+     * leave it with a reference nobody owns — a leak LeakSanitizer found). */
+    return json_pack("{s:o,s:o,s:o,s:s,s:s,s:o}", "limits", limits, "network", net, "env",
+                     a->env ? json_incref(a->env) : json_object(), "workdir", a->workdir,
+                     "user", a->user, "metadata",
+                     a->metadata ? json_incref(a->metadata) : json_object());
 }
 
 struct create_ctx {
