@@ -21,6 +21,7 @@ struct cb_initc {
     uv_poll_t poll;
     int fd;
     bool dead, polling_out;
+    int poll_events; /* what uv_poll_start was last given; 0 = not started */
     uint32_t next_id;
     cb_initc_event_cb on_event;
     cb_initc_closed_cb on_closed;
@@ -41,6 +42,12 @@ static void update_poll(struct cb_initc *c)
     if (c->dead)
         return;
     int ev = UV_READABLE | UV_DISCONNECT | (c->out_len ? UV_WRITABLE : 0);
+    /* uv_poll_start stops and re-adds the fd (two epoll_ctl calls) even
+     * when nothing changed; this runs after every frame, so only tell
+     * libuv about an actual change. */
+    if (ev == c->poll_events)
+        return;
+    c->poll_events = ev;
     uv_poll_start(&c->poll, ev, poll_cb);
 }
 
@@ -240,14 +247,32 @@ static int parse_frames(struct cb_initc *c)
     return 0;
 }
 
+/* Room the next read needs: the whole frame whose header is already in
+ * (its length is capped by parse_header), else IN_MIN. Growing on demand
+ * keeps a connection that only ever sees small frames (SPAWNED, EXIT, OK)
+ * on a small heap buffer instead of 1 MiB mapped per sandbox, and spares
+ * the first exec of every sandbox that mapping and its page faults. */
+#define IN_MIN (64u << 10)
+
+static size_t in_needed(const struct cb_initc *c)
+{
+    struct cb_frame_header h;
+    size_t need = IN_MIN;
+    if (c->in_len >= CB_PROTO_HEADER_SIZE &&
+        cb_proto_parse_header(c->in, c->in_len, &h) == 0 &&
+        CB_PROTO_HEADER_SIZE + (size_t)h.length > need)
+        need = CB_PROTO_HEADER_SIZE + (size_t)h.length;
+    return need;
+}
+
 static int read_some(struct cb_initc *c)
 {
-    size_t want = CB_PROTO_HEADER_SIZE + CB_PROTO_MAX_PAYLOAD;
-    if (c->in_cap < want) {
-        c->in = cb_xrealloc(c->in, want);
-        c->in_cap = want;
-    }
     for (int rounds = 0; rounds < 16 && !c->dead; rounds++) {
+        size_t want = in_needed(c);
+        if (c->in_cap < want) {
+            c->in = cb_xrealloc(c->in, want);
+            c->in_cap = want;
+        }
         char cbuf[CMSG_SPACE(sizeof(int) * CB_PROTO_MAX_FDS * 4)];
         struct iovec iov = {c->in + c->in_len, c->in_cap - c->in_len};
         struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
@@ -263,6 +288,11 @@ static int read_some(struct cb_initc *c)
         c->in_len += (size_t)n;
         if (parse_frames(c) < 0)
             return -EPROTO;
+        /* A short read took everything queued (or stopped at an fd-passing
+         * boundary): rather than another recvmsg that answers EAGAIN,
+         * return; the poll is level-triggered and reports what is left. */
+        if ((size_t)n < iov.iov_len)
+            return 0;
     }
     return 0;
 }

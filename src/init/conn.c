@@ -99,6 +99,45 @@ void conn_free(struct conn *c)
     free(c);
 }
 
+static int qent_send(struct conn *c, struct qent *q);
+
+/* One recycled frame buffer. Replies are built, sent at once and freed,
+ * one after the other; with musl's allocator a malloc/free per frame cost
+ * an mmap, a page fault and an munmap each time (the size class's only
+ * group is released when it empties), i.e. on every exec. Capped, so a
+ * large LIST reply is not kept. */
+#define SPARE_CAP_MAX 4096
+static struct {
+    uint8_t *buf;
+    size_t cap;
+} spare;
+
+void init_builder(struct cb_builder *b, uint16_t type, uint32_t request_id)
+{
+    if (spare.buf)
+        cb_builder_init_buffer(b, type, request_id, steal_ptr(spare.buf), spare.cap);
+    else
+        cb_builder_init(b, type, request_id);
+}
+
+void conn_prepare(void)
+{
+    if (spare.buf)
+        return;
+    spare.cap = 256;
+    spare.buf = cb_xmalloc(spare.cap);
+    memset(spare.buf, 0, spare.cap); /* fault it in now, not on the first reply */
+}
+
+static void builder_recycle(struct cb_builder *b)
+{
+    if (!spare.buf && b->buf && b->cap <= SPARE_CAP_MAX) {
+        spare.cap = b->cap;
+        spare.buf = steal_ptr(b->buf);
+    }
+    cb_builder_free(b);
+}
+
 void conn_queue(struct conn *c, struct cb_builder *b, const int *fds, int nfds)
 {
     if (cb_builder_finish(b) < 0) {
@@ -123,24 +162,33 @@ void conn_queue(struct conn *c, struct cb_builder *b, const int *fds, int nfds)
         cb_builder_free(b);
         return;
     }
-    struct qent *q = cb_xcalloc(1, sizeof *q);
-    q->len = b->len;
-    q->buf = steal_ptr(b->buf);
-    cb_builder_free(b);
+    struct qent now = {.buf = b->buf, .len = b->len};
     for (int i = 0; i < nfds && i < CB_PROTO_MAX_FDS; i++)
-        q->fds[q->nfds++] = fds[i];
+        now.fds[now.nfds++] = fds[i];
+    c->queued += now.len;
+    if (!c->qhead && qent_send(c, &now) == 1) {
+        /* Nothing queued before it, so sending at once keeps the order,
+         * and the common reply (SPAWNED, EXIT, OK) goes out without a
+         * queue entry or a later flush pass. A socket that would block
+         * (or failed: conn_service closes it) queues the rest below. */
+        builder_recycle(b);
+        return;
+    }
+    struct qent *q = cb_xmalloc(sizeof *q);
+    *q = now;
+    b->buf = NULL;
+    cb_builder_free(b);
     if (c->qtail)
         c->qtail->next = q;
     else
         c->qhead = q;
     c->qtail = q;
-    c->queued += q->len;
 }
 
 void conn_reply_simple(struct conn *c, uint16_t type, uint32_t request_id)
 {
     struct cb_builder b;
-    cb_builder_init(&b, type, request_id);
+    init_builder(&b, type, request_id);
     conn_queue(c, &b, NULL, 0);
 }
 
@@ -153,7 +201,7 @@ void conn_reply_error(struct conn *c, uint32_t request_id, int err,
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     struct cb_builder b;
-    cb_builder_init(&b, CB_MSG_ERROR, request_id);
+    init_builder(&b, CB_MSG_ERROR, request_id);
     cb_builder_u32(&b, CB_F_ERRNO, (uint32_t)err);
     cb_builder_str(&b, CB_F_MESSAGE, msg);
     conn_queue(c, &b, NULL, 0);

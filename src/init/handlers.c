@@ -76,7 +76,7 @@ static int on_hello(const struct req *r)
         return 0;
     }
     struct cb_builder b;
-    cb_builder_init(&b, CB_MSG_HELLO_OK, r->id);
+    init_builder(&b, CB_MSG_HELLO_OK, r->id);
     cb_builder_u32(&b, CB_F_VERSION, CB_PROTO_VERSION);
     cb_builder_u32(&b, CB_F_PID, (uint32_t)getpid());
     cb_builder_u32(&b, CB_F_NPROCS, r->st->nrunning);
@@ -151,6 +151,7 @@ static int spawn_parse(const struct req *r, struct spawn_request *sr)
         get_u32(r, CB_F_MODE, CB_SPAWN_BACKGROUND, &sr->mode) < 0 ||
         get_u32(r, CB_F_COLS, 80, &sr->cols) < 0 ||
         get_u32(r, CB_F_ROWS, 24, &sr->rows) < 0 ||
+        get_u32(r, CB_F_FORGET_ON_EXIT, 0, &sr->forget_on_exit) < 0 ||
         get_u64(r, CB_F_TIMEOUT_MS, 0, &sr->timeout_ms) < 0)
         return MSG_EPROTO;
     return 0;
@@ -164,6 +165,10 @@ static int spawn_check(const struct init_state *st, const struct spawn_request *
         return *msg = "ARGV is required", EINVAL;
     if (sr->mode < CB_SPAWN_PIPES || sr->mode > CB_SPAWN_PTY)
         return *msg = "unknown MODE", EINVAL;
+    /* Only a PIPES process has nothing left in init once it exited; a
+     * BACKGROUND or PTY one still has output to be read. */
+    if (sr->forget_on_exit && sr->mode != CB_SPAWN_PIPES)
+        return *msg = "FORGET_ON_EXIT is for PIPES mode only", EINVAL;
     if (sr->cwd && sr->cwd[0] != '/')
         return *msg = "CWD must be absolute", EINVAL;
     if (sr->cols == 0 || sr->cols > 0xffff || sr->rows == 0 || sr->rows > 0xffff)
@@ -179,7 +184,7 @@ static void spawn_reply(const struct req *r, const struct proc *p,
                         const struct spawn_result *res)
 {
     struct cb_builder b;
-    cb_builder_init(&b, CB_MSG_SPAWNED, r->id);
+    init_builder(&b, CB_MSG_SPAWNED, r->id);
     cb_builder_u32(&b, CB_F_PID, (uint32_t)p->pid);
     cb_builder_u64(&b, CB_F_PROC_ID, p->proc_id);
     cb_builder_u64(&b, CB_F_STARTED_AT, p->started_at);
@@ -271,7 +276,7 @@ static int on_list(const struct req *r)
 {
     for (int compact = 0; compact < 2; compact++) {
         struct cb_builder b;
-        cb_builder_init(&b, CB_MSG_PROCS, r->id);
+        init_builder(&b, CB_MSG_PROCS, r->id);
         for (struct proc *p = r->st->procs_head; p; p = p->next)
             proc_build(&b, p, compact);
         if (!b.overflow || compact) {

@@ -71,6 +71,7 @@ struct proc {
     uint32_t mode, state, signo, uid;
     int32_t exit_code;
     bool timed_out;
+    bool forget_on_exit;           /* PIPES: drop the record once EXIT is sent */
     uint64_t started_at, ended_at; /* unix ms */
     uint64_t deadline_ns;          /* monotonic; 0 = no timeout */
     char **argv;                   /* truncated copy for LIST */
@@ -149,6 +150,10 @@ void conn_on_event(struct init_state *st, struct conn *c, uint32_t events);
 void conn_close(struct init_state *st, struct conn *c);
 /* Queue a built frame (takes the buffer; fds are sent then closed). */
 void conn_queue(struct conn *c, struct cb_builder *b, const int *fds, int nfds);
+/* Allocate (and fault in) the recycled frame buffer at start. */
+void conn_prepare(void);
+/* cb_builder_init on init's recycled frame buffer when there is one. */
+void init_builder(struct cb_builder *b, uint16_t type, uint32_t request_id);
 void conn_reply_error(struct conn *c, uint32_t request_id, int err,
                       const char *fmt, ...) CB_PRINTF(4, 5);
 void conn_reply_simple(struct conn *c, uint16_t type, uint32_t request_id);
@@ -192,14 +197,18 @@ struct spawn_request {
     char **argv, **env; /* NULL-terminated, owned */
     size_t argc, envc;
     char *cwd, *tag;
-    uint32_t uid, gid, mode, cols, rows;
+    uint32_t uid, gid, mode, cols, rows, forget_on_exit;
     uint64_t timeout_ms;
 };
 struct spawn_result {
     pid_t pid;
     int stdin_fd, stdout_fd, stderr_fd, pty_fd;
 };
-/* Fork and exec; returns 0 once exec succeeded, or -errno with *msg set
+/* Map the child stack and note init's signal dispositions, so the first
+ * spawn costs what every later one does. Call once at start, after the
+ * signal setup; spawn_process calls it too if it was not. 0 or -errno. */
+int spawn_prepare(void);
+/* Clone and exec; returns 0 once exec succeeded, or -errno with *msg set
  * (malloc'd, "exec python4: No such file or directory"). */
 int spawn_process(const struct spawn_request *req, struct spawn_result *res,
                   char **msg);

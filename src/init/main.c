@@ -162,6 +162,15 @@ static int setup(struct init_state *st)
     }
     if (setup_signals(st) < 0)
         return -1;
+    /* After the signal setup: the spawner records which dispositions the
+     * children must reset. */
+    if (spawn_prepare() < 0)
+        return -1;
+    /* The first exec should cost what every later one does: the reply
+     * buffer it needs is faulted in now, while nobody waits. (Pre-making
+     * the process record as well was tried: it moved musl's group churn
+     * into the steady state, an mmap+munmap on every exec; not worth it.) */
+    conn_prepare();
     st->epfd = epoll_create1(EPOLL_CLOEXEC);
     if (st->epfd < 0)
         return -1;
@@ -172,22 +181,35 @@ static int setup(struct init_state *st)
     return (st->listen_w.events && st->signal_w.events) ? 0 : -1;
 }
 
+/* Signals arrive through the signalfd; several at once are read in one
+ * call. A short read means the queue was empty (a signal that comes later
+ * makes the fd readable again), which spares the read that would answer
+ * EAGAIN. */
+#define SIGINFO_BATCH 8
+
+static bool on_signal(struct init_state *st, int sig)
+{
+    if (sig == SIGCHLD || sig == SIGHUP)
+        return true;
+    if (st->is_pid1) {
+        kill(-1, sig);
+        return true;
+    }
+    proc_kill_known_groups(st, SIGKILL);
+    return false;
+}
+
 /* Returns false when init should exit (only ever when not PID 1). */
 static bool on_signals(struct init_state *st)
 {
-    struct signalfd_siginfo si;
+    struct signalfd_siginfo si[SIGINFO_BATCH];
     bool keep_running = true;
-    while (read(st->signal_fd, &si, sizeof si) == (ssize_t)sizeof si) {
-        int sig = (int)si.ssi_signo;
-        if (sig == SIGCHLD || sig == SIGHUP)
-            continue;
-        if (st->is_pid1) {
-            kill(-1, sig);
-        } else {
-            proc_kill_known_groups(st, SIGKILL);
-            keep_running = false;
-        }
-    }
+    ssize_t n;
+    do {
+        n = read(st->signal_fd, si, sizeof si);
+        for (ssize_t i = 0; n > 0 && i < n / (ssize_t)sizeof si[0]; i++)
+            keep_running &= on_signal(st, (int)si[i].ssi_signo);
+    } while (n == (ssize_t)sizeof si || (n < 0 && errno == EINTR));
     proc_reap(st);
     return keep_running;
 }

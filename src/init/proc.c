@@ -73,16 +73,31 @@ static char **list_argv_copy(char *const *argv)
     return v;
 }
 
+/* One recycled process record, for the same reason as conn.c's frame
+ * buffer: an exec creates and frees one record, and with musl's allocator
+ * that was an mmap, a page fault and an munmap every time. */
+static struct proc *spare_proc;
+
+static struct proc *proc_alloc(void)
+{
+    struct proc *p = steal_ptr(spare_proc);
+    if (!p)
+        return cb_xcalloc(1, sizeof *p);
+    *p = (struct proc){0};
+    return p;
+}
+
 struct proc *proc_create(struct init_state *st, const struct spawn_request *req,
                          const struct spawn_result *res)
 {
-    struct proc *p = cb_xcalloc(1, sizeof *p);
+    struct proc *p = proc_alloc();
     p->pid = res->pid;
     p->proc_id = ++st->next_proc_id;
     p->mode = req->mode;
     p->state = CB_PROC_RUNNING;
     p->exit_code = -1;
     p->uid = req->uid;
+    p->forget_on_exit = req->forget_on_exit != 0;
     p->started_at = init_unix_ms();
     if (req->timeout_ms)
         p->deadline_ns = cb_now_ns() + req->timeout_ms * 1000000ull;
@@ -293,7 +308,7 @@ static void proc_broadcast_exit(struct init_state *st, const struct proc *p)
         if (c->dead)
             continue;
         struct cb_builder b;
-        cb_builder_init(&b, CB_MSG_EXIT, 0);
+        init_builder(&b, CB_MSG_EXIT, 0);
         cb_builder_u32(&b, CB_F_PID, (uint32_t)p->pid);
         cb_builder_u64(&b, CB_F_PROC_ID, p->proc_id);
         cb_builder_i32(&b, CB_F_EXIT_CODE, p->exit_code);
@@ -327,6 +342,8 @@ void proc_reap(struct init_state *st)
         struct proc *p = proc_find(st, pid, true);
         if (p)
             proc_mark_exited(st, p, status);
+        if (p && p->forget_on_exit)
+            proc_forget(st, p); /* EXIT is queued; nothing else to keep */
         /* else: an orphan re-parented to us (PID 1 or subreaper); reaping
          * it is all that is needed so no zombie accumulates. */
     }
@@ -374,7 +391,10 @@ void proc_free(struct proc *p)
     free(p->cwd);
     free(p->tag);
     free(p->in_buf);
-    free(p);
+    if (!spare_proc)
+        spare_proc = p;
+    else
+        free(p);
 }
 
 void proc_expire_timeouts(struct init_state *st)
@@ -519,7 +539,7 @@ void sub_end(struct sub *s, bool send_end)
         uint64_t next = s->next_chunk ? s->next_chunk->seq : p->next_seq;
         uint64_t span = next - 1 > s->after_seq ? next - 1 - s->after_seq : 0;
         struct cb_builder b;
-        cb_builder_init(&b, CB_MSG_END, s->id);
+        init_builder(&b, CB_MSG_END, s->id);
         cb_builder_u32(&b, CB_F_PID, (uint32_t)p->pid);
         cb_builder_u64(&b, CB_F_NEXT_SEQ, next);
         cb_builder_u64(&b, CB_F_DROPPED, span > s->sent ? span - s->sent : 0);
@@ -538,7 +558,7 @@ bool sub_pump(struct sub *s)
     while (s->next_chunk && s->conn->queued < INIT_SENDQ_SOFT) {
         const struct chunk *ch = s->next_chunk;
         struct cb_builder b;
-        cb_builder_init(&b, CB_MSG_OUTPUT, s->id);
+        init_builder(&b, CB_MSG_OUTPUT, s->id);
         cb_builder_u32(&b, CB_F_PID, (uint32_t)p->pid);
         cb_builder_u32(&b, CB_F_STREAM, ch->stream);
         cb_builder_u64(&b, CB_F_SEQ, ch->seq);

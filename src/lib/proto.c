@@ -163,8 +163,14 @@ int cb_proto_find(const uint8_t *payload, size_t len, uint16_t tag,
 
 void cb_builder_init(struct cb_builder *b, uint16_t type, uint32_t request_id)
 {
-    b->cap = 256;
-    b->buf = cb_xmalloc(b->cap);
+    cb_builder_init_buffer(b, type, request_id, cb_xmalloc(256), 256);
+}
+
+void cb_builder_init_buffer(struct cb_builder *b, uint16_t type, uint32_t request_id,
+                            uint8_t *buf, size_t cap)
+{
+    b->cap = cap;
+    b->buf = buf;
     b->len = CB_PROTO_HEADER_SIZE;
     b->nest_start = 0;
     b->overflow = false;

@@ -106,6 +106,12 @@ enum cb_field {
     CB_F_MESSAGE = 31,   /* string */
     CB_F_NPROCS = 32,    /* u32 */
     CB_F_TAG = 33,       /* string: free label from the daemon, echoed in PROC */
+    CB_F_FORGET_ON_EXIT = 34, /* u32 bool, SPAWN in PIPES mode only: drop the
+                            record right after the EXIT event instead of
+                            waiting for FORGET (saves the exec path a round
+                            trip). An optional field: an init that predates
+                            it ignores it and keeps the record, which its
+                            INIT_MAX_EXITED bound still caps. */
 };
 
 enum cb_spawn_mode {
@@ -199,6 +205,11 @@ struct cb_builder {
 };
 
 void cb_builder_init(struct cb_builder *b, uint16_t type, uint32_t request_id);
+/* Same, on a buffer the caller gives away (malloc'd, cap >= 64 bytes), so a
+ * sender that builds many small frames can recycle one buffer instead of a
+ * malloc/free per frame. */
+void cb_builder_init_buffer(struct cb_builder *b, uint16_t type, uint32_t request_id,
+                            uint8_t *buf, size_t cap);
 void cb_builder_u32(struct cb_builder *b, uint16_t tag, uint32_t v);
 void cb_builder_u64(struct cb_builder *b, uint16_t tag, uint64_t v);
 void cb_builder_i32(struct cb_builder *b, uint16_t tag, int32_t v);

@@ -101,6 +101,16 @@ static int build_filter(scmp_filter_ctx ctx, struct cb_error **err)
     int r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_ERRNO(EPERM));
     if (r < 0)
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "seccomp badarch");
+    /* Same decisions, different shape: libseccomp's default output tests
+     * the syscall number against each rule in turn (a few hundred
+     * compares for a syscall late in the list); level 2 emits a binary
+     * search on the number. It matters twice: every syscall of the sandbox
+     * that the kernel's per-syscall cache cannot decide walks the program,
+     * and at load (SECCOMP_SET_MODE_FILTER, once per sandbox) the kernel
+     * emulates the program for every syscall number of every ABI to fill
+     * that cache, so the load time is (syscalls x program depth). */
+    if ((r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "seccomp optimize");
     for (size_t i = 0; i < CB_ARRAY_SIZE(cb_seccomp_allowed); i++) {
         const char *name = cb_seccomp_allowed[i];
         if (is_denied(name))

@@ -425,6 +425,52 @@ TEST(init_pipes_echo)
     stop_init(&ip);
 }
 
+/* What a spawned process starts with, read from its own /proc status: no
+ * signal blocked or ignored (init blocks SIGCHLD & co. and ignores SIGPIPE;
+ * SIGUSR2 arrives ignored from the test, as it could from a runtime), its
+ * own process group, and only fds 0..2 (plus the one cat opens). The child
+ * runs on a shared-memory clone, so this is where a step skipped by
+ * mistake would show. */
+static void read_to_eof(int fd, char *buf, size_t cap)
+{
+    size_t len = 0;
+    ssize_t n;
+    while (len + 1 < cap && (n = CB_RETRY(read(fd, buf + len, cap - 1 - len))) > 0)
+        len += (size_t)n;
+    buf[len] = '\0';
+}
+
+TEST(init_child_starts_clean)
+{
+    signal(SIGUSR2, SIG_IGN); /* inherited by init through exec */
+    struct initp ip;
+    start_init(&ip);
+    struct client c;
+    client_open(&c, &ip);
+    const char *argv[] = {"cat", "/proc/self/status", NULL};
+    struct frame f;
+    spawn(&c, CB_SPAWN_PIPES, argv, 0, NULL, &f);
+    ASSERT_EQ(f.h.type, CB_MSG_SPAWNED);
+    uint32_t pid = fu32(&f, CB_F_PID);
+    static char buf[16384];
+    read_to_eof(f.fds[1], buf, sizeof buf);
+    frame_free(&f);
+    ASSERT(strstr(buf, "SigBlk:\t0000000000000000\n") != NULL);
+    ASSERT(strstr(buf, "SigIgn:\t0000000000000000\n") != NULL);
+    char want[64];
+    snprintf(want, sizeof want, "NSpgid:\t%u\n", pid);
+    ASSERT(strstr(buf, want) != NULL);
+    struct exit_ev e = wait_exit(&c, pid);
+    ASSERT_EQ(e.code, 0);
+    const char *ls[] = {"ls", "/proc/self/fd", NULL};
+    spawn(&c, CB_SPAWN_PIPES, ls, 0, NULL, &f);
+    ASSERT_EQ(f.h.type, CB_MSG_SPAWNED);
+    read_to_eof(f.fds[1], buf, sizeof buf);
+    frame_free(&f);
+    ASSERT_STREQ(buf, "0\n1\n2\n3\n"); /* 3: ls's own directory fd */
+    stop_init(&ip);
+}
+
 TEST(init_exec_failure)
 {
     struct initp ip;
@@ -451,6 +497,46 @@ TEST(init_exec_failure)
     recv_for(&c, send_req(&c, &b), &f);
     ASSERT_EQ(f.h.type, CB_MSG_PROCS);
     ASSERT_EQ(f.h.length, 0);
+    frame_free(&f);
+    stop_init(&ip);
+}
+
+/* FORGET_ON_EXIT (the exec path): the record goes once EXIT was sent, so
+ * LIST is empty again without a FORGET; it is refused for modes whose
+ * output init still holds after the exit. */
+static void spawn_forgetting(struct client *c, uint32_t mode, struct frame *f)
+{
+    struct cb_builder b;
+    begin(c, &b, CB_MSG_SPAWN);
+    cb_builder_str(&b, CB_F_ARGV, "true");
+    cb_builder_str(&b, CB_F_ENV, "PATH=/usr/bin:/bin");
+    cb_builder_u32(&b, CB_F_MODE, mode);
+    cb_builder_u32(&b, CB_F_FORGET_ON_EXIT, 1);
+    recv_for(c, send_req(c, &b), f);
+}
+
+TEST(init_forget_on_exit)
+{
+    struct initp ip;
+    start_init(&ip);
+    struct client c;
+    client_open(&c, &ip);
+    struct frame f;
+    spawn_forgetting(&c, CB_SPAWN_PIPES, &f);
+    ASSERT_EQ(f.h.type, CB_MSG_SPAWNED);
+    uint32_t pid = fu32(&f, CB_F_PID);
+    frame_free(&f);
+    struct exit_ev e = wait_exit(&c, pid);
+    ASSERT_EQ(e.code, 0);
+    struct cb_builder b;
+    begin(&c, &b, CB_MSG_LIST);
+    recv_for(&c, send_req(&c, &b), &f);
+    ASSERT_EQ(f.h.type, CB_MSG_PROCS);
+    ASSERT_EQ(f.h.length, 0);
+    frame_free(&f);
+    spawn_forgetting(&c, CB_SPAWN_BACKGROUND, &f);
+    ASSERT_EQ(f.h.type, CB_MSG_ERROR);
+    ASSERT_EQ(fu32(&f, CB_F_ERRNO), EINVAL);
     frame_free(&f);
     stop_init(&ip);
 }

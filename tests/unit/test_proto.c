@@ -318,3 +318,32 @@ TEST(proto_recv_rejects_oversized_and_closes_extra_fds)
         after += fcntl(fd, F_GETFD) >= 0;
     ASSERT_EQ(after, before + CB_PROTO_MAX_FDS);
 }
+
+/* A builder started on a caller's small buffer (init recycles one) grows
+ * out of it like a fresh one and produces the same frame. */
+TEST(proto_builder_on_given_buffer)
+{
+    char big[300];
+    memset(big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    struct cb_builder a, b;
+    cb_builder_init(&a, CB_MSG_EXIT, 0);
+    cb_builder_init_buffer(&b, CB_MSG_EXIT, 0, cb_xmalloc(64), 64);
+    struct cb_builder *both[] = {&a, &b};
+    for (int i = 0; i < 2; i++) {
+        cb_builder_u32(both[i], CB_F_PID, 42);
+        cb_builder_str(both[i], CB_F_MESSAGE, big);
+        cb_builder_u64(both[i], CB_F_ENDED_AT, 1);
+        ASSERT_EQ(cb_builder_finish(both[i]), 0);
+    }
+    ASSERT_EQ(b.len, a.len);
+    ASSERT(b.cap >= b.len);
+    ASSERT(memcmp(a.buf, b.buf, a.len) == 0);
+    struct cb_field_view f;
+    size_t n;
+    const uint8_t *p = payload_of(&b, &n);
+    ASSERT_EQ(cb_proto_find(p, n, CB_F_MESSAGE, &f), 1);
+    ASSERT_EQ(f.len, sizeof big - 1);
+    cb_builder_free(&a);
+    cb_builder_free(&b);
+}

@@ -107,6 +107,10 @@ int cb_api_build_spawn(struct cb_sbx *s, json_t *body, int mode, uint32_t reques
     cb_builder_u32(b, CB_F_UID, root ? 0 : 1000);
     cb_builder_u32(b, CB_F_GID, root ? 0 : 1000);
     cb_builder_u32(b, CB_F_MODE, (uint32_t)mode);
+    /* exec needs nothing from init after the EXIT event: init drops the
+     * record itself, instead of a FORGET request and its reply later. */
+    if (mode == CB_SPAWN_PIPES)
+        cb_builder_u32(b, CB_F_FORGET_ON_EXIT, 1);
     if (timeout > 0)
         cb_builder_u64(b, CB_F_TIMEOUT_MS, (uint64_t)(timeout * 1000));
     if (tag)
@@ -211,26 +215,12 @@ static json_t *result_json(struct exec_op *op)
     return o;
 }
 
-static void forget_process(struct exec_op *op)
-{
-    struct cb_initc *c = op->s->initc;
-    if (!cb_initc_alive(c) || op->exit.lost)
-        return;
-    struct cb_builder b;
-    cb_builder_init(&b, CB_MSG_FORGET, cb_initc_next_id(c));
-    cb_builder_u32(&b, CB_F_PID, op->pid);
-    if (cb_builder_finish(&b) == 0)
-        cb_initc_send(c, &b, false, 0, NULL, NULL);
-    cb_builder_free(&b);
-}
-
 static void maybe_finish(struct exec_op *op)
 {
     if (op->answered || !op->exited || !op->out[0].eof || !op->out[1].eof)
         return;
     op->answered = true;
     cb_metrics_exec(op->s->d->metrics, (double)(cb_now_ns() - op->t0) / 1e9);
-    forget_process(op);
     if (op->timer_open) {
         op->timer_open = false;
         uv_close((uv_handle_t *)&op->kill_timer, pipe_closed_cb);
@@ -359,7 +349,12 @@ static void stdin_written_cb(uv_write_t *w, int status)
 static void start_pipes(struct exec_op *op, int *fds)
 {
     uv_loop_t *loop = op->s->d->loop;
-    for (int i = 0; i < 3; i++) {
+    if (!op->stdin_len) {
+        /* EOF on the process's stdin at once: a plain close, no libuv
+         * handle to open, register and close again. */
+        close(fds[0]);
+    }
+    for (int i = op->stdin_len ? 0 : 1; i < 3; i++) {
         uv_pipe_init(loop, &op->pipes[i], 0);
         op->pipes[i].data = op;
         uv_pipe_open(&op->pipes[i], fds[i]);
@@ -372,8 +367,6 @@ static void start_pipes(struct exec_op *op, int *fds)
         if (uv_write(&op->stdin_write, (uv_stream_t *)&op->pipes[0], &buf, 1,
                      stdin_written_cb) < 0)
             close_pipe(op, 0);
-    } else {
-        close_pipe(op, 0); /* EOF on the process's stdin */
     }
     for (int i = 1; i < 3; i++)
         uv_read_start((uv_stream_t *)&op->pipes[i], alloc_cb, read_cb);
