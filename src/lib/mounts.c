@@ -8,8 +8,9 @@
 #include <sys/statvfs.h>
 
 /* /proc entries that expose or control the host kernel; masked with
- * /dev/null (files) or an empty read-only tmpfs (directories), as Docker
- * and runc do. */
+ * /dev/null (files) or a read-only bind of an empty directory (directories),
+ * as Docker and runc do (they mount an empty tmpfs; see cb_mounts_build for
+ * why we bind instead). */
 static const char *const proc_masked_files[] = {
     "kcore",          /* physical memory of the host */
     "keys",           /* host keyrings */
@@ -86,7 +87,26 @@ static void add_mount(struct cb_mount_table *t, const char *src, const char *tar
     s->data = data;
 }
 
-static void build_proc(struct cb_mount_table *t, const char *rootfs)
+/* Hide directory target behind a read-only, nosuid, nodev, noexec bind of
+ * the runtime's empty directory. A bind costs no superblock, where a tmpfs
+ * per mask would cost one each: every superblock registers a memcg-aware
+ * shrinker, and every memory cgroup on the host then holds per-shrinker
+ * bookkeeping, so superblocks x sandboxes grows quadratically. The
+ * directory is root-owned 0555 on the host: in the sandbox that owner is
+ * unmapped (nobody), so even the sandbox's root cannot create anything in
+ * it, and the bind is read-only besides. */
+static void add_mask_dir(struct cb_mount_table *t, const char *target, const char *empty_dir,
+                         unsigned long empty_flags)
+{
+    struct cb_mount_step *s = add(t, CB_MNT_MASK_DIR);
+    s->source = empty_dir;
+    s->target = target;
+    s->remount_flags = empty_flags;
+    s->optional = true;
+}
+
+static void build_proc(struct cb_mount_table *t, const char *rootfs, const char *empty_dir,
+                       unsigned long empty_flags)
 {
     /* A fresh proc for the sandbox's pid namespace. No hidepid: the pid
      * namespace already limits it to the sandbox, and ps/top run by the
@@ -99,11 +119,8 @@ static void build_proc(struct cb_mount_table *t, const char *rootfs)
         s->target = under(t, proc, proc_masked_files[i]);
         s->optional = true;
     }
-    for (size_t i = 0; i < CB_ARRAY_SIZE(proc_masked_dirs); i++) {
-        struct cb_mount_step *s = add(t, CB_MNT_MASK_DIR);
-        s->target = under(t, proc, proc_masked_dirs[i]);
-        s->optional = true;
-    }
+    for (size_t i = 0; i < CB_ARRAY_SIZE(proc_masked_dirs); i++)
+        add_mask_dir(t, under(t, proc, proc_masked_dirs[i]), empty_dir, empty_flags);
     for (size_t i = 0; i < CB_ARRAY_SIZE(proc_readonly); i++) {
         struct cb_mount_step *s = add(t, CB_MNT_READONLY);
         s->target = under(t, proc, proc_readonly[i]);
@@ -111,7 +128,8 @@ static void build_proc(struct cb_mount_table *t, const char *rootfs)
     }
 }
 
-static void build_sys(struct cb_mount_table *t, const char *rootfs)
+static void build_sys(struct cb_mount_table *t, const char *rootfs, const char *empty_dir,
+                      unsigned long empty_flags)
 {
     /* A read-only sysfs of the sandbox's own network namespace: tools read
      * CPU topology and limits there (nproc fallbacks, lscpu, node). Firmware
@@ -119,13 +137,18 @@ static void build_sys(struct cb_mount_table *t, const char *rootfs)
     const char *sys = under(t, rootfs, "sys");
     add_mount(t, "sysfs", sys, "sysfs",
               MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
-    struct cb_mount_step *s = add(t, CB_MNT_MASK_DIR);
-    s->target = under(t, sys, "firmware");
-    s->optional = true;
+    add_mask_dir(t, under(t, sys, "firmware"), empty_dir, empty_flags);
 }
 
 static void build_dev(struct cb_mount_table *t, const char *rootfs)
 {
+    /* One tmpfs for /dev and /dev/shm (a 1777 directory in it, not a
+     * tmpfs of its own): one superblock less per sandbox. The size cap is
+     * shared; POSIX shared memory and the few files /dev holds fit in it,
+     * and the sandbox's memory cgroup is charged for every page anyway.
+     * A tmpfs mounted in a user namespace never honours device nodes of
+     * its own (SB_I_NODEV), and the nodes below are binds of the host's,
+     * which keep their own mount flags. */
     const char *dev = under(t, rootfs, "dev");
     add_mount(t, "tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC,
               "mode=755,size=65536k");
@@ -140,10 +163,9 @@ static void build_dev(struct cb_mount_table *t, const char *rootfs)
     /* newinstance: the sandbox's own pty numbering, never the host's ptys. */
     add_mount(t, "devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC,
               "newinstance,ptmxmode=0666,mode=620");
-    const char *shm = under(t, dev, "shm");
-    add(t, CB_MNT_MKDIR)->target = shm;
-    add_mount(t, "shm", shm, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-              "mode=1777,size=65536k");
+    struct cb_mount_step *shm = add(t, CB_MNT_MKDIR);
+    shm->target = under(t, dev, "shm");
+    shm->mode = 01777; /* like /tmp: everyone creates, only owners delete */
     static const char *const links[][2] = {
         {"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
         {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
@@ -158,7 +180,7 @@ static void build_dev(struct cb_mount_table *t, const char *rootfs)
 int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
                     const char *lower, const char *upper, const char *work,
                     const struct cb_template_bind *binds, size_t nbinds,
-                    struct cb_error **err)
+                    const char *empty_dir, struct cb_error **err)
 {
     memset(t, 0, sizeof *t);
     /* userxattr: overlay keeps its metadata in user.* xattrs, the only ones
@@ -175,8 +197,10 @@ int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
         s->remount_flags = locked_flags(binds[i].source);
         s->optional = true; /* a bind whose host path vanished is skipped */
     }
-    build_proc(t, rootfs);
-    build_sys(t, rootfs);
+    const char *empty = keep(t, cb_xstrdup(empty_dir));
+    unsigned long empty_flags = locked_flags(empty_dir) | MS_NOEXEC;
+    build_proc(t, rootfs, empty, empty_flags);
+    build_sys(t, rootfs, empty, empty_flags);
     build_dev(t, rootfs);
     return 0;
 }
@@ -235,14 +259,17 @@ static int apply_one(const struct cb_mount_step *s)
     case CB_MNT_MASK_DIR:
         if (lstat(s->target, &st) < 0)
             return s->optional ? 0 : -errno;
-        return mount("tmpfs", s->target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                     "size=0,mode=555") < 0 ? -errno : 0;
+        return bind_readonly(s->source, s->target, s->remount_flags);
     case CB_MNT_READONLY:
         if (lstat(s->target, &st) < 0)
             return s->optional ? 0 : -errno;
         return bind_readonly(s->target, s->target, MS_NOEXEC);
     case CB_MNT_MKDIR:
-        return mkdir(s->target, 0755) < 0 && errno != EEXIST ? -errno : 0;
+        if (mkdir(s->target, 0755) < 0 && errno != EEXIST)
+            return -errno;
+        /* chmod, not mkdir's mode: the umask we inherited would strip
+         * 1777's group and other write bits. */
+        return s->mode && chmod(s->target, s->mode) < 0 ? -errno : 0;
     case CB_MNT_MKFILE: {
         int fd = open(s->target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (fd < 0)

@@ -19,9 +19,10 @@ enum cb_mount_kind {
     CB_MNT_BIND_RO,    /* bind, then remount read-only + nosuid + nodev,
                           keeping the source's locked flags (remount_flags) */
     CB_MNT_MASK_FILE,  /* bind /dev/null over target (if it exists) */
-    CB_MNT_MASK_DIR,   /* empty read-only tmpfs over target (if it exists) */
+    CB_MNT_MASK_DIR,   /* read-only bind of the runtime's empty directory
+                          (source) over target (if it exists) */
     CB_MNT_READONLY,   /* bind target onto itself read-only (if it exists) */
-    CB_MNT_MKDIR,
+    CB_MNT_MKDIR,      /* mkdir + chmod to mode (0 = 0755) */
     CB_MNT_MKFILE,     /* empty file (a bind mount point) */
     CB_MNT_SYMLINK,    /* symlink(source, target) */
 };
@@ -30,7 +31,9 @@ struct cb_mount_step {
     enum cb_mount_kind kind;
     const char *source, *target, *fstype, *data;
     unsigned long flags;         /* mount flags (CB_MNT_MOUNT) */
-    unsigned long remount_flags; /* CB_MNT_BIND_RO: locked flags to keep */
+    unsigned long remount_flags; /* CB_MNT_BIND_RO, CB_MNT_MASK_DIR: locked
+                                    flags of the source to keep */
+    unsigned mode;               /* CB_MNT_MKDIR */
     bool optional;               /* skip when source/target is missing */
 };
 
@@ -46,11 +49,16 @@ struct cb_template_bind {
     char *target; /* path inside the sandbox */
 };
 
-/* Build the table for a sandbox whose merged root will be at rootfs. */
+/* Build the table for a sandbox whose merged root will be at rootfs.
+ * empty_dir is a host directory the runtime keeps empty, root-owned and
+ * 0555 outside every sandbox root: masked directories (/proc/acpi,
+ * /sys/firmware, ...) become read-only binds of it, which cost a mount but
+ * no superblock (each superblock costs memory in every memory cgroup of
+ * the host, see docs/security.md). */
 int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
                     const char *lower, const char *upper, const char *work,
                     const struct cb_template_bind *binds, size_t nbinds,
-                    struct cb_error **err);
+                    const char *empty_dir, struct cb_error **err);
 void cb_mount_table_free(struct cb_mount_table *t);
 
 /* Child side: run every step; on failure return -errno and set *failed to

@@ -91,6 +91,19 @@ static int step_attach_disk(struct cb_child_config *c, int *detail)
     return 0;
 }
 
+static int step_attach_lower(struct cb_child_config *c, int *detail)
+{
+    /* The template's root, idmapped by the parent (see parent_idmap_lower).
+     * Attached only in our private namespace, like the disk; pivot_root
+     * later detaches it with the old root, so the sandbox reaches the
+     * template only through the overlay, which never writes a lower layer. */
+    if (!c->lower_target)
+        return 0;
+    if (move_mount(c->lower_fd, "", AT_FDCWD, c->lower_target, MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        return -errno;
+    return 0;
+}
+
 static int step_mounts(struct cb_child_config *c, int *detail)
 {
     size_t failed = 0;
@@ -228,6 +241,7 @@ static const struct child_step child_steps[] = {
     {"become sandbox root", step_become_root},
     {"make / private", step_private_root},
     {"attach disk", step_attach_disk},
+    {"attach lower layer", step_attach_lower},
     {"mount", step_mounts},
     {"pivot_root", step_pivot_root},
     {"sethostname", step_hostname},
@@ -282,11 +296,47 @@ static int report_to_error(struct cb_child_config *c, const struct child_report 
     return cb_error_set(err, rep->error, CB_ERR_INTERNAL, "sandbox setup step \"%s\"", name);
 }
 
+/* Make the detached lower layer read-only, nosuid, nodev and idmapped to
+ * the child's user namespace (its maps are written: an idmapped mount
+ * takes the namespace's mapping as it is when the mount is made). Files the
+ * host's root owns in the template then belong to the sandbox's root, so
+ * overlay copies them up when that root edits /etc/passwd or makes
+ * /opt/x; without it they show as nobody and overlay refuses. The layer
+ * stays read-only for everyone: overlay never writes a lower layer, and
+ * the mount itself is read-only and reachable only by the child until its
+ * pivot_root detaches it. We are host root: the kernel requires
+ * CAP_SYS_ADMIN over the file system and over the target namespace.
+ * If the kernel refuses (no idmap support on this file system or kernel),
+ * the layer is attached read-only without the idmap: today's behaviour,
+ * reported through lower_idmap_errno for the caller to log. */
+static void parent_idmap_lower(struct cb_child_config *c, pid_t pid)
+{
+    if (!c->lower_target)
+        return;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/user", (int)pid);
+    _cleanup_close_ int userns = open(path, O_RDONLY | O_CLOEXEC);
+    struct mount_attr attr = {
+        .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_IDMAP,
+        .userns_fd = (uint64_t)userns,
+    };
+    if (userns >= 0 && mount_setattr(c->lower_fd, "", AT_EMPTY_PATH, &attr, sizeof attr) == 0)
+        return;
+    c->lower_idmap_errno = errno ? errno : EINVAL; /* of open or mount_setattr */
+    attr.attr_set &= ~(uint64_t)MOUNT_ATTR_IDMAP;
+    attr.userns_fd = 0;
+    /* Best effort: the overlay never writes its lower layer either way. */
+    if (mount_setattr(c->lower_fd, "", AT_EMPTY_PATH, &attr, sizeof attr) < 0) {
+        /* the clone keeps the template directory's flags */
+    }
+}
+
 static int parent_release_child(struct cb_child_config *c, pid_t pid, int sync,
                                 struct cb_error **err)
 {
     if (cb_idmap_write_maps(pid, c->id_base, err) < 0)
         return cb_error_wrap(err, "uid map");
+    parent_idmap_lower(c, pid);
     if (c->cgroup && c->ncgroup_fds == 0 && cb_cgroup_attach(c->cgroup, pid, err) < 0)
         return cb_error_wrap(err, "join cgroup");
     if (CB_RETRY(write(sync, "g", 1)) != 1)
@@ -324,7 +374,7 @@ static void trace_steps(struct cb_child_config *c, uint64_t done_ns)
             (unsigned long long)((done_ns - c->clone_ns) / 1000));
     if (!c->mount_ns)
         return;
-    prev = c->step_ns[4]; /* after "attach disk": the mount step starts */
+    prev = c->step_ns[5]; /* after "attach lower layer": the mount step starts */
     for (size_t i = 0; i < c->mounts->n; i++) {
         const struct cb_mount_step *s = &c->mounts->steps[i];
         fprintf(stderr, "  mount %s %s %lluus\n", cb_mount_step_name(s), s->target,
@@ -417,6 +467,7 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
     }
     memset(c->step_ns, 0, sizeof c->step_ns);
     c->disk_errno = 0;
+    c->lower_idmap_errno = 0;
     c->mount_ns = getenv("CB_TRACE_MOUNTS") ? cb_xcalloc(c->mounts->n, sizeof *c->mount_ns) : NULL;
     c->clone_ns = cb_now_ns();
     sigset_t all, old;

@@ -43,6 +43,18 @@ struct cb_child_config {
     int disk_fd;
     const char *disk_target;
     int disk_errno;          /* out: errno when that move failed, else 0 */
+    /* The template's root (the overlay's lower layer): a detached clone
+     * (open_tree) that cb_ns_spawn, once the child's uid/gid maps are
+     * written, turns into a read-only mount idmapped to the child's user
+     * namespace, so the template's host-root files show as the sandbox's
+     * root and overlay can copy them up. The child attaches it at
+     * lower_target (the mount table's lowerdir). lower_target NULL = none.
+     * The caller keeps and closes lower_fd. */
+    int lower_fd;
+    const char *lower_target;
+    int lower_idmap_errno;   /* out: errno when the kernel refused the idmap
+                                (the lower layer is then attached as it is,
+                                host root showing as nobody), else 0 */
     unsigned weaken;         /* CB_WEAKEN_* bits (tier.h), test control runs
                                 only: the caller checked allow_weaken */
     /* used internally */
@@ -53,7 +65,7 @@ struct cb_child_config {
     /* CLOCK_MONOTONIC after each child step. The child shares our memory
      * (CLONE_VM) until exec, so it records here without any syscall but the
      * vDSO clock; cb_ns_spawn prints them when CB_TRACE_START is set. */
-    uint64_t clone_ns, step_ns[16];
+    uint64_t clone_ns, step_ns[24];
     uint64_t *mount_ns; /* NULL, or one per mount step (CB_TRACE_START) */
 };
 

@@ -15,6 +15,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -554,6 +555,9 @@ struct start_plan {
     char control_arg[16];
     char *argv[4];
     int init_fd, control_fd, log_fd;
+    int lower_fd;    /* detached clone of the template's root, or -1 */
+    char *lower_dir; /* the overlay's lowerdir as the child sees it */
+    char *empty_dir; /* source of the masked directories */
 };
 
 static void start_plan_clear(struct start_plan *p)
@@ -566,6 +570,81 @@ static void start_plan_clear(struct start_plan *p)
         close(p->control_fd);
     if (p->log_fd >= 0)
         close(p->log_fd);
+    if (p->lower_fd >= 0)
+        close(p->lower_fd);
+    free(p->lower_dir);
+    free(p->empty_dir);
+}
+
+/* Is the directory dfd exactly what a mask may show: root-owned, 0555,
+ * without entries? (Directory link counts say nothing on every file
+ * system, so the entries are read.) */
+static bool is_empty_mask_dir(int dfd)
+{
+    struct stat st;
+    if (fstat(dfd, &st) < 0 || !S_ISDIR(st.st_mode) || st.st_uid != 0 ||
+        (st.st_mode & 07777) != 0555)
+        return false;
+    DIR *d = fdopendir(dfd);
+    if (!d)
+        return false;
+    bool empty = true;
+    struct dirent *de;
+    while (empty && (de = readdir(d)) != NULL)
+        empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+    closedir(d); /* closes dfd */
+    return empty;
+}
+
+/* state_dir/empty: the directory masked paths are bound to (mounts.h).
+ * Root-owned and 0555, so the sandbox (where its owner is unmapped) can
+ * never add anything to it; only host root could, and a directory that is
+ * not exactly that (a symlink, another owner or mode, any entry) is
+ * refused rather than shown in every sandbox. */
+static char *ready_empty_dir(struct cb_runtime *rt, struct cb_error **err)
+{
+    _cleanup_free_ char *path = cb_xasprintf("%s/empty", rt->state_dir);
+    if (mkdir(path, 0555) < 0 && errno != EEXIST) {
+        cb_error_set(err, errno, CB_ERR_INTERNAL, "mask directory %s", path);
+        return NULL;
+    }
+    int dfd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0 || !is_empty_mask_dir(dfd)) {
+        cb_error_set(err, dfd < 0 ? errno : ENOTEMPTY, CB_ERR_INTERNAL,
+                     "mask directory %s is not an empty root-owned 0555 directory", path);
+        return NULL;
+    }
+    return steal_ptr(path);
+}
+
+/* The overlay's lower layer: a detached clone of the template's root that
+ * cb_ns_spawn idmaps to the sandbox's user namespace (ns.h) and the child
+ * attaches at sandboxes/<id>/lower. When the kernel has no open_tree, the
+ * template directory itself, as before (root-owned files then show as
+ * nobody and cannot be edited by the sandbox's root). */
+static void plan_lower(struct cb_sandbox *sb, struct start_plan *p)
+{
+    static int warned;
+    int e;
+    p->lower_fd = open_tree(AT_FDCWD, p->tmpl->rootfs, OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    if (p->lower_fd < 0) {
+        e = errno;
+    } else {
+        /* The mount point: inside the sandbox's directory (root-owned,
+         * 0711), never reachable from the sandbox. */
+        p->lower_dir = cb_xasprintf("%s/lower", sb->dir);
+        if (mkdir(p->lower_dir, 0755) == 0 || errno == EEXIST)
+            return;
+        e = errno;
+        close(p->lower_fd);
+        p->lower_fd = -1;
+        free(steal_ptr(p->lower_dir));
+    }
+    if (!__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+        fprintf(stderr, "cellbox: cannot clone the template root (%s): sandboxes use it "
+                        "without an idmap, their root cannot edit template files\n",
+                strerror(e));
+    p->lower_dir = cb_xstrdup(p->tmpl->rootfs);
 }
 
 static char *const init_env[] = {
@@ -578,8 +657,11 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
     struct cb_runtime *rt = sb->rt;
     if (cb_template_load(rt->templates_dir, sb->template_name, &p->tmpl, err) < 0)
         return -1;
-    if (cb_mounts_build(&p->mounts, sb->rootfs, p->tmpl->rootfs, sb->upper, sb->work,
-                        p->tmpl->binds, p->tmpl->nbinds, err) < 0)
+    if (!(p->empty_dir = ready_empty_dir(rt, err)))
+        return -1;
+    plan_lower(sb, p);
+    if (cb_mounts_build(&p->mounts, sb->rootfs, p->lower_dir, sb->upper, sb->work,
+                        p->tmpl->binds, p->tmpl->nbinds, p->empty_dir, err) < 0)
         return -1;
     p->init_fd = open(rt->init_path, O_PATH | O_CLOEXEC);
     if (p->init_fd < 0)
@@ -616,6 +698,8 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
     c->cgroup = sb->cg;
     c->disk_fd = sb->disk_fd;
     c->disk_target = sb->disk_fd >= 0 ? sb->layer_dir : NULL;
+    c->lower_fd = p->lower_fd;
+    c->lower_target = p->lower_fd >= 0 ? p->lower_dir : NULL;
     if (rt->cfg.allow_weaken) { /* security battery control runs only */
         _cleanup_close_ int wfd = open(sb->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         _cleanup_free_ char *w = NULL;
@@ -646,15 +730,28 @@ static int ready_disk(struct cb_sandbox *sb, struct cb_error **err)
     return 0;
 }
 
+/* The kernel refused to idmap the template root (ns.h): the sandbox runs
+ * as before this feature, its root unable to edit template files. Said
+ * once per daemon, not per sandbox. */
+static void warn_lower_idmap(int e)
+{
+    static int warned;
+    if (e && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+        fprintf(stderr, "cellbox: the kernel refused an idmapped mount of the template root "
+                        "(%s): sandbox root sees template files as nobody and cannot edit "
+                        "them\n", strerror(e));
+}
+
 static int spawn_init(struct cb_sandbox *sb, pid_t *pid, int *pidfd, int *disk_errno,
                       struct cb_error **err)
 {
-    struct start_plan plan = {.init_fd = -1, .control_fd = -1, .log_fd = -1};
+    struct start_plan plan = {.init_fd = -1, .control_fd = -1, .log_fd = -1, .lower_fd = -1};
     int r = plan_start(sb, &plan, err);
     trace_phase("plan");
     if (r == 0)
         r = cb_ns_spawn(&plan.child, pid, pidfd, err);
     *disk_errno = plan.child.disk_errno;
+    warn_lower_idmap(plan.child.lower_idmap_errno);
     start_plan_clear(&plan);
     trace_phase("spawn");
     return r;

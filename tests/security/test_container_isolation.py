@@ -205,3 +205,119 @@ def test_destroy_leaves_nothing(rt):
         assert not os.path.exists(f"/sys/fs/cgroup/{h}/cellbox/{sid}")
     assert os.listdir(os.path.join(rt.state, "uidslots")) == []
     assert not os.path.exists(os.path.join(rt.state, "sandboxes", sid))
+
+
+# ---- the template (idmapped lower layer) and the masks (binds of one empty dir) ----
+
+from battery import control, judge  # noqa: E402
+
+
+def tree_digest(top):
+    """Names, types, owners, modes and contents under top, as the host reads them."""
+    import hashlib
+    h = hashlib.sha256()
+    for dirpath, dirs, files in os.walk(top):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            h.update(f"{os.path.relpath(p, top)} {st.st_mode:o} {st.st_uid} {st.st_gid}\n".encode())
+            if os.path.isfile(p) and not os.path.islink(p):
+                with open(p, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()
+
+
+TEMPLATE_ATTACK = ("echo 'evil:x:0:0::/:/bin/sh' >> /etc/passwd; echo x > /etc/nsswitch.conf; "
+                   "rm -f /etc/group; mkdir -p /opt/evil; chmod 777 /etc /opt; chown 1000 /etc; "
+                   "touch /usr/bin/evil; mount -o remount,rw /; true")
+
+
+def test_sandbox_root_cannot_touch_the_template(rt):
+    """Sandbox root now owns the template's files inside (an idmapped,
+    read-only lower layer), so it edits them freely: every edit must land
+    in its own upper layer, never in the host's template directory."""
+    skel = os.path.join(rt.state, "templates", "host", "rootfs")
+    for weaken in (None, "all"):
+        sid = rt.sandbox(f"sb_tmpl_{weaken or 'std'}", *(("--weaken", weaken) if weaken else ()))
+        before = tree_digest(skel)
+        for uid in (0, 1000):
+            rt.sh(sid, TEMPLATE_ATTACK, uid=uid)
+        # The attack was real: the sandbox's own root (seen by the host) changed.
+        with open(os.path.join(rt.upper(sid), "etc", "passwd")) as f:
+            assert "evil:" in f.read()
+        assert not judge(f"template-write/{weaken or 'std'}", tree_digest(skel) != before)
+    # Control: the same digest sees a host process's edit of the template.
+    with open(os.path.join(skel, "etc", "passwd"), "a") as f:
+        f.write("control:x:1:1::/:/bin/sh\n")
+    assert control("template-write", tree_digest(skel) != before)
+
+
+def test_masked_directories_stay_empty(rt):
+    """/proc/acpi, /proc/driver and /sys/firmware are read-only binds of one
+    empty host directory (state/empty) shared by every sandbox: nothing a
+    sandbox does may put anything in it (a channel between sandboxes) or
+    reveal what it hides."""
+    empty = os.path.join(rt.state, "empty")
+    attack = ("for d in /proc/acpi /proc/driver /sys/firmware; do touch $d/x; mkdir $d/y; "
+              "mount -o remount,rw,bind $d; touch $d/z; umount $d; umount -l $d; done; true")
+    sid = rt.sandbox("sb_mask")
+    for uid in (0, 1000):
+        rt.sh(sid, attack, uid=uid)
+    seen = os.listdir(os.path.join(rt.upper(sid), "sys", "firmware"))
+    assert not judge("mask-dir-write", os.listdir(empty) != [])
+    assert not judge("mask-dir-reveal", seen != [])
+    # Control: with every capability and no seccomp filter the sandbox can
+    # unmount its own mask (inside its namespace), and the host sees the
+    # firmware directory through the sandbox's root; the empty directory
+    # itself stays empty even then (its owner is unmapped in the sandbox).
+    weak = rt.sandbox("sb_mask_weak", "--weaken", "all")
+    rt.sh(weak, attack)
+    assert not judge("mask-dir-write/weak", os.listdir(empty) != [])
+    if os.listdir("/sys/firmware"):
+        assert control("mask-dir-reveal",
+                       os.listdir(os.path.join(rt.upper(weak), "sys", "firmware")) != [])
+
+
+def test_superblocks_per_sandbox(rt):
+    """Each superblock costs memory in every memory cgroup of the host
+    (mm/shrinker.c), so a sandbox makes only overlay, proc, sysfs, one
+    tmpfs (/dev) and devpts visible in its mount table (plus its disk
+    image and mqueue, not listed there)."""
+    sid = rt.sandbox("sb_superblocks")
+    with open("/proc/self/mountinfo") as f:
+        host = {line.split()[2] for line in f}
+    with open(f"/proc/{rt.pid(sid)}/mountinfo") as f:
+        mine = {}
+        for line in f:
+            p = line.split()
+            if p[2] not in host:
+                mine[p[2]] = p[p.index("-") + 1]
+    assert sorted(mine.values()) == ["devpts", "overlay", "proc", "sysfs", "tmpfs"], mine
+
+
+def test_host_binds_stay_unwritable_with_lifted_readonly(rt):
+    """The host binds (/usr, /etc/ssl, ...) are deliberately not idmapped:
+    their files stay owned by an id the sandbox cannot map, so even a
+    sandbox that lifts the read-only flag of its bind (flags of mounts made
+    in its own namespace are not locked) is refused by file permissions.
+    An idmapped /usr would turn that into a write to the host's /usr."""
+    import uuid
+    canary = f"cb-canary-{uuid.uuid4().hex[:12]}"
+    attack = (f"mount -o remount,rw,bind /usr; mount -o remount,rw,bind /etc/ssl; "
+              f"touch /usr/{canary} /usr/bin/{canary} /etc/ssl/{canary}; "
+              f"chmod 777 /usr/bin; true")
+    for weaken in (None, "all"):
+        sid = rt.sandbox(f"sb_binds_{weaken or 'std'}", *(("--weaken", weaken) if weaken else ()))
+        init = rt.pid(sid)
+        for uid in (0, 1000):
+            rt.sh(sid, attack, uid=uid)
+        written = [p for p in (f"/usr/{canary}", f"/usr/bin/{canary}", f"/etc/ssl/{canary}")
+                   if os.path.exists(p)]
+        assert not judge(f"host-bind-write/{weaken or 'std'}",
+                         bool(written) or (os.stat("/usr/bin").st_mode & 0o777) == 0o777)
+        with open(f"/proc/{init}/mountinfo") as f:
+            usr_opts = [line.split()[5] for line in f if line.split()[4] == "/usr"]
+    # Control: the weakened sandbox really lifted the read-only flag (the
+    # host sees /usr rw in its mount table), so only permissions held.
+    assert control("host-bind-rw", any(o.startswith("rw") for o in usr_opts))

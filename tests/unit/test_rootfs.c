@@ -1,7 +1,10 @@
 /* host template skeleton generation and safe tree removal. */
 #include <fcntl.h>
+#include <sched.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include "rootfs.h"
 #include "runner.h"
@@ -87,4 +90,92 @@ TEST(rootfs_prepare_upper_ownership)
     ASSERT_EQ(stat(upper, &st), 0);
     ASSERT_EQ(st.st_uid, 200000);
     cb_rootfs_remove_tree(tmpl);
+}
+
+/* The mount table as data: which steps make a superblock of their own. */
+static size_t count_new_superblocks(const struct cb_mount_table *t, const char **types, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < t->n; i++) {
+        const struct cb_mount_step *s = &t->steps[i];
+        /* a CB_MNT_MOUNT with a file system type makes a new superblock;
+         * binds (fstype NULL) and every other kind reuse an existing one */
+        if (s->kind == CB_MNT_MOUNT && s->fstype && n < cap)
+            types[n++] = s->fstype;
+    }
+    return n;
+}
+
+TEST(mounts_masks_are_binds_of_the_empty_dir)
+{
+    struct cb_template_bind binds[] = {{"/usr", "/usr"}, {"/etc/ssl", "/etc/ssl"}};
+    struct cb_mount_table t;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_mounts_build(&t, "/r", "/l", "/u", "/w", binds, 2, "/state/empty", &err), 0);
+    const char *types[16];
+    size_t n = count_new_superblocks(&t, types, 16);
+    /* overlay, proc, sysfs, one tmpfs (/dev), devpts: nothing else */
+    ASSERT_EQ(n, 5);
+    const char *want[] = {"overlay", "proc", "sysfs", "tmpfs", "devpts"};
+    for (size_t i = 0; i < n; i++)
+        ASSERT_STREQ(types[i], want[i]);
+    size_t masks = 0;
+    bool shm_dir = false;
+    for (size_t i = 0; i < t.n; i++) {
+        const struct cb_mount_step *s = &t.steps[i];
+        if (s->kind == CB_MNT_MASK_DIR) {
+            masks++;
+            ASSERT_STREQ(s->source, "/state/empty");
+            ASSERT(s->remount_flags & MS_NOEXEC);
+            ASSERT(s->optional);
+        }
+        if (strcmp(s->target, "/r/dev/shm") == 0) {
+            ASSERT_EQ(s->kind, CB_MNT_MKDIR); /* a directory, not a mount */
+            ASSERT_EQ(s->mode, 01777);
+            shm_dir = true;
+        }
+    }
+    ASSERT_EQ(masks, 5); /* /proc/{acpi,scsi,asound,driver}, /sys/firmware */
+    ASSERT(shm_dir);
+    ASSERT(strstr(t.steps[0].data, "lowerdir=/l,") != NULL);
+    cb_mount_table_free(&t);
+}
+
+TEST(mounts_mask_dir_applies_as_readonly_bind)
+{
+    if (geteuid() != 0)
+        SKIP("needs root (mount namespace)");
+    char dir[] = "/tmp/cb-mask-XXXXXX";
+    ASSERT(mkdtemp(dir));
+    char *empty = cb_xasprintf("%s/empty", dir), *target = cb_xasprintf("%s/target", dir);
+    char *hidden = cb_xasprintf("%s/target/secret", dir);
+    ASSERT_EQ(mkdir(empty, 0555), 0);
+    ASSERT_EQ(mkdir(target, 0755), 0);
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, hidden, "s", 1, 0644, 0), 0);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        /* our own mount namespace: nothing reaches the host's */
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+            _exit(10);
+        struct cb_mount_step step = {.kind = CB_MNT_MASK_DIR, .source = empty,
+                                     .target = target, .remount_flags = MS_NOEXEC,
+                                     .optional = true};
+        struct cb_mount_table t = {.steps = &step, .n = 1};
+        size_t failed = 0;
+        if (cb_mounts_apply(&t, &failed, NULL) < 0)
+            _exit(11);
+        if (access(hidden, F_OK) == 0)
+            _exit(12); /* still visible */
+        char *probe = cb_xasprintf("%s/new", target);
+        int fd = open(probe, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+        _exit(fd < 0 && errno == EROFS ? 0 : 13); /* read-only even for root */
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    ASSERT_EQ(access(hidden, F_OK), 0); /* the host's view is unchanged */
+    ASSERT_EQ(rmdir(empty), 0);         /* and the empty dir stayed empty */
+    cb_rootfs_remove_tree(dir);
 }

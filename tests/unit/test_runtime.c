@@ -3,6 +3,7 @@
  * build/cellbox-init (CB_BUILD or ./build). */
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -12,6 +13,7 @@
 #include "rootfs.h"
 #include "runner.h"
 #include "runtime.h"
+#include "template.h"
 #include "tier.h"
 
 static const struct cb_tier_ops *T;
@@ -421,4 +423,134 @@ TEST(runtime_disk_golden_image_remade)
     close(fd);
     free(golden);
     cleanup_state(rt, state);
+}
+
+/* The template's root is idmapped to each sandbox (its root owns /etc and
+ * can edit it), the host's copy never changes, and the start leaves no
+ * mount behind in the host's namespace. */
+TEST(runtime_root_owns_template_files)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    struct cb_error *err = NULL;
+    char *skel_passwd = cb_xasprintf("%s/templates/host/rootfs/etc/passwd", state);
+    char *before = read_text(skel_passwd);
+    ASSERT(before != NULL);
+    struct cb_sandbox_spec spec = {.id = "sb_idmap", .template_name = "host"};
+    struct cb_sandbox *sb;
+    if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
+        FAIL("create/start: %s", err->message);
+    ASSERT_EQ(run(sb, 0, "test \"$(stat -c %u:%g /etc/passwd /opt)\" = \"$(printf '0:0\\n0:0')\""), 0);
+    ASSERT_EQ(run(sb, 0, "echo 'b:x:7:7::/:/bin/sh' >> /etc/passwd && mkdir /opt/x && "
+                        "chown 1000:1000 /opt/x && grep -q '^b:' /etc/passwd"), 0);
+    ASSERT_NE(run(sb, 1000, "echo x >> /etc/group 2>/dev/null"), 0);
+    ASSERT_EQ(run(sb, 1000, "touch /opt/x/mine"), 0);
+    /* masks are binds of state/empty, /dev/shm a directory of /dev */
+    ASSERT_EQ(run(sb, 0, "test -z \"$(ls -A /sys/firmware)\" && test \"$(stat -c %a /dev/shm)\" = 1777 && "
+                        "! grep -q ' /dev/shm ' /proc/self/mountinfo"), 0);
+    char *after = read_text(skel_passwd);
+    ASSERT(after && strcmp(before, after) == 0);
+    char *empty = cb_xasprintf("%s/empty", state);
+    struct stat st;
+    ASSERT_EQ(lstat(empty, &st), 0); /* the masks' source: root-owned, 0555, still empty */
+    ASSERT(S_ISDIR(st.st_mode) && st.st_uid == 0 && (st.st_mode & 07777) == 0555);
+    ASSERT_EQ(st.st_nlink, 2);
+    ASSERT(!mounted_under(state)); /* the lower layer lives in the sandbox's namespace only */
+    /* a stop + start idmaps a fresh clone; the edits live in the upper layer */
+    if (T->stop(sb, &err) < 0 || T->start(sb, &err) < 0)
+        FAIL("stop/start: %s", err->message);
+    ASSERT_EQ(run(sb, 0, "grep -q '^b:' /etc/passwd && test \"$(stat -c %u /etc/group)\" = 0"), 0);
+    /* Something put in the masks' source would show in every sandbox: a
+     * start refuses it. */
+    ASSERT_EQ(T->stop(sb, &err), 0);
+    char *planted = cb_xasprintf("%s/planted", empty);
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, planted, "x", 1, 0644, 0), 0);
+    ASSERT(T->start(sb, &err) < 0);
+    ASSERT(strstr(err->message, "mask directory") != NULL);
+    cb_error_free(err);
+    err = NULL;
+    ASSERT_EQ(unlink(planted), 0);
+    if (T->start(sb, &err) < 0)
+        FAIL("start: %s", err->message);
+    free(planted);
+    if (T->destroy(sb, &err) < 0)
+        FAIL("destroy: %s", err->message);
+    T->release(sb);
+    free(before);
+    free(after);
+    free(empty);
+    free(skel_passwd);
+    cb_runtime_free(rt);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
+
+/* Build the host template's skeleton on a ramfs (a file system the kernel
+ * cannot idmap) and put it over the template's rootfs, in a mount
+ * namespace of this test process only. */
+static void template_on_ramfs(const char *state)
+{
+    struct cb_template *t;
+    struct cb_error *err = NULL;
+    char *templates = cb_xasprintf("%s/templates", state);
+    if (cb_template_load(templates, "host", &t, &err) < 0)
+        FAIL("template: %s", err->message);
+    free(templates);
+    char *ram = cb_xasprintf("%s/ram", state);
+    ASSERT_EQ(mkdir(ram, 0755), 0);
+    ASSERT_EQ(mount("ramfs", ram, "ramfs", 0, "mode=755"), 0);
+    if (cb_rootfs_make_host_skeleton(ram, t->binds, t->nbinds, &err) < 0)
+        FAIL("skeleton: %s", err->message);
+    ASSERT_EQ(mount(ram, t->rootfs, NULL, MS_BIND, NULL), 0);
+    cb_template_free(t);
+    free(ram);
+}
+
+/* The kernel refuses the idmap: the sandbox still starts, as before the
+ * idmap (template files show as nobody, root cannot edit them), and the
+ * runtime says so once on stderr. */
+TEST(runtime_template_idmap_refused_falls_back)
+{
+    if (geteuid() != 0)
+        SKIP("needs root");
+    /* this test process only (each test runs in its own child) */
+    ASSERT_EQ(unshare(CLONE_NEWNS), 0);
+    ASSERT_EQ(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL), 0);
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    template_on_ramfs(state);
+    char log[] = "/tmp/cb-runtime-log-XXXXXX";
+    int logfd = mkstemp(log);
+    ASSERT(logfd >= 0);
+    int saved = dup(2);
+    ASSERT_EQ(dup2(logfd, 2), 2);
+    struct cb_error *err = NULL;
+    struct cb_sandbox_spec spec = {.id = "sb_noidmap", .template_name = "host"};
+    struct cb_sandbox *sb;
+    int r = T->create(rt, &spec, &sb, &err);
+    if (r == 0)
+        r = T->start(sb, &err);
+    dup2(saved, 2);
+    close(saved);
+    if (r < 0)
+        FAIL("create/start: %s", err->message);
+    char *text = read_text(log);
+    ASSERT(text && strstr(text, "refused an idmapped mount of the template root") != NULL);
+    ASSERT_EQ(run(sb, 0, "test \"$(stat -c %u /etc/passwd)\" = 65534"), 0);
+    ASSERT_NE(run(sb, 0, "echo x >> /etc/passwd 2>/dev/null"), 0);
+    ASSERT_EQ(run(sb, 1000, "echo ok > /workspace/f"), 0); /* otherwise a normal sandbox */
+    if (T->destroy(sb, &err) < 0)
+        FAIL("destroy: %s", err->message);
+    T->release(sb);
+    free(text);
+    close(logfd);
+    unlink(log);
+    cb_runtime_free(rt);
+    char *rootfs = cb_xasprintf("%s/templates/host/rootfs", state), *ram = cb_xasprintf("%s/ram", state);
+    umount2(rootfs, MNT_DETACH);
+    umount2(ram, MNT_DETACH);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+    free(rootfs);
+    free(ram);
 }
