@@ -128,3 +128,106 @@ def test_thousands_of_tiny_files(d):
     assert not judge("tiny-files/healthz", worst > 1000), worst
     d.delete_sandbox(sid)
     d.delete_sandbox(neighbour)
+
+
+FD_BOMB = r'''
+import os, resource, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+for _ in range(int(sys.argv[1])):
+    try:
+        if os.fork() == 0:
+            try:
+                while True:
+                    os.open("/dev/null", os.O_RDONLY)
+            except OSError:
+                pass
+            time.sleep(120)
+            os._exit(0)
+    except OSError:
+        break
+time.sleep(120)
+'''
+
+
+def file_nr():
+    with open("/proc/sys/fs/file-nr") as f:
+        return int(f.read().split()[0])
+
+
+def test_fd_exhaustion_bounded_by_the_sandbox_limits(d):
+    """Hundreds of processes opening files until EMFILE/ENFILE/OOM. Open
+    files are charged to the sandbox's memory cgroup, so its memory limit
+    bounds them; every process stays within its RLIMIT_NOFILE. Judged on
+    the host: fd counts in /proc/<pid>/fd against /proc/<pid>/limits, the
+    host-wide file table (/proc/sys/fs/file-nr), a neighbour sandbox and
+    the host still opening files, /healthz."""
+    memory_mb = 256
+    file_max = int(open("/proc/sys/fs/file-max").read())
+    # struct file is >= 232 bytes here: the memory limit allows at most this
+    bound = (memory_mb << 20) // 232
+    if file_max < 2 * bound + file_nr():
+        pytest.skip(f"fs.file-max {file_max} is within reach of one {memory_mb} MiB sandbox "
+                    "(see docs/security.md: raise fs.file-max on such hosts)")
+    bomb = d.create_sandbox(memory_mb=memory_mb)["id"]
+    neighbour = d.create_sandbox()["id"]
+    before = file_nr()
+    r = d.request("POST", f"/v1/sandboxes/{bomb}/processes",
+                  {"argv": ["python3", "-c", FD_BOMB, "400"]})
+    assert r.status == 201, r
+    peak, over_limit, worst = 0, [], 0
+    deadline = time.monotonic() + 12
+    while time.monotonic() < deadline:
+        peak = max(peak, file_nr() - before)
+        worst = max(worst, healthz_ms(d))
+        time.sleep(0.5)
+    for pid in host_pids_in_cgroup(bomb):
+        try:
+            held = len(os.listdir(f"/proc/{pid}/fd"))
+            with open(f"/proc/{pid}/limits") as f:
+                hard = next(int(line.split()[4]) for line in f
+                            if line.startswith("Max open files"))
+        except (OSError, StopIteration, ValueError):
+            continue  # exited meanwhile
+        if held > hard:
+            over_limit.append((pid, held, hard))
+    r = d.request("POST", f"/v1/sandboxes/{neighbour}/exec",
+                  {"argv": ["python3", "-c", "import os\nfor _ in range(2000): os.open('/dev/null', 0)\n"
+                            "print('neighbour-ok')"]}, timeout=60)
+    fds = [os.open("/dev/null", os.O_RDONLY) for _ in range(2000)]  # the host too
+    for fd in fds:
+        os.close(fd)
+    assert not judge("fd-exhaustion/rlimit", bool(over_limit)), over_limit
+    assert not judge("fd-exhaustion/memory-bound", peak > bound), (peak, bound)
+    assert not judge("fd-exhaustion/neighbour",
+                     r.status != 200 or "neighbour-ok" not in r.json()["stdout"]), r
+    assert not judge("fd-exhaustion/healthz", worst > 1000), worst
+    assert peak > 10000  # the bomb really ran
+    d.delete_sandbox(bomb)
+    d.delete_sandbox(neighbour)
+
+
+def test_inode_exhaustion_stays_in_the_sandbox_disk(d):
+    """Empty files until the sandbox's disk has no inodes left: the host's
+    state file system loses no inodes to it (the disk image is one file),
+    a neighbour and the daemon's own writes carry on."""
+    sid = d.create_sandbox(disk_mb=64)["id"]
+    neighbour = d.create_sandbox()["id"]
+    free_before = os.statvfs(d.state_dir).f_ffree
+    r = d.request("POST", f"/v1/sandboxes/{sid}/exec",
+                  {"cmd": "mkdir -p /workspace/i && cd /workspace/i && i=0; "
+                          "while true 2>/dev/null > f$i; do i=$((i+1)); done; echo $i",
+                   "timeout": 300}, timeout=330)
+    assert r.status == 200, r
+    made = int(r.json()["stdout"].split()[-1])
+    lost = free_before - os.statvfs(d.state_dir).f_ffree
+    r2 = d.request("POST", f"/v1/sandboxes/{neighbour}/exec",
+                   {"cmd": "mkdir /workspace/n && cd /workspace/n && "
+                           "for i in $(seq 500); do : > f$i; done; ls | wc -l"}, timeout=60)
+    other = d.create_sandbox()["id"]  # the daemon still writes its state
+    assert not judge("inode-exhaustion/host", lost > 1000), (made, lost)
+    assert not judge("inode-exhaustion/neighbour",
+                     r2.status != 200 or r2.json()["stdout"].strip() != "500"), r2
+    assert made > 1000  # the disk really ran out of inodes, not of time
+    for s in (sid, neighbour, other):
+        d.delete_sandbox(s)
