@@ -103,24 +103,39 @@ def exec_round_trips(sock, sbid, n):
     return times
 
 
-def churn(sock, seconds, clients):
+def cpu_seconds(pid):
+    """CPU time of a process and its reaped children (user + system): for
+    cellboxd that includes mkfs and the inits it started and reaped."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def churn(sock, seconds, clients, pid=None):
     stop = time.time() + seconds
+    cpu0 = cpu_seconds(pid) if pid else 0
 
     def worker(_):
         c = Conn(sock)
-        done, lat = 0, []
+        done, lat, steps = 0, [], {"create": [], "exec": [], "delete": []}
         while time.time() < stop:
             t0 = time.perf_counter()
             st, sb = c.request("POST", "/v1/sandboxes", {})
             assert st == 201, sb
+            t1 = time.perf_counter()
             st, r = c.request("POST", "/v1/sandboxes/%s/exec" % sb["id"], {"argv": ["true"]})
             assert st == 200 and r["exit_code"] == 0, r
+            t2 = time.perf_counter()
             st, _ = c.request("DELETE", "/v1/sandboxes/%s" % sb["id"])
             assert st == 204
-            lat.append(time.perf_counter() - t0)
+            t3 = time.perf_counter()
+            lat.append(t3 - t0)
+            steps["create"].append(t1 - t0)
+            steps["exec"].append(t2 - t1)
+            steps["delete"].append(t3 - t2)
             done += 1
         c.close()
-        return done, lat
+        return done, lat, steps
 
     t0 = time.time()
     with concurrent.futures.ThreadPoolExecutor(clients) as ex:
@@ -128,8 +143,17 @@ def churn(sock, seconds, clients):
     elapsed = time.time() - t0
     total = sum(r[0] for r in results)
     lat = [x for r in results for x in r[1]]
-    return {"clients": clients, "seconds": round(elapsed, 2), "cycles": total,
-            "per_second": round(total / elapsed, 1), "cycle_latency": ms(lat)}
+    # Each step of the cycle on its own: which of create, first exec and
+    # delete the time goes to.
+    steps = {k: ms([x for r in results for x in r[2][k]]) for k in ("create", "exec", "delete")}
+    res = {"clients": clients, "seconds": round(elapsed, 2), "cycles": total,
+           "per_second": round(total / elapsed, 1), "cycle_latency": ms(lat),
+           "step_latency": steps}
+    if pid and total:
+        # CPU per cycle is steadier than cycles per second on a shared
+        # host: other load slows the rate but barely changes the cost.
+        res["daemon_cpu_ms_per_cycle"] = round((cpu_seconds(pid) - cpu0) * 1e3 / total, 2)
+    return res
 
 
 def rss_kib(pid):
@@ -221,47 +245,61 @@ def idle_target(d, n):
     return res
 
 
+def exec_phase(d, n, results):
+    """exec round trip over the API against posix_spawn on the host."""
+    st, sb = Conn(d.socket_path).request("POST", "/v1/sandboxes", {})
+    assert st == 201, sb
+    true_bin = "/usr/bin/true"
+    spawn = spawn_baseline(true_bin, n)
+    api = exec_round_trips(d.socket_path, sb["id"], n)
+    spawn2 = spawn_baseline(true_bin, n)  # again: the machine is noisy
+    spawn_all = spawn + spawn2
+    ratio = pct(api, 50) / pct(spawn_all, 50)
+    results["exec_round_trip"] = {"api": ms(api), "posix_spawn": ms(spawn_all),
+                                  "p50_ratio_api_vs_spawn": round(ratio, 2),
+                                  "target_ratio": 1.5}
+    print("exec round trip over the unix socket: p50 %.3f ms p99 %.3f ms"
+          % (pct(api, 50) * 1e3, pct(api, 99) * 1e3))
+    print("posix_spawn+wait of %s on the host: p50 %.3f ms p99 %.3f ms"
+          % (true_bin, pct(spawn_all, 50) * 1e3, pct(spawn_all, 99) * 1e3))
+    print("  ratio (p50) %.2fx (target <= 1.5x)" % ratio)
+    Conn(d.socket_path).request("DELETE", "/v1/sandboxes/%s" % sb["id"])
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     ap.add_argument("--idle", type=int, default=0, help="also hold N idle sandboxes")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "api.json"))
     ap.add_argument("--daemon-args", default="", help="extra cellboxd arguments")
+    ap.add_argument("--churn-only", action="store_true",
+                    help="only the create+exec+delete phase (for before/after comparisons)")
+    ap.add_argument("--churn-seconds", type=float, default=0,
+                    help="length of each churn run (default 3 with --quick, else 10)")
     args = ap.parse_args()
     n = 100 if args.quick else 1000
     results = {"host": {"cpus": os.cpu_count(), "kernel": os.uname().release}}
     with Daemon(extra_args=args.daemon_args.split()) as d:
-        st, sb = Conn(d.socket_path).request("POST", "/v1/sandboxes", {})
-        assert st == 201, sb
-        true_bin = "/usr/bin/true"
-        spawn = spawn_baseline(true_bin, n)
-        api = exec_round_trips(d.socket_path, sb["id"], n)
-        spawn2 = spawn_baseline(true_bin, n)  # again: the machine is noisy
-        spawn_all = spawn + spawn2
-        ratio = pct(api, 50) / pct(spawn_all, 50)
-        results["exec_round_trip"] = {"api": ms(api), "posix_spawn": ms(spawn_all),
-                                      "p50_ratio_api_vs_spawn": round(ratio, 2),
-                                      "target_ratio": 1.5}
-        print("exec round trip over the unix socket: p50 %.3f ms p99 %.3f ms"
-              % (pct(api, 50) * 1e3, pct(api, 99) * 1e3))
-        print("posix_spawn+wait of %s on the host: p50 %.3f ms p99 %.3f ms"
-              % (true_bin, pct(spawn_all, 50) * 1e3, pct(spawn_all, 99) * 1e3))
-        print("  ratio (p50) %.2fx (target <= 1.5x)" % ratio)
-        Conn(d.socket_path).request("DELETE", "/v1/sandboxes/%s" % sb["id"])
-
+        if not args.churn_only:
+            exec_phase(d, n, results)
+        seconds = args.churn_seconds or (3 if args.quick else 10)
         for clients in (1, 4):
-            c = churn(d.socket_path, 3 if args.quick else 10, clients)
+            c = churn(d.socket_path, seconds, clients, d.pid)
             results.setdefault("create_exec_delete", []).append(c)
+            st = c["step_latency"]
             print("create+exec+delete, %d client(s): %.1f/s (cycle p50 %.2f ms, p99 %.2f ms; "
                   "target > 300/s)" % (clients, c["per_second"], c["cycle_latency"]["p50_ms"],
                                        c["cycle_latency"]["p99_ms"]))
-
-        print("daemon memory:")
-        steps = [0, 20] if args.quick else [0, 100, 500]
-        results["daemon_memory"] = memory_steps(d, steps)
-        if args.idle:
-            print("idle target:")
-            results["idle_target"] = idle_target(d, args.idle)
+            print("  p50 create %.2f ms, exec %.2f ms, delete %.2f ms; daemon CPU %.2f ms/cycle"
+                  % (st["create"]["p50_ms"], st["exec"]["p50_ms"], st["delete"]["p50_ms"],
+                     c.get("daemon_cpu_ms_per_cycle", 0)))
+        if not args.churn_only:
+            print("daemon memory:")
+            steps = [0, 20] if args.quick else [0, 100, 500]
+            results["daemon_memory"] = memory_steps(d, steps)
+            if args.idle:
+                print("idle target:")
+                results["idle_target"] = idle_target(d, args.idle)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)

@@ -7,12 +7,22 @@
 
 #include "log.h"
 #include "runtime.h"
+#include "sandbox.h"
 
 #define RETRY_MS 2000 /* after a failed refill: do not spin on a broken host */
 /* After a claim, wait this long before building the replacement: the
  * client's first exec follows the create at once, and a refill running
  * beside it (cgroup, mount and RCU work on a 2-core host) doubled both. */
 #define REFILL_DELAY_MS 20
+/* Members built at the same time. One kept the pool from keeping up with a
+ * steady stream of creates (each build is mostly waiting on the kernel:
+ * mount, cgroup, clone), two let it on this 2-core host; more only adds
+ * contention on the same kernel locks. */
+#define REFILL_MAX_INFLIGHT 2
+/* Teardowns of deleted sandboxes running at the same time; the rest wait
+ * in order. Enough to keep up with creates, few enough that a burst of
+ * deletes leaves worker threads and cores to tenants' work. */
+#define REAP_MAX_INFLIGHT 2
 
 struct member {
     struct cb_pool *pool;
@@ -29,12 +39,23 @@ struct job {
     char id[32];
 };
 
+/* One deleted sandbox's remains to tear down (cb_pool_reap). */
+struct reap {
+    uv_work_t w;
+    struct cb_pool *pool;
+    struct cb_sandbox *h; /* NULL: adopt <id> on the worker, or reclaim it */
+    char id[72];
+    struct reap *next;
+};
+
 struct cb_pool {
     struct cb_daemon *d;
     unsigned size, ready;
-    int inflight;      /* jobs on the worker pool */
-    bool refilling;    /* one refill at a time: never starve tenants' work */
+    int inflight;      /* jobs on the worker pool (refills, destroys, reaps) */
+    unsigned refilling; /* refills in flight, <= REFILL_MAX_INFLIGHT */
     bool closing;
+    struct reap *reap_queue, **reap_tail; /* waiting teardowns, FIFO */
+    unsigned reaps_running, reaps_pending; /* pending counts running ones too */
     struct member *members;
     uv_timer_t retry;  /* delayed refill: after a failure or a claim */
 };
@@ -155,7 +176,7 @@ static void refill_after_cb(uv_work_t *req, int status)
 {
     struct job *j = req->data;
     struct cb_pool *p = j->pool;
-    p->refilling = false;
+    p->refilling--;
     if (j->h) {
         add_member(p, j->h);
     } else {
@@ -172,17 +193,18 @@ static void refill_after_cb(uv_work_t *req, int status)
 
 static void refill(struct cb_pool *p)
 {
-    if (p->closing || p->refilling || p->ready >= p->size || uv_is_active((uv_handle_t *)&p->retry))
-        return;
-    struct job *j = cb_xcalloc(1, sizeof(*j));
-    char hex[17];
-    cb_random_hex(hex, 8);
-    snprintf(j->id, sizeof(j->id), CB_POOL_PREFIX "%s", hex);
-    j->pool = p;
-    j->w.data = j;
-    p->refilling = true;
-    p->inflight++;
-    uv_queue_work(p->d->loop, &j->w, refill_work_cb, refill_after_cb);
+    while (!p->closing && p->refilling < REFILL_MAX_INFLIGHT &&
+           p->ready + p->refilling < p->size && !uv_is_active((uv_handle_t *)&p->retry)) {
+        struct job *j = cb_xcalloc(1, sizeof(*j));
+        char hex[17];
+        cb_random_hex(hex, 8);
+        snprintf(j->id, sizeof(j->id), CB_POOL_PREFIX "%s", hex);
+        j->pool = p;
+        j->w.data = j;
+        p->refilling++;
+        p->inflight++;
+        uv_queue_work(p->d->loop, &j->w, refill_work_cb, refill_after_cb);
+    }
 }
 
 struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name, const char *tier,
@@ -212,6 +234,72 @@ struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name, co
     return NULL;
 }
 
+/* ---- tearing down deleted sandboxes (cb_pool_reap) ---- */
+
+static void reap_work_cb(uv_work_t *req)
+{
+    struct reap *r = req->data;
+    const struct cb_tier_ops *t = r->pool->d->tier;
+    struct cb_error *err = NULL;
+    if (!r->h && t->adopt(r->pool->d->rt, r->id, &r->h, NULL) < 0)
+        r->h = NULL;
+    if (r->h) {
+        int rc = t->destroy(r->h, &err);
+        t->release(r->h);
+        r->h = NULL;
+        if (rc == 0)
+            return;
+        cb_log_warn(r->id, "teardown: %s; removing what is left piece by piece",
+                    err ? err->message : "destroy failed");
+        cb_error_free(err);
+    }
+    /* No usable handle (killed mid-create, or destroy stopped half-way):
+     * remove whatever carries the id — cgroups, directory, uid slot. */
+    if (cb_container_reclaim(r->pool->d->rt, r->id) < 0)
+        cb_log_warn(r->id, "teardown incomplete; the next daemon start retries it");
+}
+
+static void reap_next(struct cb_pool *p);
+
+static void reap_after_cb(uv_work_t *req, int status)
+{
+    struct reap *r = req->data;
+    struct cb_pool *p = r->pool;
+    p->inflight--;
+    p->reaps_running--;
+    p->reaps_pending--;
+    free(r);
+    reap_next(p);
+}
+
+static void reap_next(struct cb_pool *p)
+{
+    while (p->reap_queue && p->reaps_running < REAP_MAX_INFLIGHT) {
+        struct reap *r = p->reap_queue;
+        p->reap_queue = r->next;
+        if (!p->reap_queue)
+            p->reap_tail = &p->reap_queue;
+        p->reaps_running++;
+        p->inflight++;
+        uv_queue_work(p->d->loop, &r->w, reap_work_cb, reap_after_cb);
+    }
+}
+
+void cb_pool_reap(struct cb_pool *p, struct cb_sandbox *h, const char *id)
+{
+    struct reap *r = cb_xcalloc(1, sizeof(*r));
+    r->h = h;
+    snprintf(r->id, sizeof(r->id), "%s", h ? cb_container_id(h) : id);
+    r->w.data = r;
+    r->pool = p;
+    *p->reap_tail = r;
+    p->reap_tail = &r->next;
+    p->reaps_pending++;
+    reap_next(p);
+}
+
+unsigned cb_pool_reaping(const struct cb_pool *p) { return p ? p->reaps_pending : 0; }
+
 /* ---- start and stop ---- */
 
 /* A previous daemon run left pool members behind (it was killed): keep
@@ -239,6 +327,14 @@ static void recover_member(struct cb_pool *p, const char *id)
     cb_log_info(id, "warm pool: destroyed left-over member");
 }
 
+static bool has_record(struct cb_daemon *d, const char *id)
+{
+    for (struct cb_sbx *s = d->sandboxes; s; s = s->next)
+        if (strcmp(s->rec.id, id) == 0)
+            return true;
+    return false;
+}
+
 static void recover(struct cb_pool *p)
 {
     _cleanup_free_ char *dir = cb_xasprintf("%s/sandboxes", p->d->cfg.state_dir);
@@ -249,6 +345,17 @@ static void recover(struct cb_pool *p)
     size_t n = 0;
     struct dirent *de;
     while ((de = readdir(dp)) != NULL) {
+        /* A sandbox directory without a store record: the daemon died
+         * after answering a DELETE (the record goes first) and before the
+         * teardown finished, or while a failed create was cleaned up. No
+         * tenant can reach it any more: finish the teardown. Records are
+         * loaded (cb_sbx_recover runs first), so this never hits a live
+         * sandbox. */
+        if (strncmp(de->d_name, "sb_", 3) == 0 && !has_record(p->d, de->d_name)) {
+            cb_log_info(de->d_name, "no record: finishing an interrupted delete");
+            cb_pool_reap(p, NULL, de->d_name);
+            continue;
+        }
         if (strncmp(de->d_name, CB_POOL_PREFIX, strlen(CB_POOL_PREFIX)) != 0)
             continue;
         ids = realloc(ids, (n + 1) * sizeof(*ids));
@@ -269,6 +376,7 @@ struct cb_pool *cb_pool_open(struct cb_daemon *d, unsigned size)
     struct cb_pool *p = cb_xcalloc(1, sizeof(*p));
     p->d = d;
     p->size = size;
+    p->reap_tail = &p->reap_queue;
     uv_timer_init(d->loop, &p->retry);
     p->retry.data = p;
     recover(p);
@@ -287,8 +395,9 @@ void cb_pool_close(struct cb_pool *p)
         return;
     p->closing = true;
     uv_timer_stop(&p->retry);
-    /* Refills and destroys in flight finish on worker threads; their
-     * after-callbacks run on the loop, so run it until they did. */
+    /* Refills, destroys and teardowns in flight finish on worker threads;
+     * their after-callbacks run on the loop (and start the teardowns still
+     * queued), so run it until they all did. */
     while (p->inflight > 0)
         uv_run(p->d->loop, UV_RUN_ONCE);
     while (p->members) {

@@ -10,11 +10,12 @@
  * cannot be told apart from one created cold, and a daemon restart adopts
  * it like any other sandbox.
  *
- * Life cycle: members are made one at a time on the worker pool (refill
- * after every claim, and after a member dies: the loop watches each
+ * Life cycle: members are made on the worker pool, two at a time (refill
+ * 20 ms after a claim, and after a member dies: the loop watches each
  * member's init pidfd). A graceful daemon stop destroys the members; after
  * a crash, cb_pool_open adopts the live ones (up to the pool size) and
- * destroys the rest, leftovers of half-made members included.
+ * destroys the rest, leftovers of half-made members included, and reaps
+ * the directories of sandboxes that have no record (see cb_pool_reap).
  *
  * Threading: every function runs on the loop thread. */
 #ifndef CB_DAEMON_POOL_H
@@ -47,8 +48,29 @@ struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name,
 unsigned cb_pool_ready(const struct cb_pool *p);
 unsigned cb_pool_size(const struct cb_pool *p);
 
-/* Daemon stop: wait for refills in flight (running the loop), destroy every
- * member, free the pool. NULL is fine. */
+/* Background teardown ("reaping") of what a deleted sandbox leaves behind.
+ *
+ * DELETE answers once the sandbox is gone for its tenant: record removed,
+ * name free, every process killed and reaped (tier stop). What remains —
+ * cgroup directories, disk image and files, the uid slot — is removed here,
+ * on the worker pool, after the answer, a few at a time so that a burst of
+ * deletes does not take every core from tenants' work (creates, execs).
+ *
+ * h: the stopped sandbox's handle (ownership moves to the pool: it is
+ * destroyed and released), or NULL to find the remains of sandbox <id> by
+ * adopting it from its directory, or failing that, piece by piece
+ * (cb_container_reclaim). Crash safety: the store record is gone before the
+ * teardown starts, so a daemon killed meanwhile finds a sandbox directory
+ * with no record at its next start; cb_pool_open() reaps every such
+ * directory. A graceful stop (cb_pool_close) finishes the teardowns first.
+ * p must not be NULL (without a pool, destroy in place). */
+void cb_pool_reap(struct cb_pool *p, struct cb_sandbox *h, const char *id);
+/* Teardowns queued or running: 0 once every deleted sandbox's host
+ * resources are freed (for /v1/info and metrics). */
+unsigned cb_pool_reaping(const struct cb_pool *p);
+
+/* Daemon stop: wait for refills and teardowns in flight (running the loop),
+ * destroy every member, free the pool. NULL is fine. */
 void cb_pool_close(struct cb_pool *p);
 
 #endif

@@ -6,7 +6,10 @@
 #include "pool.h"
 #include "runtime.h"
 
-enum op_kind { OP_START, OP_STOP, OP_PAUSE, OP_RESUME, OP_DESTROY, OP_LIMITS, OP_READY };
+/* OP_KILL is the first half of a delete: every process killed and reaped
+ * (tier stop); the handle then goes to the background teardown
+ * (cb_pool_reap). OP_DESTROY does both halves in place (no pool). */
+enum op_kind { OP_START, OP_STOP, OP_PAUSE, OP_RESUME, OP_KILL, OP_DESTROY, OP_LIMITS, OP_READY };
 
 struct cb_sbx_work {
     uv_work_t w;
@@ -23,8 +26,30 @@ struct cb_sbx_work {
     char *reason;
     cb_sbx_cb cb;
     void *arg;
+    /* Where an operation's time goes (logged at debug level, CELLBOX_DEBUG):
+     * queued behind the sandbox's other operations, waiting for a worker
+     * thread, running on it, waiting for the loop to take the result. */
+    uint64_t t_queued, t_dispatched, t_work_start, t_work_end;
     struct cb_sbx_work *next;
 };
+
+static const char *const op_names[] = {
+    [OP_START] = "start", [OP_STOP] = "stop", [OP_PAUSE] = "pause", [OP_RESUME] = "resume",
+    [OP_KILL] = "kill", [OP_DESTROY] = "destroy", [OP_LIMITS] = "limits", [OP_READY] = "ready"};
+
+static void log_op_timing(struct cb_sbx *s, const struct cb_sbx_work *w)
+{
+    if (!w->t_work_start)
+        return; /* answered on the loop */
+    uint64_t now = cb_now_ns();
+    cb_log_debug(s->rec.id,
+                 "op %s%s: queued %.2f ms, thread wait %.2f ms, worker %.2f ms, loop wait %.2f ms",
+                 op_names[w->kind], w->from_pool ? " (warm pool)" : "",
+                 (double)(w->t_dispatched - w->t_queued) / 1e6,
+                 (double)(w->t_work_start - w->t_dispatched) / 1e6,
+                 (double)(w->t_work_end - w->t_work_start) / 1e6,
+                 (double)(now - w->t_work_end) / 1e6);
+}
 
 static void run_next(struct cb_sbx *s);
 
@@ -56,7 +81,12 @@ int cb_sbx_save(struct cb_sbx *s, struct cb_error **err)
     char *spec = json_dumps(s->spec, JSON_COMPACT | JSON_SORT_KEYS);
     free(s->rec.spec_json);
     s->rec.spec_json = spec ? spec : cb_xstrdup("{}");
-    return cb_store_sandbox_update(s->d->store, &s->rec, err);
+    if (s->stored)
+        return cb_store_sandbox_update(s->d->store, &s->rec, err);
+    if (cb_store_sandbox_insert(s->d->store, &s->rec, err) < 0)
+        return -1;
+    s->stored = true;
+    return 0;
 }
 
 static void save_or_log(struct cb_sbx *s)
@@ -130,13 +160,6 @@ struct cb_sbx *cb_sbx_register(struct cb_daemon *d, struct cb_sb_record *rec,
     struct cb_sbx *s = sbx_new(d, spec);
     s->rec = *rec;
     memset(rec, 0, sizeof(*rec));
-    char *text = json_dumps(s->spec, JSON_COMPACT | JSON_SORT_KEYS);
-    free(s->rec.spec_json);
-    s->rec.spec_json = text;
-    if (cb_store_sandbox_insert(d->store, &s->rec, err) < 0) {
-        cb_sbx_unref(s);
-        return NULL;
-    }
     registry_add(d, s);
     return s;
 }
@@ -306,15 +329,18 @@ static void work_cb(uv_work_t *req)
     struct cb_sbx *s = w->s;
     const struct cb_tier_ops *t = s->d->tier;
     int r = 0;
+    w->t_work_start = cb_now_ns();
     switch (w->kind) {
     case OP_START: r = work_start(s, w); break;
     case OP_STOP: r = s->h ? t->stop(s->h, &w->err) : 0; break;
     case OP_PAUSE: r = t->pause(s->h, &w->err); break;
     case OP_RESUME: r = t->resume(s->h, &w->err); break;
+    case OP_KILL:
     case OP_DESTROY:
         if (!s->h && t->adopt(s->d->rt, s->rec.id, &s->h, NULL) < 0)
             s->h = NULL;
-        r = s->h ? t->destroy(s->h, &w->err) : 0;
+        if (s->h)
+            r = w->kind == OP_KILL ? t->stop(s->h, &w->err) : t->destroy(s->h, &w->err);
         break;
     case OP_LIMITS: r = s->h ? t->set_limits(s->h, &w->limits, &w->err) : 0; break;
     case OP_READY:
@@ -325,6 +351,7 @@ static void work_cb(uv_work_t *req)
         break;
     }
     w->result = r;
+    w->t_work_end = cb_now_ns();
 }
 
 static void finish_op(struct cb_sbx *s, struct cb_sbx_work *w)
@@ -340,8 +367,21 @@ static void finish_op(struct cb_sbx *s, struct cb_sbx_work *w)
             set_state(s, "running");
             free(s->rec.stop_reason);
             s->rec.stop_reason = NULL;
+            if (!s->stored) {
+                /* The first save of a new sandbox is the insert of its
+                 * whole record: the create's one transaction. No record,
+                 * no sandbox: on failure the create fails and its caller
+                 * deletes what was started. */
+                if (!s->deleted && cb_sbx_save(s, &w->err) < 0) {
+                    w->result = -1;
+                    cb_error_wrap(&w->err, "create");
+                }
+                return;
+            }
         } else if (strcmp(s->rec.state, "creating") == 0) {
             set_state(s, "stopped");
+            if (!s->stored)
+                return; /* never created: nothing to record */
         }
         break;
     case OP_STOP:
@@ -365,6 +405,7 @@ static void finish_op(struct cb_sbx *s, struct cb_sbx_work *w)
             cb_log_info(s->rec.id, "resumed on request");
         }
         break;
+    case OP_KILL:
     case OP_DESTROY:
     case OP_LIMITS:
         return;
@@ -377,6 +418,7 @@ static void after_work_cb(uv_work_t *req, int status)
 {
     struct cb_sbx_work *w = req->data;
     struct cb_sbx *s = w->s;
+    log_op_timing(s, w);
     if (w->kind == OP_READY && w->result == 0 && strcmp(s->rec.state, "running") != 0 &&
         !w->resumed)
         w->result = cb_error_set(&w->err, 0, CB_ERR_CONFLICT, "sandbox is %s",
@@ -402,20 +444,28 @@ static void run_next(struct cb_sbx *s)
     struct cb_sbx_work *w = s->queue;
     s->queue = w->next;
     s->busy = true;
+    w->w.data = w;
+    if (s->deleted) {
+        /* Queued behind the delete: the sandbox is gone (its remains may
+         * still be torn down in the background — never start or touch
+         * them). */
+        w->result = cb_error_set(&w->err, 0, CB_ERR_NOT_FOUND, "sandbox was deleted");
+        after_work_cb(&w->w, 0);
+        return;
+    }
     /* A brand-new sandbox (no tier handle, never started) of the pool's
      * shape takes a warm member; claiming it runs on the worker below. */
     if (w->kind == OP_START && !s->h && strcmp(s->rec.state, "creating") == 0)
         w->pooled = cb_pool_take(s->d->pool, s->rec.template_name, s->rec.tier, &w->limits);
-    if (w->kind == OP_STOP || w->kind == OP_DESTROY)
+    if (w->kind == OP_STOP || w->kind == OP_KILL || w->kind == OP_DESTROY)
         detach_initc(s); /* we end init on purpose: no "init died" record */
     if (w->kind == OP_READY && strcmp(s->rec.state, "running") == 0 &&
         cb_initc_alive(s->initc)) {
         /* Fast path: nothing to do on a worker thread. */
-        w->w.data = w;
         after_work_cb(&w->w, 0);
         return;
     }
-    w->w.data = w;
+    w->t_dispatched = cb_now_ns();
     uv_queue_work(s->d->loop, &w->w, work_cb, after_work_cb);
 }
 
@@ -429,6 +479,7 @@ static void enqueue(struct cb_sbx *s, enum op_kind kind, const char *reason, cb_
     w->cb = cb;
     w->arg = arg;
     w->reason = reason ? cb_xstrdup(reason) : NULL;
+    w->t_queued = cb_now_ns();
     cb_sbx_limits(s, &w->limits);
     cb_sbx_ref(s);
     struct cb_sbx_work **pp = &s->queue;
@@ -461,27 +512,42 @@ void cb_sbx_ready(struct cb_sbx *s, cb_sbx_cb cb, void *arg)
 struct delete_ctx {
     cb_sbx_cb cb;
     void *arg;
+    bool teardown_later; /* OP_KILL: the rest of the teardown is still to do */
 };
 
+/* The record goes in the same step as the registry entry: a delete that
+ * cannot remove it fails (the sandbox stays, stopped — its processes are
+ * dead — and the delete can be retried), so a 204 always means "no record". */
 static void delete_done(struct cb_sbx *s, struct cb_error *err, void *arg)
 {
     struct delete_ctx *dc = arg;
-    if (!err) {
-        struct cb_error *e2 = NULL;
-        if (cb_store_sandbox_delete(s->d->store, s->rec.id, &e2) < 0) {
-            cb_log_error(s->rec.id, "delete record: %s", e2->message);
-            cb_error_free(e2);
-        }
+    struct cb_error *store_err = NULL;
+    if (!err && s->stored && cb_store_sandbox_delete(s->d->store, s->rec.id, &store_err) < 0) {
+        cb_log_error(s->rec.id, "delete record: %s", store_err->message);
+        set_state(s, "stopped");
+        err = store_err;
+    }
+    bool gone = err == NULL;
+    if (gone) {
         s->deleted = true;
         registry_remove(s->d, s);
         cb_log_info(s->rec.id, "deleted");
+        /* Everything in it is dead: the rest (cgroups, files, uid slot)
+         * is torn down after the caller's answer (pool.h). */
+        if (dc->teardown_later && s->d->pool)
+            cb_pool_reap(s->d->pool, steal_ptr(s->h), s->rec.id);
+        else if (dc->teardown_later && s->h)
+            /* Killed while the daemon stops (its pool, which runs
+             * teardowns, is closed): finish here, blocking the loop. */
+            s->d->tier->destroy(s->h, NULL);
     } else {
         s->deleting = false;
     }
     if (dc->cb)
         dc->cb(s, err, dc->arg);
     free(dc);
-    if (!err)
+    cb_error_free(store_err);
+    if (gone)
         cb_sbx_unref(s); /* the registry's reference */
 }
 
@@ -491,7 +557,8 @@ void cb_sbx_delete(struct cb_sbx *s, cb_sbx_cb cb, void *arg)
     dc->cb = cb;
     dc->arg = arg;
     s->deleting = true;
-    enqueue(s, OP_DESTROY, NULL, delete_done, dc);
+    dc->teardown_later = s->d->pool != NULL;
+    enqueue(s, dc->teardown_later ? OP_KILL : OP_DESTROY, NULL, delete_done, dc);
 }
 
 /* ---------------------------------------------------------- recovery */
@@ -510,6 +577,7 @@ static void recover_one(const struct cb_sb_record *r, void *arg)
         r->created_at, r->expires_at, r->idle_timeout, cb_xstrdup(r->on_idle),
         cb_xstrdup(r->spec_json), r->seq,
         r->stop_reason ? cb_xstrdup(r->stop_reason) : NULL};
+    s->stored = true;
     registry_add(d, s);
     if (r->seq >= d->next_seq)
         d->next_seq = r->seq + 1;

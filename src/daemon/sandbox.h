@@ -47,6 +47,7 @@ struct cb_sbx {
     struct cb_sandbox *h; /* tier handle, NULL when none */
     struct cb_initc *initc;
     bool busy, deleted, deleting;
+    bool stored;         /* has a store record (inserted once its create succeeded) */
     struct cb_sbx_work *queue;
     double last_active;
     int attached;        /* open streams: hold off idle action */
@@ -64,12 +65,18 @@ void cb_sbx_unref(struct cb_sbx *s);
 struct cb_sbx *cb_sbx_find(struct cb_daemon *d, const char *tenant, bool is_admin,
                            const char *id_or_name);
 const char *cb_sbx_state(const struct cb_sbx *s);
-/* Persist s->rec (spec re-serialised) in one transaction. */
+/* Persist s->rec (spec re-serialised) in one transaction: an update, or
+ * the insert of the record of a sandbox whose create just succeeded. */
 int cb_sbx_save(struct cb_sbx *s, struct cb_error **err);
 void cb_sbx_touch(struct cb_sbx *s); /* API activity: postpones idle action */
 
-/* Register a new sandbox from a complete record (state "creating"); inserts
- * it in the store. Returns NULL with *err (CONFLICT when the name is taken). */
+/* Register a new sandbox from a complete record (state "creating") in the
+ * daemon's registry: from now on its id and name are taken and it counts in
+ * quotas. Its store record is inserted only when cb_sbx_start() succeeded,
+ * so a create costs one transaction; a daemon that dies before that leaves
+ * a sandbox directory without a record, which the next start tears down
+ * (pool.h) — the client never got its 201. Never NULL today; err is for
+ * callers that check. */
 struct cb_sbx *cb_sbx_register(struct cb_daemon *d, struct cb_sb_record *rec,
                                json_t *spec, struct cb_error **err);
 
@@ -79,6 +86,12 @@ void cb_sbx_start(struct cb_sbx *s, cb_sbx_cb cb, void *arg);   /* create+start 
 void cb_sbx_stop(struct cb_sbx *s, const char *reason, cb_sbx_cb cb, void *arg);
 void cb_sbx_pause(struct cb_sbx *s, cb_sbx_cb cb, void *arg);
 void cb_sbx_resume(struct cb_sbx *s, cb_sbx_cb cb, void *arg);
+/* Delete: cb runs (err NULL) once every process of the sandbox is dead and
+ * reaped, its record removed and its id and name free; s is then marked
+ * deleted and out of the registry, and operations still queued on it fail
+ * with NOT_FOUND. With a warm pool (always, in cellboxd) the rest of the
+ * teardown runs after cb, in the background (cb_pool_reap); without one it
+ * runs before cb. */
 void cb_sbx_delete(struct cb_sbx *s, cb_sbx_cb cb, void *arg);
 void cb_sbx_set_limits(struct cb_sbx *s, cb_sbx_cb cb, void *arg);
 /* Run cb once the sandbox can take process/file work: waits for queued

@@ -4,8 +4,22 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Prepared statements are kept for the life of the connection: a create or
+ * delete then costs SQLite a bind and a step, not a parse and plan of its
+ * SQL. Keyed by the address of the SQL text (each call site passes a string
+ * literal). A statement already in use (a callback of foreach calling back
+ * into the store) is prepared afresh and finalized after. */
+#define STMT_CACHE_SIZE 48
+
+struct cached_stmt {
+    const char *sql;
+    sqlite3_stmt *stmt;
+    bool in_use;
+};
+
 struct cb_store {
     sqlite3 *db;
+    struct cached_stmt cache[STMT_CACHE_SIZE];
 };
 
 /* Migration i brings the schema from version i to i + 1. Never edit a step
@@ -38,6 +52,43 @@ static int db_error(struct cb_store *st, struct cb_error **err, const char *what
 {
     return cb_error_set(err, 0, CB_ERR_INTERNAL, "state database: %s: %s", what,
                         sqlite3_errmsg(st->db));
+}
+
+/* A ready statement for sql; give it back with release(). SQLITE_OK or an
+ * SQLite error code (the message is then in sqlite3_errmsg). */
+static int prepare(struct cb_store *st, const char *sql, sqlite3_stmt **out)
+{
+    struct cached_stmt *free_slot = NULL;
+    for (size_t i = 0; i < STMT_CACHE_SIZE; i++) {
+        struct cached_stmt *c = &st->cache[i];
+        if (c->sql == sql && !c->in_use) {
+            c->in_use = true;
+            *out = c->stmt;
+            return SQLITE_OK;
+        }
+        if (!c->sql && !free_slot)
+            free_slot = c;
+    }
+    bool keep = free_slot != NULL;
+    int rc = sqlite3_prepare_v3(st->db, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, out, NULL);
+    if (rc == SQLITE_OK && keep)
+        *free_slot = (struct cached_stmt){sql, *out, true};
+    return rc;
+}
+
+/* Reset a statement from prepare() for its next use (or finalize it when
+ * it was not cached). Resetting also ends its read transaction. */
+static void release(struct cb_store *st, sqlite3_stmt *s)
+{
+    for (size_t i = 0; i < STMT_CACHE_SIZE; i++) {
+        if (st->cache[i].stmt == s && st->cache[i].in_use) {
+            sqlite3_reset(s);
+            sqlite3_clear_bindings(s);
+            st->cache[i].in_use = false;
+            return;
+        }
+    }
+    sqlite3_finalize(s);
 }
 
 static int exec_sql(struct cb_store *st, const char *sql, struct cb_error **err)
@@ -119,6 +170,8 @@ void cb_store_close(struct cb_store *st)
 {
     if (!st)
         return;
+    for (size_t i = 0; i < STMT_CACHE_SIZE; i++)
+        sqlite3_finalize(st->cache[i].stmt);
     sqlite3_close_v2(st->db);
     free(st);
 }
@@ -147,7 +200,7 @@ static int step_done(struct cb_store *st, sqlite3_stmt *s, struct cb_error **err
         r = cb_error_set(err, 0, CB_ERR_CONFLICT, "%s: already exists", what);
     else if (rc != SQLITE_DONE)
         r = db_error(st, err, what);
-    sqlite3_finalize(s);
+    release(st, s);
     return r;
 }
 
@@ -172,11 +225,10 @@ int cb_store_sandbox_insert(struct cb_store *st, const struct cb_sb_record *r,
                             struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT INTO sandboxes (id, tenant, name, state, tier, template,"
-                           " created_at, expires_at, idle_timeout, on_idle, spec, seq,"
-                           " stop_reason) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "INSERT INTO sandboxes (id, tenant, name, state, tier, template,"
+                " created_at, expires_at, idle_timeout, on_idle, spec, seq,"
+                " stop_reason) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)", &s) != SQLITE_OK)
         return db_error(st, err, "insert sandbox");
     bind_sandbox(s, r);
     return step_done(st, s, err, "sandbox name");
@@ -186,11 +238,10 @@ int cb_store_sandbox_update(struct cb_store *st, const struct cb_sb_record *r,
                             struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "UPDATE sandboxes SET tenant=?2, name=?3, state=?4, tier=?5,"
-                           " template=?6, created_at=?7, expires_at=?8, idle_timeout=?9,"
-                           " on_idle=?10, spec=?11, seq=?12, stop_reason=?13 WHERE id=?1",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "UPDATE sandboxes SET tenant=?2, name=?3, state=?4, tier=?5,"
+                " template=?6, created_at=?7, expires_at=?8, idle_timeout=?9,"
+                " on_idle=?10, spec=?11, seq=?12, stop_reason=?13 WHERE id=?1", &s) != SQLITE_OK)
         return db_error(st, err, "update sandbox");
     bind_sandbox(s, r);
     return step_done(st, s, err, "sandbox name");
@@ -199,7 +250,7 @@ int cb_store_sandbox_update(struct cb_store *st, const struct cb_sb_record *r,
 int cb_store_sandbox_delete(struct cb_store *st, const char *id, struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db, "DELETE FROM sandboxes WHERE id=?1", -1, &s, NULL) !=
+    if (prepare(st, "DELETE FROM sandboxes WHERE id=?1", &s) !=
         SQLITE_OK)
         return db_error(st, err, "delete sandbox");
     bind_text(s, 1, id);
@@ -225,11 +276,10 @@ int cb_store_sandbox_foreach(struct cb_store *st,
                              void *arg, struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT id, tenant, name, state, tier, template, created_at,"
-                           " expires_at, idle_timeout, on_idle, spec, seq, stop_reason"
-                           " FROM sandboxes ORDER BY seq",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "SELECT id, tenant, name, state, tier, template, created_at,"
+                " expires_at, idle_timeout, on_idle, spec, seq, stop_reason"
+                " FROM sandboxes ORDER BY seq", &s) != SQLITE_OK)
         return db_error(st, err, "list sandboxes");
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -252,7 +302,7 @@ int cb_store_sandbox_foreach(struct cb_store *st,
         cb_sb_record_clear(&r);
     }
     int r = rc == SQLITE_DONE ? 0 : db_error(st, err, "list sandboxes");
-    sqlite3_finalize(s);
+    release(st, s);
     return r;
 }
 
@@ -260,12 +310,11 @@ int64_t cb_store_sandbox_max_seq(struct cb_store *st)
 {
     sqlite3_stmt *s = NULL;
     int64_t v = 0;
-    if (sqlite3_prepare_v2(st->db, "SELECT COALESCE(MAX(seq),0) FROM sandboxes", -1,
-                           &s, NULL) != SQLITE_OK)
+    if (prepare(st, "SELECT COALESCE(MAX(seq),0) FROM sandboxes", &s) != SQLITE_OK)
         return 0;
     if (sqlite3_step(s) == SQLITE_ROW)
         v = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
+    release(st, s);
     return v;
 }
 
@@ -273,10 +322,9 @@ int cb_store_event_add(struct cb_store *st, const char *sandbox_id, const char *
                        const char *detail, struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT INTO events (sandbox_id, at, kind, detail)"
-                           " VALUES (?1,?2,?3,?4)",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "INSERT INTO events (sandbox_id, at, kind, detail)"
+                " VALUES (?1,?2,?3,?4)", &s) != SQLITE_OK)
         return db_error(st, err, "add event");
     bind_text(s, 1, sandbox_id);
     sqlite3_bind_double(s, 2, cb_wall_time());
@@ -289,15 +337,14 @@ int cb_store_event_count(struct cb_store *st, const char *sandbox_id, const char
 {
     sqlite3_stmt *s = NULL;
     int n = -1;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT COUNT(*) FROM events WHERE sandbox_id=?1 AND kind=?2",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "SELECT COUNT(*) FROM events WHERE sandbox_id=?1 AND kind=?2", &s) != SQLITE_OK)
         return -1;
     bind_text(s, 1, sandbox_id);
     bind_text(s, 2, kind);
     if (sqlite3_step(s) == SQLITE_ROW)
         n = sqlite3_column_int(s, 0);
-    sqlite3_finalize(s);
+    release(st, s);
     return n;
 }
 
@@ -305,10 +352,9 @@ int cb_store_key_insert(struct cb_store *st, const char *id, const char *tenant,
                         const char *hash_hex, const char *prefix, struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT INTO api_keys (id, tenant, hash, prefix, created_at)"
-                           " VALUES (?1,?2,?3,?4,?5)",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "INSERT INTO api_keys (id, tenant, hash, prefix, created_at)"
+                " VALUES (?1,?2,?3,?4,?5)", &s) != SQLITE_OK)
         return db_error(st, err, "insert key");
     bind_text(s, 1, id);
     bind_text(s, 2, tenant);
@@ -321,8 +367,7 @@ int cb_store_key_insert(struct cb_store *st, const char *id, const char *tenant,
 int cb_store_key_lookup(struct cb_store *st, const char *hash_hex, char **tenant)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db, "SELECT tenant FROM api_keys WHERE hash=?1", -1, &s,
-                           NULL) != SQLITE_OK)
+    if (prepare(st, "SELECT tenant FROM api_keys WHERE hash=?1", &s) != SQLITE_OK)
         return -1;
     bind_text(s, 1, hash_hex);
     int r = 0;
@@ -330,7 +375,7 @@ int cb_store_key_lookup(struct cb_store *st, const char *hash_hex, char **tenant
         *tenant = column_dup(s, 0);
         r = 1;
     }
-    sqlite3_finalize(s);
+    release(st, s);
     return r;
 }
 
@@ -346,10 +391,9 @@ int cb_store_key_list(struct cb_store *st, struct cb_key_record **items,
                       size_t *count, struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT id, tenant, prefix, created_at FROM api_keys"
-                           " ORDER BY created_at",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "SELECT id, tenant, prefix, created_at FROM api_keys"
+                " ORDER BY created_at", &s) != SQLITE_OK)
         return db_error(st, err, "list keys");
     struct cb_key_record *v = NULL;
     size_t n = 0;
@@ -358,7 +402,7 @@ int cb_store_key_list(struct cb_store *st, struct cb_key_record **items,
         v[n++] = (struct cb_key_record){column_dup(s, 0), column_dup(s, 1),
                                         column_dup(s, 2), sqlite3_column_double(s, 3)};
     }
-    sqlite3_finalize(s);
+    release(st, s);
     *items = v;
     *count = n;
     return 0;
@@ -367,7 +411,7 @@ int cb_store_key_list(struct cb_store *st, struct cb_key_record **items,
 int cb_store_key_delete(struct cb_store *st, const char *id, struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db, "DELETE FROM api_keys WHERE id=?1", -1, &s, NULL) !=
+    if (prepare(st, "DELETE FROM api_keys WHERE id=?1", &s) !=
         SQLITE_OK)
         return db_error(st, err, "delete key");
     bind_text(s, 1, id);
@@ -380,12 +424,11 @@ int cb_store_tenant_set(struct cb_store *st, const char *tenant,
                         const struct cb_tenant_quota *q, struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT INTO tenants (name, max_sandboxes, max_memory_mb)"
-                           " VALUES (?1,?2,?3) ON CONFLICT(name) DO UPDATE SET"
-                           " max_sandboxes=excluded.max_sandboxes,"
-                           " max_memory_mb=excluded.max_memory_mb",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "INSERT INTO tenants (name, max_sandboxes, max_memory_mb)"
+                " VALUES (?1,?2,?3) ON CONFLICT(name) DO UPDATE SET"
+                " max_sandboxes=excluded.max_sandboxes,"
+                " max_memory_mb=excluded.max_memory_mb", &s) != SQLITE_OK)
         return db_error(st, err, "set tenant");
     bind_text(s, 1, tenant);
     sqlite3_bind_int64(s, 2, q->max_sandboxes);
@@ -396,9 +439,8 @@ int cb_store_tenant_set(struct cb_store *st, const char *tenant,
 int cb_store_tenant_get(struct cb_store *st, const char *tenant, struct cb_tenant_quota *q)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT max_sandboxes, max_memory_mb FROM tenants WHERE name=?1",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "SELECT max_sandboxes, max_memory_mb FROM tenants WHERE name=?1", &s) != SQLITE_OK)
         return -1;
     bind_text(s, 1, tenant);
     int r = 0;
@@ -407,7 +449,7 @@ int cb_store_tenant_get(struct cb_store *st, const char *tenant, struct cb_tenan
         q->max_memory_mb = sqlite3_column_int64(s, 1);
         r = 1;
     }
-    sqlite3_finalize(s);
+    release(st, s);
     return r;
 }
 
@@ -429,10 +471,9 @@ int cb_store_port_insert(struct cb_store *st, const struct cb_port_record *r,
                          struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "INSERT INTO ports (sandbox_id, port, public, token, created_at)"
-                           " VALUES (?1,?2,?3,?4,?5)",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "INSERT INTO ports (sandbox_id, port, public, token, created_at)"
+                " VALUES (?1,?2,?3,?4,?5)", &s) != SQLITE_OK)
         return db_error(st, err, "insert port");
     bind_text(s, 1, r->sandbox_id);
     sqlite3_bind_int(s, 2, r->port);
@@ -446,8 +487,7 @@ int cb_store_port_set_public(struct cb_store *st, const char *sandbox_id, uint16
                              bool is_public, struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db, "UPDATE ports SET public=?3 WHERE sandbox_id=?1 AND port=?2",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st, "UPDATE ports SET public=?3 WHERE sandbox_id=?1 AND port=?2", &s) != SQLITE_OK)
         return db_error(st, err, "update port");
     bind_text(s, 1, sandbox_id);
     sqlite3_bind_int(s, 2, port);
@@ -470,10 +510,9 @@ int cb_store_port_get(struct cb_store *st, const char *sandbox_id, uint16_t port
                       struct cb_port_record *out)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT sandbox_id, port, public, token, created_at FROM ports"
-                           " WHERE sandbox_id=?1 AND port=?2",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "SELECT sandbox_id, port, public, token, created_at FROM ports"
+                " WHERE sandbox_id=?1 AND port=?2", &s) != SQLITE_OK)
         return -1;
     bind_text(s, 1, sandbox_id);
     sqlite3_bind_int(s, 2, port);
@@ -482,7 +521,7 @@ int cb_store_port_get(struct cb_store *st, const char *sandbox_id, uint16_t port
         port_from_row(s, out);
         r = 1;
     }
-    sqlite3_finalize(s);
+    release(st, s);
     return r;
 }
 
@@ -491,10 +530,9 @@ int cb_store_port_list(struct cb_store *st, const char *sandbox_id,
                        struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db,
-                           "SELECT sandbox_id, port, public, token, created_at FROM ports"
-                           " WHERE sandbox_id=?1 ORDER BY port",
-                           -1, &s, NULL) != SQLITE_OK)
+    if (prepare(st,
+                "SELECT sandbox_id, port, public, token, created_at FROM ports"
+                " WHERE sandbox_id=?1 ORDER BY port", &s) != SQLITE_OK)
         return db_error(st, err, "list ports");
     bind_text(s, 1, sandbox_id);
     struct cb_port_record *v = NULL;
@@ -503,7 +541,7 @@ int cb_store_port_list(struct cb_store *st, const char *sandbox_id,
         v = cb_xrealloc(v, (n + 1) * sizeof(*v));
         port_from_row(s, &v[n++]);
     }
-    sqlite3_finalize(s);
+    release(st, s);
     *items = v;
     *count = n;
     return 0;
@@ -513,8 +551,7 @@ int cb_store_port_delete(struct cb_store *st, const char *sandbox_id, uint16_t p
                          struct cb_error **err)
 {
     sqlite3_stmt *s = NULL;
-    if (sqlite3_prepare_v2(st->db, "DELETE FROM ports WHERE sandbox_id=?1 AND port=?2", -1,
-                           &s, NULL) != SQLITE_OK)
+    if (prepare(st, "DELETE FROM ports WHERE sandbox_id=?1 AND port=?2", &s) != SQLITE_OK)
         return db_error(st, err, "delete port");
     bind_text(s, 1, sandbox_id);
     sqlite3_bind_int(s, 2, port);

@@ -4,7 +4,14 @@ All must succeed, and afterwards nothing may be left behind: daemon fds,
 mounts (host side) that name the state dir, cgroup directories under the
 sandbox parent in every hierarchy, and uid-range slot files. A warm pool, if
 the daemon keeps one, refills to its size, so the comparison waits for the
-counts to settle back to where they started."""
+counts to settle back to where they started. Deleted sandboxes are torn down
+in the background after their 204 (test_delete.py), so the comparison also
+waits for that.
+
+Cgroups: the sandbox parent is shared by every cellboxd on the host (other
+test runs too), so only cgroups named after this daemon's sandboxes and pool
+members (its state dir) are counted, and every sandbox the test made must
+have none left."""
 import concurrent.futures
 import glob
 import os
@@ -14,10 +21,16 @@ CLIENTS = 50
 EXECS = 20
 
 
-def footprint(daemon):
+def cgroup_names():
+    return [e.name for p in glob.glob("/sys/fs/cgroup/*/cellbox") + glob.glob("/sys/fs/cgroup/cellbox")
+            for e in os.scandir(p) if e.is_dir()]
+
+
+def footprint(daemon, ids=()):
     mounts = sum(1 for line in open("/proc/self/mountinfo") if daemon.state_dir in line)
-    cgroups = sum(len([e for e in os.scandir(p) if e.is_dir()])
-                  for p in glob.glob("/sys/fs/cgroup/*/cellbox"))
+    sandboxes = os.path.join(daemon.state_dir, "sandboxes")
+    ours = set(os.listdir(sandboxes) if os.path.isdir(sandboxes) else []) | set(ids)
+    cgroups = sum(1 for name in cgroup_names() if name in ours)
     slots_dir = os.path.join(daemon.state_dir, "uidslots")
     slots = len(os.listdir(slots_dir)) if os.path.isdir(slots_dir) else 0
     return {"fds": daemon.fd_count(), "mounts": mounts, "cgroups": cgroups,
@@ -34,11 +47,11 @@ def pool_full(daemon, timeout=30):
         time.sleep(0.1)
 
 
-def settled(daemon, base, timeout=30):
+def settled(daemon, base, ids, timeout=30):
     pool_full(daemon, timeout)
     deadline = time.time() + timeout
     while True:
-        now = footprint(daemon)
+        now = footprint(daemon, ids)
         # fds may differ by the couple the client connections leave in flight.
         if (now["mounts"] == base["mounts"] and now["cgroups"] == base["cgroups"]
                 and now["uid_slots"] == base["uid_slots"] and now["fds"] <= base["fds"] + 2):
@@ -53,8 +66,11 @@ def test_fifty_clients_no_leaks(daemon, sandbox_works):
     time.sleep(0.3)
     base = footprint(daemon)
 
+    ids = []
+
     def client(i):
         sb = daemon.create_sandbox(metadata={"client": str(i)})
+        ids.append(sb["id"])
         try:
             for j in range(EXECS):
                 r = daemon.exec(sb["id"], argv=["echo", "%d-%d" % (i, j)])
@@ -67,7 +83,8 @@ def test_fifty_clients_no_leaks(daemon, sandbox_works):
         done = list(ex.map(client, range(CLIENTS)))
     assert done == list(range(CLIENTS))
     assert daemon.request("GET", "/v1/sandboxes").json()["items"] == []
-    after = settled(daemon, base)
+    after = settled(daemon, base, ids)
+    assert [n for n in cgroup_names() if n in ids] == []
     assert after["mounts"] == base["mounts"], (base, after)
     assert after["cgroups"] == base["cgroups"], (base, after)
     assert after["uid_slots"] == base["uid_slots"], (base, after)

@@ -159,6 +159,10 @@ static json_t *build_spec(json_t *body, struct create_args *a, struct cb_error *
 struct create_ctx {
     struct cb_http_req *req;
     uint64_t t0;
+    /* Stage times (debug log): request parsed and checked (quota
+     * included), registered; the start operation (tier work, then the
+     * record insert) logs its own. */
+    uint64_t t_checked, t_registered;
 };
 
 static void create_cleanup_done(struct cb_sbx *s, struct cb_error *err, void *arg) {}
@@ -171,7 +175,12 @@ static void create_done(struct cb_sbx *s, struct cb_error *err, void *arg)
         cb_http_respond_cb_error(cc->req, err);
         cb_sbx_delete(s, create_cleanup_done, NULL);
     } else {
-        cb_metrics_create(s->d->metrics, (double)(cb_now_ns() - cc->t0) / 1e9);
+        uint64_t now = cb_now_ns();
+        cb_metrics_create(s->d->metrics, (double)(now - cc->t0) / 1e9);
+        cb_log_debug(s->rec.id, "create: request and checks %.2f ms, register %.2f ms, "
+                     "start and record %.2f ms", (double)(cc->t_checked - cc->t0) / 1e6,
+                     (double)(cc->t_registered - cc->t_checked) / 1e6,
+                     (double)(now - cc->t_registered) / 1e6);
         cb_log_info(s->rec.id, "created");
         cb_http_respond_json(cc->req, 201, cb_api_sandbox_json(s, false));
     }
@@ -207,6 +216,7 @@ void cb_api_sandbox_create(struct cb_http_req *req)
                     json_integer_value(json_object_get(json_object_get(spec, "limits"), "memory_mb")),
                     &err) < 0)
         goto fail;
+    uint64_t t_checked = cb_now_ns();
     char hex[17];
     cb_random_hex(hex, 8);
     double now = cb_wall_time();
@@ -224,6 +234,8 @@ void cb_api_sandbox_create(struct cb_http_req *req)
     struct create_ctx *cc = cb_xcalloc(1, sizeof(*cc));
     cc->req = req;
     cc->t0 = req->started_ns;
+    cc->t_checked = t_checked;
+    cc->t_registered = cb_now_ns();
     json_decref(body);
     cb_sbx_start(s, create_done, cc);
     return;
