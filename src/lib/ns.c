@@ -37,6 +37,10 @@ static int step_wait_parent(struct cb_child_config *c, int *detail)
      * sit in the sandbox's cgroups. EOF means the parent gave up. */
     char go;
     ssize_t n;
+    /* Our fd table is a copy of the daemon's: drop its end of the pair, or
+     * a daemon killed before releasing us would leave us blocked here
+     * forever, holding copies of its listening socket and database. */
+    close(c->parent_sync_fd);
     do
         n = read(c->sync_fd, &go, 1);
     while (n < 0 && errno == EINTR);
@@ -447,6 +451,7 @@ static int spawn_prepared(struct cb_child_config *c, pid_t *pid_out, int *pidfd_
         c->ncgroup_fds = n;
     }
     c->sync_fd = steal_fd(child_end); /* spawn_child closes it after clone */
+    c->parent_sync_fd = parent_end;
     int r = spawn_child(c, parent_end, pid_out, pidfd_out, err);
     for (int i = 0; i < c->ncgroup_fds; i++)
         close(c->cgroup_fds[i]);

@@ -59,6 +59,7 @@ struct cb_child_config {
                                 only: the caller checked allow_weaken */
     /* used internally */
     int sync_fd;
+    int parent_sync_fd; /* the parent's end: the child closes its copy */
     int null_fd;
     int cgroup_fds[CB_CGROUP_MAX_DIRS]; /* v1 "tasks" files the child joins itself */
     int ncgroup_fds;

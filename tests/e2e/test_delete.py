@@ -152,6 +152,20 @@ def test_kill9_before_teardown_is_finished_at_restart(own_daemon):
     assert d.exec(sb["id"], cmd="echo ok")["stdout"] == "ok\n"
 
 
+def holders_of(path):
+    """Host pids with an fd open on path."""
+    pids = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                if os.readlink(f"/proc/{pid}/fd/{fd}") == path:
+                    pids.append(int(pid))
+                    break
+        except OSError:
+            continue
+    return pids
+
+
 def test_kill9_during_churn_leaks_nothing(own_daemon):
     """kill -9 while clients create, exec and delete: the restarted daemon
     finishes every interrupted delete and create (sandboxes with no record),
@@ -183,12 +197,15 @@ def test_kill9_during_churn_leaks_nothing(own_daemon):
     for t in threads:
         t.join(30)
     assert seen
-    # The killed daemon's socket file stays behind. Once in a few runs a
-    # connect to it right after the kill did not fail but hung until its
-    # timeout (the old listening socket still open in some process that
-    # outlived the daemon, e.g. a child forked mid-create — reported to the
-    # lead); remove it so /healthz polls only reach the new daemon.
-    os.unlink(d.socket_path)
+    # Nothing outlives the daemon holding its files: a sandbox child cloned
+    # mid-create, still waiting for the daemon's go, used to block forever
+    # with copies of the daemon's fds (its listening socket: connects to the
+    # old path hung instead of failing). It now sees EOF and exits.
+    db = os.path.realpath(os.path.join(d.state_dir, "state.db"))
+    deadline = time.monotonic() + 10
+    while holders_of(db) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert holders_of(db) == []
     d.start()
     for sb in d.request("GET", "/v1/sandboxes?limit=1000").json()["items"]:
         assert d.delete_sandbox(sb["id"]).status == 204
