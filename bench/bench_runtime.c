@@ -1,6 +1,7 @@
 /* bench_runtime — container-tier latencies (a benchmark, never a test).
  *
  *   build/bench/bench_runtime [N_MAX=100]
+ *   build/bench/bench_runtime --idle N --json PATH   (see idle_main)
  *
  * Prints and writes bench/results/runtime.json: create+start+first exec
  * p50/p99 for 1, 10, 100 live sandboxes; exec round trip vs a bare
@@ -145,8 +146,197 @@ static uint64_t runc_run(const char *root, const char *bundle, int i)
     return status == 0 ? cb_now_ns() - t0 : 0;
 }
 
+/* ---- --idle N: does start slow down as idle sandboxes accumulate? ----
+ *
+ *   build/bench/bench_runtime --idle N --json PATH [--samples S] [--disk-mb M]
+ *
+ * Starts N idle sandboxes (create+start, nothing running but init), then
+ * times S rounds of create, start, first exec and destroy of one more
+ * sandbox, prints p50/p99 of each phase and writes them as JSON to PATH.
+ * Sandboxes get a disk limit of M MiB (default 2048, the warm pool's; 0 =
+ * none) so the disk-image path (loop device + ext4) is measured where the
+ * host has no project quotas. Everything it made is destroyed at the end. */
+struct idle_opts {
+    int idle, samples;
+    uint64_t disk_bytes;
+    const char *json;
+};
+
+/* The last is the sum of the first three: issue 2's create+first exec. */
+enum { IDLE_PHASES = 5 };
+static const char *const idle_phase_names[IDLE_PHASES] = {"create", "start", "exec", "destroy",
+                                                          "create_start_exec"};
+
+static int idle_parse(int argc, char **argv, struct idle_opts *o)
+{
+    *o = (struct idle_opts){.idle = -1, .samples = 40, .disk_bytes = 2048ull << 20};
+    for (int i = 1; i + 1 < argc; i += 2) {
+        if (strcmp(argv[i], "--idle") == 0)
+            o->idle = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--samples") == 0)
+            o->samples = atoi(argv[i + 1]);
+        else if (strcmp(argv[i], "--disk-mb") == 0)
+            o->disk_bytes = strtoull(argv[i + 1], NULL, 10) << 20;
+        else if (strcmp(argv[i], "--json") == 0)
+            o->json = argv[i + 1];
+        else
+            return -1;
+    }
+    return o->idle < 0 || o->idle > 20000 || o->samples < 1 || o->samples > 10000 || !o->json
+               ? -1 : 0;
+}
+
+static int idle_make(struct cb_runtime *rt, const char *id, uint64_t disk_bytes,
+                     struct cb_sandbox **out, struct cb_error **err)
+{
+    struct cb_sandbox_spec spec = {.id = id, .template_name = "host",
+                                   .limits = {.disk_bytes = disk_bytes}};
+    if (T->create(rt, &spec, out, err) < 0)
+        return -1;
+    if (T->start(*out, err) == 0)
+        return 0;
+    T->destroy(*out, NULL);
+    T->release(*out);
+    *out = NULL;
+    return -1;
+}
+
+/* One timed round: create, start, first exec, destroy. */
+static int idle_round(struct cb_runtime *rt, int i, uint64_t disk_bytes,
+                      uint64_t *t[IDLE_PHASES], struct cb_error **err)
+{
+    char id[32];
+    snprintf(id, sizeof id, "sb_sample%d", i);
+    struct cb_sandbox_spec spec = {.id = id, .template_name = "host",
+                                   .limits = {.disk_bytes = disk_bytes}};
+    struct cb_sandbox *sb;
+    uint64_t t0 = cb_now_ns();
+    if (T->create(rt, &spec, &sb, err) < 0)
+        return -1;
+    uint64_t t1 = cb_now_ns();
+    int r = T->start(sb, err);
+    uint64_t t2 = cb_now_ns();
+    if (r == 0)
+        r = exec_true(sb);
+    uint64_t t3 = cb_now_ns();
+    if (T->destroy(sb, r == 0 ? err : NULL) < 0)
+        r = -1;
+    uint64_t t4 = cb_now_ns();
+    T->release(sb);
+    t[0][i] = t1 - t0, t[1][i] = t2 - t1, t[2][i] = t3 - t2, t[3][i] = t4 - t3;
+    t[4][i] = t3 - t0;
+    return r;
+}
+
+static void idle_report(const struct idle_opts *o, uint64_t *t[IDLE_PHASES], int n)
+{
+    FILE *f = fopen(o->json, "w");
+    if (f)
+        fprintf(f, "{\n  \"idle\": %d,\n  \"samples\": %d,\n  \"disk_mb\": %llu", o->idle, n,
+                (unsigned long long)(o->disk_bytes >> 20));
+    printf("%d idle sandboxes, n=%d, disk %llu MiB\n", o->idle, n,
+           (unsigned long long)(o->disk_bytes >> 20));
+    for (int k = 0; k < IDLE_PHASES; k++) {
+        double p50 = pct(t[k], n, 0.5), p99 = pct(t[k], n, 0.99);
+        printf("  %-17s p50 %7.3f ms  p99 %7.3f ms\n", idle_phase_names[k], p50, p99);
+        if (f)
+            fprintf(f, ",\n  \"%s_ms\": {\"p50\": %.3f, \"p99\": %.3f}", idle_phase_names[k],
+                    p50, p99);
+    }
+    if (f) {
+        fputs("\n}\n", f);
+        fclose(f);
+    }
+}
+
+static int idle_destroy_all(struct cb_sandbox **sbs, int n)
+{
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        struct cb_error *err = NULL;
+        if (sbs[i] && T->destroy(sbs[i], &err) < 0) {
+            fprintf(stderr, "bench: destroy: %s\n", err->message);
+            cb_error_free(err);
+            failed = 1;
+        }
+        if (sbs[i])
+            T->release(sbs[i]);
+    }
+    return failed;
+}
+
+static int idle_measure(struct cb_runtime *rt, const struct idle_opts *o,
+                        struct cb_sandbox **sbs)
+{
+    struct cb_error *err = NULL;
+    for (int i = 0; i < o->idle; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "sb_idle%d", i);
+        if (idle_make(rt, id, o->disk_bytes, &sbs[i], &err) < 0) {
+            fprintf(stderr, "bench: idle %d: %s\n", i, err ? err->message : "?");
+            return -1;
+        }
+        if ((i + 1) % 500 == 0)
+            fprintf(stderr, "bench: %d idle\n", i + 1);
+    }
+    uint64_t *t[IDLE_PHASES];
+    for (int k = 0; k < IDLE_PHASES; k++)
+        t[k] = calloc((size_t)o->samples, sizeof **t);
+    int r = 0, n = 0;
+    for (; n < o->samples && r == 0; n++)
+        if ((r = idle_round(rt, n, o->disk_bytes, t, &err)) < 0)
+            fprintf(stderr, "bench: sample %d: %s\n", n, err ? err->message : "exec");
+    if (r == 0)
+        idle_report(o, t, n);
+    for (int k = 0; k < IDLE_PHASES; k++)
+        free(t[k]);
+    return r;
+}
+
+static int idle_main(int argc, char **argv)
+{
+    struct idle_opts o;
+    if (idle_parse(argc, argv, &o) < 0) {
+        fprintf(stderr, "usage: bench_runtime --idle N --json PATH [--samples S] [--disk-mb M]\n");
+        return 2;
+    }
+    char state[] = "/tmp/cb-bench-idle-XXXXXX";
+    if (!mkdtemp(state) || chmod(state, 0711) < 0)
+        return 1;
+    const char *b = getenv("CB_BUILD");
+    char initp[4096];
+    snprintf(initp, sizeof initp, "%s/cellbox-init", b ? b : "build");
+    char *init = realpath(initp, NULL);
+    struct cb_runtime_config cfg = {.state_dir = state, .init_path = init,
+                                    .cgroup_parent = "cellbox-bench-idle"};
+    struct cb_runtime *rt;
+    struct cb_error *err = NULL;
+    if (!init || cb_runtime_open(&cfg, &rt, &err) < 0 || cb_template_ensure_host(rt, &err) < 0) {
+        fprintf(stderr, "bench: %s\n", err ? err->message : "no cellbox-init");
+        return 1;
+    }
+    T = cb_tier_lookup("container");
+    struct cb_sandbox **sbs = calloc((size_t)o.idle + 1, sizeof *sbs);
+    int r = idle_measure(rt, &o, sbs);
+    r |= idle_destroy_all(sbs, o.idle);
+    free(sbs);
+    cb_runtime_free(rt);
+    free(init);
+    const char *hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer", ""};
+    for (size_t i = 0; i < sizeof hier / sizeof *hier; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "/sys/fs/cgroup/%s%scellbox-bench-idle", hier[i], *hier[i] ? "/" : "");
+        rmdir(p);
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", state);
+    return (system(cmd) == 0 && r == 0) ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "--idle") == 0)
+        return idle_main(argc, argv);
     int nmax = argc > 1 ? atoi(argv[1]) : 100;
     char state[] = "/tmp/cb-bench-XXXXXX";
     if (!mkdtemp(state))

@@ -1,6 +1,9 @@
 #include "cgroup.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <linux/magic.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,8 +11,156 @@
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
+#include <unistd.h>
 
 static int open_at_dir(const char *dir, const char *file, int flags);
+
+/* ---- recycled memory cgroups (cgroup.h: why) ---- */
+
+struct cb_cgroup_spares {
+    pthread_mutex_t lock; /* the runtime creates and destroys on worker threads */
+    char *dir;            /* <memory hierarchy>/<parent>, resolved */
+    unsigned long next;   /* suffix of the next spare we name */
+    int n;
+    char *names[CB_CGROUP_SPARES_MAX];
+};
+
+int cb_cgroup_spare_count(const struct cb_cgroup_manager *m)
+{
+    if (!m->spares)
+        return 0;
+    pthread_mutex_lock(&m->spares->lock);
+    int n = m->spares->n;
+    pthread_mutex_unlock(&m->spares->lock);
+    return n;
+}
+
+/* Can the empty memory cgroup at dir be handed to another sandbox? Resets
+ * the counters that can be reset; refuses when one that cannot (oom_kill)
+ * or what is still charged would show the next sandbox its predecessor. */
+static bool spare_make_clean(const char *dir)
+{
+    char procs[64];
+    uint64_t oom_kills = 1, charged = UINT64_MAX;
+    if (cb_cgroup_read(dir, "cgroup.procs", procs, sizeof procs) != 0 ||
+        cb_cgroup_read_key(dir, "memory.oom_control", "oom_kill", &oom_kills) < 0 ||
+        oom_kills != 0 || cb_cgroup_read_u64(dir, "memory.usage_in_bytes", &charged) < 0 ||
+        charged > CB_CGROUP_SPARE_MAX_CHARGE)
+        return false;
+    /* memsw files exist only with swap accounting: their absence is fine. */
+    cb_cgroup_write(dir, "memory.memsw.max_usage_in_bytes", "0", NULL);
+    cb_cgroup_write(dir, "memory.memsw.failcnt", "0", NULL);
+    return cb_cgroup_write(dir, "memory.max_usage_in_bytes", "0", NULL) == 0 &&
+           cb_cgroup_write(dir, "memory.failcnt", "0", NULL) == 0;
+}
+
+/* Spares an earlier process left (a daemon restart, a crash): adopt the
+ * clean ones up to the cap, remove the rest. */
+static void spares_adopt(struct cb_cgroup_spares *s)
+{
+    DIR *d = opendir(s->dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, CB_CGROUP_SPARE_PREFIX, strlen(CB_CGROUP_SPARE_PREFIX)) != 0 ||
+            e->d_type != DT_DIR)
+            continue;
+        _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->dir, e->d_name);
+        if (s->n < CB_CGROUP_SPARES_MAX && spare_make_clean(path))
+            s->names[s->n++] = cb_xstrdup(e->d_name);
+        else
+            rmdir(path);
+    }
+    closedir(d);
+}
+
+/* v1 with a memory hierarchy only: v2 cannot rename cgroups. */
+static void spares_open(struct cb_cgroup_manager *m)
+{
+    /* CB_CGROUP_SPARES=0: every destroy removes its memory cgroup (the
+     * behaviour before recycling; for comparisons and as an escape hatch). */
+    const char *env = getenv("CB_CGROUP_SPARES");
+    if (m->ops != &cb_cgroup_v1_ops || (env && strcmp(env, "0") == 0))
+        return;
+    _cleanup_free_ char *hier = cb_xasprintf("%s/memory", m->root);
+    char real[PATH_MAX];
+    struct stat st;
+    if (stat(hier, &st) < 0 || !S_ISDIR(st.st_mode) || !realpath(hier, real))
+        return;
+    struct cb_cgroup_spares *s = cb_xcalloc(1, sizeof *s);
+    pthread_mutex_init(&s->lock, NULL);
+    s->dir = cb_xasprintf("%s/%s", real, m->parent);
+    spares_adopt(s);
+    m->spares = s;
+}
+
+/* Our spares go with us (removing them is the kernel's slow path, but
+ * once, at exit); a crash leaves at most the cap for the next process. */
+static void spares_free(struct cb_cgroup_spares *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->n; i++) {
+        _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->dir, s->names[i]);
+        rmdir(path);
+        free(s->names[i]);
+    }
+    pthread_mutex_destroy(&s->lock);
+    free(s->dir);
+    free(s);
+}
+
+/* Rename a spare to target. 0 when done; -1 when there is none or target
+ * exists already (a restart after stop reuses its cgroup): mkdir then. A
+ * spare another process removed or took (ENOENT) is dropped. */
+static int spare_take(const struct cb_cgroup_manager *m, const char *target)
+{
+    struct cb_cgroup_spares *s = m->spares;
+    if (!s)
+        return -1;
+    int r = -1;
+    pthread_mutex_lock(&s->lock);
+    while (s->n > 0) {
+        char *name = s->names[s->n - 1];
+        _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->dir, name);
+        int renamed = rename(path, target);
+        if (renamed < 0 && errno != ENOENT)
+            break; /* target exists: keep the spare */
+        s->n--;
+        free(name);
+        if (renamed == 0) {
+            r = 0;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+/* Keep the memory cgroup dir of a destroyed sandbox as a spare instead of
+ * removing it. 0 when kept; -1: the caller removes it. */
+static int spare_put(const struct cb_cgroup_manager *m, const char *dir)
+{
+    struct cb_cgroup_spares *s = m->spares;
+    if (!s || !spare_make_clean(dir))
+        return -1;
+    int r = -1;
+    pthread_mutex_lock(&s->lock);
+    if (s->n < CB_CGROUP_SPARES_MAX) {
+        char name[64];
+        snprintf(name, sizeof name, CB_CGROUP_SPARE_PREFIX "%d-%lu", (int)getpid(), s->next++);
+        _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->dir, name);
+        /* Same parent or the kernel refuses (cgroup1_rename): a sandbox
+         * dir outside s->dir (another layout) is simply removed. */
+        if (rename(dir, path) == 0) {
+            s->names[s->n++] = cb_xstrdup(name);
+            r = 0;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
 
 enum cb_cgroup_version cb_cgroup_detect(const char *root)
 {
@@ -37,6 +188,7 @@ int cb_cgroup_manager_open(enum cb_cgroup_version v, const char *root,
         cb_cgroup_manager_free(m);
         return cb_error_wrap(err, "cgroup parent");
     }
+    spares_open(m);
     *out = m;
     return 0;
 }
@@ -45,6 +197,7 @@ void cb_cgroup_manager_free(struct cb_cgroup_manager *m)
 {
     if (!m)
         return;
+    spares_free(m->spares);
     free(m->root);
     free(m->parent);
     free(m);
@@ -70,6 +223,8 @@ int cb_cgroup_create(const struct cb_cgroup_manager *m, const char *id,
 {
     struct cb_cgroup *cg = cgroup_new(m, id);
     for (int i = 0; i < cg->ndirs; i++) {
+        if (i == cg->memory && spare_take(m, cg->dirs[i]) == 0)
+            continue;
         if (mkdir(cg->dirs[i], 0755) < 0 && errno != EEXIST) {
             int e = errno;
             cb_cgroup_destroy(cg, 0, NULL);
@@ -149,6 +304,8 @@ int cb_cgroup_destroy(struct cb_cgroup *cg, int timeout_ms, struct cb_error **er
     for (int i = 0; i < cg->ndirs; i++) {
         /* A frozen-but-empty v1 cgroup can be removed; EBUSY means a process
          * is still being torn down, so retry briefly. */
+        if (i == cg->memory && spare_put(cg->mgr, cg->dirs[i]) == 0)
+            continue;
         int tries = 0;
         while (rmdir(cg->dirs[i]) < 0 && errno != ENOENT) {
             if (errno != EBUSY || ++tries > 1000) {
@@ -195,6 +352,18 @@ int cb_cgroup_write(const char *dir, const char *file, const char *value,
     if (n < 0)
         return cb_error_set(err, e, CB_ERR_INTERNAL, "cgroup %s=%s", file, value);
     return 0;
+}
+
+int cb_cgroup_write_changed(const char *dir, const char *file, const char *value,
+                            struct cb_error **err)
+{
+    char cur[64];
+    int n = cb_cgroup_read(dir, file, cur, sizeof cur);
+    if (n > 0 && cur[n - 1] == '\n')
+        cur[--n] = '\0';
+    if (n > 0 && strcmp(cur, value) == 0)
+        return 0;
+    return cb_cgroup_write(dir, file, value, err);
 }
 
 int cb_cgroup_read(const char *dir, const char *file, char *buf, size_t size)

@@ -5,7 +5,8 @@
  * Sandbox cgroups live at <root>/<parent>/<id> (v2) or
  * <root>/<controller>/<parent>/<id> for each v1 controller we use (memory,
  * cpu, cpuacct, pids, freezer). The manager never mounts or remounts
- * anything: it only mkdirs, writes control files and rmdirs.
+ * anything: it only mkdirs, writes control files, rmdirs, and renames v1
+ * memory cgroups to and from spares (see "Recycled memory cgroups").
  *
  * Ownership: cb_cgroup_manager_open() returns a manager freed with
  * cb_cgroup_manager_free(); a struct cb_cgroup is freed with cb_cgroup_free()
@@ -49,11 +50,40 @@ struct cb_cgroup_ops {
     int (*kill_all)(struct cb_cgroup *cg, struct cb_error **err);
 };
 
+struct cb_cgroup_spares;
+
 struct cb_cgroup_manager {
     const struct cb_cgroup_ops *ops;
     char *root;   /* hierarchy root */
     char *parent; /* relative parent cgroup */
+    struct cb_cgroup_spares *spares; /* v1: empty memory cgroups kept for reuse */
 };
+
+/* Recycled memory cgroups (v1 only).
+ *
+ * Removing a memory cgroup costs the kernel a walk of every list_lru in the
+ * system (memcg_reparent_list_lrus, two per superblock) under the global
+ * list_lrus_mutex, which every mount of a new superblock also takes. With
+ * 1,500 sandboxes (each with several superblocks) that walk was ~16% of
+ * both CPUs during create/destroy churn, and mounts in starting sandboxes
+ * spun on the mutex behind it. So cb_cgroup_destroy() renames an empty,
+ * clean memory cgroup to <parent>/.spare-<pid>-<n> (a name no sandbox id
+ * can take: ids have no '.' or '-') instead of removing it, and
+ * cb_cgroup_create() renames a spare to the new id instead of mkdir.
+ * A memory cgroup is recycled only when nothing in it can tell one
+ * sandbox from the next: no process, no OOM kill recorded (that counter
+ * cannot be reset), little memory still charged; its peak and fail
+ * counters are reset. At most CB_CGROUP_SPARES_MAX are kept; the manager
+ * adopts spares left by an earlier process when it opens, and removes its
+ * own when freed. CB_CGROUP_SPARES=0 in the environment turns recycling
+ * off (before/after comparisons; an escape hatch). */
+#define CB_CGROUP_SPARES_MAX 64
+#define CB_CGROUP_SPARE_PREFIX ".spare-"
+/* Memory still charged to an empty cgroup (page cache of files it read)
+ * above which it is removed rather than handed to another sandbox. */
+#define CB_CGROUP_SPARE_MAX_CHARGE (16ull << 20)
+/* Number of spares currently held (for tests and stats). */
+int cb_cgroup_spare_count(const struct cb_cgroup_manager *m);
 
 /* Which version is mounted at root: v2 only when root itself is a cgroup2
  * filesystem with controllers (a hybrid host's empty v2 at root/unified does
@@ -94,6 +124,12 @@ void cb_cgroup_free(struct cb_cgroup *cg);
 /* Helpers shared by the v1/v2 back ends (cgroup.c). */
 int cb_cgroup_write(const char *dir, const char *file, const char *value,
                     struct cb_error **err);
+/* Write value unless the file already reads exactly that. Some writes cost
+ * the kernel a walk of every cgroup: cpu.cfs_period_us and cpu.cfs_quota_us
+ * check the bandwidth of the whole task-group tree (__cfs_schedulable), so
+ * rewriting the defaults of a fresh cgroup grew with the sandbox count. */
+int cb_cgroup_write_changed(const char *dir, const char *file, const char *value,
+                            struct cb_error **err);
 int cb_cgroup_read(const char *dir, const char *file, char *buf, size_t size);
 int cb_cgroup_read_u64(const char *dir, const char *file, uint64_t *out);
 /* Value of "key N" line in a flat-keyed file; 0 when found. */

@@ -96,18 +96,18 @@ static int v1_set_limits(struct cb_cgroup *cg, const struct cb_limits *l,
         unsigned shares = l->cpu > 0 ? (unsigned)(l->cpu * 1024.0) : 1024;
         if (shares < 2)
             shares = 2;
-        if (cb_cgroup_write(d, "cpu.cfs_period_us", "100000", err) < 0)
+        if (cb_cgroup_write_changed(d, "cpu.cfs_period_us", "100000", err) < 0)
             return -1;
         snprintf(v, sizeof v, "%ld", quota);
-        if (cb_cgroup_write(d, "cpu.cfs_quota_us", v, err) < 0)
+        if (cb_cgroup_write_changed(d, "cpu.cfs_quota_us", v, err) < 0)
             return -1;
         snprintf(v, sizeof v, "%u", shares);
-        if (cb_cgroup_write(d, "cpu.shares", v, err) < 0)
+        if (cb_cgroup_write_changed(d, "cpu.shares", v, err) < 0)
             return -1;
     }
     if (cg->pids >= 0) {
         snprintf(v, sizeof v, "%u", l->pids ? l->pids : CB_CGROUP_DEFAULT_PIDS);
-        if (cb_cgroup_write(cg->dirs[cg->pids], "pids.max", v, err) < 0)
+        if (cb_cgroup_write_changed(cg->dirs[cg->pids], "pids.max", v, err) < 0)
             return -1;
     }
     return 0;

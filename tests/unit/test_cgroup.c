@@ -137,3 +137,76 @@ TEST(cgroup_parent_validated)
     ASSERT_EQ(err->kind, CB_ERR_BAD_REQUEST);
     cb_error_free(err);
 }
+
+/* Make the fake memory cgroup of id look like an empty cgroup the kernel
+ * would show after its sandbox died (oom_kills given). */
+static char *fake_dead_memcg(const char *root, const char *id, int oom_kills)
+{
+    char *mem = cb_xasprintf("%s/memory/cellbox/%s", root, id);
+    char oom[64];
+    snprintf(oom, sizeof oom, "oom_kill_disable 0\nunder_oom 0\noom_kill %d\n", oom_kills);
+    cb_cgroup_write(mem, "memory.oom_control", oom, NULL);
+    cb_cgroup_write(mem, "memory.usage_in_bytes", "4096\n", NULL);
+    cb_cgroup_write(mem, "memory.max_usage_in_bytes", "777\n", NULL);
+    cb_cgroup_write(mem, "cgroup.procs", "", NULL);
+    return mem;
+}
+
+TEST(cgroup_v1_memory_cgroup_recycled)
+{
+    char *root = fake_root();
+    char *memh = cb_xasprintf("%s/memory", root);
+    ASSERT_EQ(mkdir(memh, 0755), 0);
+    struct cb_cgroup_manager *m;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    struct cb_limits l = {.memory_bytes = 64 << 20};
+    struct cb_cgroup *cg;
+    ASSERT_EQ(cb_cgroup_create(m, "sb_a", &l, &cg, &err), 0);
+    char *mem_a = fake_dead_memcg(root, "sb_a", 0);
+    /* Clean and empty: renamed to a spare instead of removed, peak reset. */
+    ASSERT_EQ(cb_cgroup_destroy(cg, 0, &err), 0);
+    cb_cgroup_free(cg);
+    ASSERT_EQ(cb_cgroup_spare_count(m), 1);
+    struct stat st;
+    ASSERT_EQ(stat(mem_a, &st), -1);
+    /* The next create takes it (its files came along) under the new id. */
+    ASSERT_EQ(cb_cgroup_create(m, "sb_b", &l, &cg, &err), 0);
+    ASSERT_EQ(cb_cgroup_spare_count(m), 0);
+    char *mem_b = cb_xasprintf("%s/memory/cellbox/sb_b", root);
+    expect_file(mem_b, "memory.max_usage_in_bytes", "0");
+    expect_file(mem_b, "memory.limit_in_bytes", "67108864");
+    /* An OOM kill cannot be reset: such a cgroup is never handed on. */
+    fake_dead_memcg(root, "sb_b", 2);
+    cb_cgroup_destroy(cg, 0, NULL); /* rmdir fails on the fake tree's files */
+    cb_error_free(err);
+    err = NULL;
+    cb_cgroup_free(cg);
+    ASSERT_EQ(cb_cgroup_spare_count(m), 0);
+    ASSERT_EQ(stat(mem_b, &st), 0);
+    /* A spare left by an earlier process is adopted by the next manager. */
+    char *left = cb_xasprintf("%s/memory/cellbox/" CB_CGROUP_SPARE_PREFIX "1-0", root);
+    ASSERT_EQ(rename(mem_b, left), 0);
+    fake_dead_memcg(root, CB_CGROUP_SPARE_PREFIX "1-0", 0);
+    struct cb_cgroup_manager *m2;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m2, &err), 0);
+    ASSERT_EQ(cb_cgroup_spare_count(m2), 1);
+    cb_cgroup_manager_free(m2);
+    cb_cgroup_manager_free(m);
+    cb_rootfs_remove_tree(root);
+}
+
+TEST(cgroup_write_changed_skips_equal_value)
+{
+    char *root = fake_root();
+    ASSERT_EQ(cb_cgroup_write(root, "cpu.cfs_quota_us", "-1\n", NULL), 0);
+    struct stat before, after;
+    char *f = cb_xasprintf("%s/cpu.cfs_quota_us", root);
+    ASSERT_EQ(stat(f, &before), 0);
+    ASSERT_EQ(cb_cgroup_write_changed(root, "cpu.cfs_quota_us", "-1", NULL), 0);
+    ASSERT_EQ(stat(f, &after), 0);
+    ASSERT_EQ(after.st_size, before.st_size); /* "-1\n" untouched, not rewritten as "-1" */
+    ASSERT_EQ(cb_cgroup_write_changed(root, "cpu.cfs_quota_us", "50000", NULL), 0);
+    expect_file(root, "cpu.cfs_quota_us", "50000");
+    cb_rootfs_remove_tree(root);
+}
