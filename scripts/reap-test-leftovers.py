@@ -41,6 +41,22 @@ def orphaned_init_dirs():
     return dirs
 
 
+def dead_spare_cgroups():
+    """Parked memory cgroups (<hierarchy>/cellbox/.spare-<pid>-<n>, kept for
+    reuse by a runtime) whose runtime process is gone."""
+    found = []
+    for hier in ("/sys/fs/cgroup/memory/cellbox", "/sys/fs/cgroup/cellbox"):
+        try:
+            names = os.listdir(hier)
+        except OSError:
+            continue
+        for n in names:
+            m = re.match(r"\.spare-(\d+)-\d+$", n)
+            if m and not os.path.exists("/proc/" + m.group(1)):
+                found.append(os.path.join(hier, n))
+    return found
+
+
 def main():
     live = live_daemon_dirs()
     dirs = {os.path.join("/tmp", n) for n in os.listdir("/tmp") if n.startswith("cbd-e2e-")}
@@ -48,6 +64,12 @@ def main():
         reap_leftovers(os.path.join(d, "state"))
         shutil.rmtree(d, ignore_errors=True)
         print("reaped", d)
+    for cg in dead_spare_cgroups():
+        try:
+            os.rmdir(cg)
+            print("removed", cg)
+        except OSError as e:
+            print("kept", cg, e)
 
 
 if __name__ == "__main__":
