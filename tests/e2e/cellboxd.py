@@ -77,6 +77,26 @@ def reap_leftovers(state_dir):
         subprocess.run(["umount", "-l", vol], check=False)
 
 
+def tree_digest(top):
+    """Hash of every name, type, owner, mode and file content under top,
+    read by the host without following symlinks."""
+    import hashlib
+    h = hashlib.sha256()
+    for dirpath, dirs, files in os.walk(top):
+        dirs.sort()
+        for name in sorted(dirs + files):
+            p = os.path.join(dirpath, name)
+            st = os.lstat(p)
+            h.update(("%s %o %d %d\n" % (os.path.relpath(p, top), st.st_mode,
+                                         st.st_uid, st.st_gid)).encode())
+            if os.path.islink(p):
+                h.update(os.readlink(p).encode())
+            elif os.path.isfile(p):
+                with open(p, "rb") as f:
+                    h.update(f.read())
+    return h.hexdigest()
+
+
 class UnixHTTPConnection(http.client.HTTPConnection):
     """http.client over a unix socket (the admin interface)."""
 

@@ -38,3 +38,21 @@ def sandbox(daemon, sandbox_works):
     sb = daemon.create_sandbox()
     yield sb
     daemon.delete_sandbox(sb["id"])
+
+
+@pytest.fixture
+def own_daemon():
+    """A daemon of the test's own (to kill, restart or stop), skipped when
+    the runtime cannot make sandboxes here; restarted for the final stop if
+    the test left it dead."""
+    d = Daemon()
+    d.start()
+    r = d.request("POST", "/v1/sandboxes", {})
+    if r.status != 201:
+        d.stop()
+        pytest.skip("runtime cannot create sandboxes on this host: %s" % r.body[:200])
+    d.delete_sandbox(r.json()["id"])
+    yield d
+    if d.proc.poll() is not None:
+        d.start()
+    d.stop()

@@ -14,10 +14,6 @@ import os
 import sqlite3
 import time
 
-import pytest
-
-from cellboxd import Daemon
-
 
 def sandbox_pids(sid):
     """Host pids of every process in the sandbox's cgroup (any hierarchy)."""
@@ -97,21 +93,6 @@ def test_teardown_finishes_in_the_background(daemon, sandbox_works):
         assert daemon.delete_sandbox(sid).status == 204
     for sid in ids:
         assert wait_gone(daemon, sid) == [], sid
-
-
-@pytest.fixture
-def own_daemon():
-    d = Daemon()
-    d.start()
-    r = d.request("POST", "/v1/sandboxes", {})
-    if r.status != 201:
-        d.stop()
-        pytest.skip("runtime cannot create sandboxes on this host: %s" % r.body[:200])
-    d.delete_sandbox(r.json()["id"])
-    yield d
-    if d.proc.poll() is not None:
-        d.start()
-    d.stop()
 
 
 def test_graceful_stop_finishes_teardowns(own_daemon):

@@ -2,25 +2,6 @@
 import concurrent.futures
 import time
 
-import pytest
-
-from cellboxd import Daemon
-
-
-@pytest.fixture
-def own_daemon():
-    d = Daemon()
-    d.start()
-    r = d.request("POST", "/v1/sandboxes", {})
-    if r.status != 201:
-        d.stop()
-        pytest.skip("runtime cannot create sandboxes on this host: %s" % r.body[:200])
-    d.delete_sandbox(r.json()["id"])
-    yield d
-    if d.proc.poll() is not None:
-        d.start()
-    d.stop()
-
 
 def test_kill9_recovery(own_daemon):
     d = own_daemon

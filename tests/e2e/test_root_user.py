@@ -9,32 +9,14 @@ host-side evidence (a hash of the skeleton) is read by the test itself.
 
 Skipped (by the sandbox_works fixture) when the runtime cannot create a
 sandbox on this host."""
-import hashlib
 import os
 import time
 
 import pytest
 
+from cellboxd import tree_digest
+
 NEW_USER = "builder:x:1234:1234::/home/builder:/bin/sh"
-
-
-def tree_digest(top):
-    """Hash of every name, type, owner, mode and file content under top,
-    read by the host without following symlinks."""
-    h = hashlib.sha256()
-    for dirpath, dirs, files in os.walk(top):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            h.update(("%s %o %d %d\n" % (os.path.relpath(p, top), st.st_mode,
-                                         st.st_uid, st.st_gid)).encode())
-            if os.path.islink(p):
-                h.update(os.readlink(p).encode())
-            elif os.path.isfile(p):
-                with open(p, "rb") as f:
-                    h.update(f.read())
-    return h.hexdigest()
 
 
 def skeleton(daemon):

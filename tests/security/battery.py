@@ -99,3 +99,13 @@ def api_daemon_fixture():
         daemon.stop()
 
     return d
+
+
+def tree_digest(top):
+    """Names, types, owners, modes and contents under top, as the host reads
+    them (one definition, in tests/e2e/cellboxd.py)."""
+    e2e = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e")
+    if e2e not in sys.path:
+        sys.path.append(e2e)
+    from cellboxd import tree_digest as digest
+    return digest(top)

@@ -209,23 +209,7 @@ def test_destroy_leaves_nothing(rt):
 
 # ---- the template (idmapped lower layer) and the masks (binds of one empty dir) ----
 
-from battery import control, judge  # noqa: E402
-
-
-def tree_digest(top):
-    """Names, types, owners, modes and contents under top, as the host reads them."""
-    import hashlib
-    h = hashlib.sha256()
-    for dirpath, dirs, files in os.walk(top):
-        dirs.sort()
-        for name in sorted(dirs + files):
-            p = os.path.join(dirpath, name)
-            st = os.lstat(p)
-            h.update(f"{os.path.relpath(p, top)} {st.st_mode:o} {st.st_uid} {st.st_gid}\n".encode())
-            if os.path.isfile(p) and not os.path.islink(p):
-                with open(p, "rb") as f:
-                    h.update(f.read())
-    return h.hexdigest()
+from battery import control, judge, tree_digest  # noqa: E402
 
 
 TEMPLATE_ATTACK = ("echo 'evil:x:0:0::/:/bin/sh' >> /etc/passwd; echo x > /etc/nsswitch.conf; "
