@@ -117,7 +117,10 @@ struct cb_tier_ops {
     int (*stop)(struct cb_sandbox *sb, struct cb_error **err);
 
     /* Stop if needed, then remove everything: mounts, cgroups, uid range,
-     * directories. After it only release() is valid. */
+     * directories. After it only release() is valid. stop now and destroy
+     * later, from another thread, is allowed and is how the daemon deletes
+     * (answer once everything is dead, tear down after): a stopped
+     * sandbox's handle touches nothing shared until destroy. */
     int (*destroy)(struct cb_sandbox *sb, struct cb_error **err);
 
     int (*stats)(struct cb_sandbox *sb, struct cb_sandbox_stats *out,

@@ -93,6 +93,12 @@ def test_teardown_finishes_in_the_background(daemon, sandbox_works):
         assert daemon.delete_sandbox(sid).status == 204
     for sid in ids:
         assert wait_gone(daemon, sid) == [], sid
+    # /v1/info counts teardowns still to do; all of them are done now
+    deadline = time.monotonic() + 20
+    while daemon.request("GET", "/v1/info").json()["warm_pool"]["teardowns_pending"] and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert daemon.request("GET", "/v1/info").json()["warm_pool"]["teardowns_pending"] == 0
 
 
 def test_graceful_stop_finishes_teardowns(own_daemon):

@@ -151,8 +151,12 @@ void cb_api_info(struct cb_http_req *req)
         "tenants", "terminals", "ports", "preview", "cgroup_version", cb_runtime_cgroup_version(d->rt), "disk_quota", disk,
         "uptime_seconds", cb_wall_time() - d->started_at);
     json_object_set_new(o, "warm_pool",
-                        json_pack("{s:I,s:I}", "size", (json_int_t)(d->pool ? cb_pool_size(d->pool) : 0),
-                                  "ready", (json_int_t)(d->pool ? cb_pool_ready(d->pool) : 0)));
+                        json_pack("{s:I,s:I,s:I}", "size",
+                                  (json_int_t)(d->pool ? cb_pool_size(d->pool) : 0), "ready",
+                                  (json_int_t)(d->pool ? cb_pool_ready(d->pool) : 0),
+                                  /* deleted sandboxes whose teardown (disk
+                                   * image, cgroups, uid range) is not done */
+                                  "teardowns_pending", (json_int_t)cb_pool_reaping(d->pool)));
     cb_http_respond_json(req, 200, o);
 }
 
