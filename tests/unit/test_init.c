@@ -991,7 +991,12 @@ TEST(init_backpressure)
     start_init(&ip);
     struct client c;
     client_open(&c, &ip);
-    const char *argv[] = {"yes", "0123456789abcdef0123456789abcdef", NULL};
+    /* `yes` starts after the subscription is in place: before that, the
+     * output of a process nobody follows goes to the bounded ring, whose
+     * oldest chunks may go (by design). Spawning is fast enough now that
+     * on a loaded host `yes` filled the ring before SUBSCRIBE arrived. */
+    const char *argv[] = {"/bin/sh", "-c", "sleep 0.5; exec yes 0123456789abcdef0123456789abcdef",
+                          NULL};
     uint32_t pid = spawn_ok(&c, CB_SPAWN_BACKGROUND, argv);
     uint32_t id = send_subscribe(&c, pid, 0, true);
     sleep(2); /* do not read: init must stop reading `yes`, not buffer */
