@@ -85,16 +85,14 @@ def legacy_tiocsti():
         return True  # kernels before 6.2 always allow it
 
 
-def drain_terminal(fd):
-    """Every byte queued for reading on a terminal (what its shell would read
-    next). Raw mode first: in canonical mode a partial line is not readable."""
-    tty.setraw(fd, termios.TCSANOW)
+def read_available(fd):
+    """Every byte readable on fd right now, without blocking."""
     fl = fcntl.fcntl(fd, fcntl.F_GETFL)
     fcntl.fcntl(fd, fcntl.F_SETFL, fl | os.O_NONBLOCK)
     got = b""
     try:
         while True:
-            chunk = os.read(fd, 4096)
+            chunk = os.read(fd, 65536)
             if not chunk:
                 break
             got += chunk
@@ -102,6 +100,13 @@ def drain_terminal(fd):
         pass
     fcntl.fcntl(fd, fcntl.F_SETFL, fl)
     return got
+
+
+def drain_terminal(fd):
+    """Every byte queued for reading on a terminal (what its shell would read
+    next). Raw mode first: in canonical mode a partial line is not readable."""
+    tty.setraw(fd, termios.TCSANOW)
+    return read_available(fd)
 
 
 def controlling_tty(fd):
@@ -167,19 +172,7 @@ def test_tiocsti_into_host_terminal(daemon):
 
 def read_screen(master):
     """What was shown on the terminal (the master side), without blocking."""
-    fl = fcntl.fcntl(master, fcntl.F_GETFL)
-    fcntl.fcntl(master, fcntl.F_SETFL, fl | os.O_NONBLOCK)
-    got = b""
-    try:
-        while True:
-            chunk = os.read(master, 65536)
-            if not chunk:
-                break
-            got += chunk
-    except (BlockingIOError, OSError):
-        pass
-    fcntl.fcntl(master, fcntl.F_SETFL, fl)
-    return got
+    return read_available(master)
 
 
 # ---- the sandbox's own terminal ----

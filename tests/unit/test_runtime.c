@@ -318,22 +318,37 @@ static void check_disk_limits(struct cb_sandbox *sb)
     ASSERT_NE(run(sb, 0, "dd if=/dev/zero of=/root/big bs=1M count=32 2>/dev/null"), 0);
 }
 
+/* A runtime whose disk limits are per-sandbox images (skips otherwise). */
+static struct cb_runtime *open_image_runtime(char *state)
+{
+    struct cb_runtime *rt = open_runtime_quota(state, false);
+    const char *reason = NULL;
+    if (!cb_runtime_disk_quota(rt, &reason) || !cb_runtime_disk_images(rt))
+        SKIP("no disk images here: %s", reason ? reason : "project quotas instead");
+    return rt;
+}
+
+/* A started sandbox with a 16 MiB disk. */
+static struct cb_sandbox *start_disk_sandbox(struct cb_runtime *rt, const char *id)
+{
+    struct cb_error *err = NULL;
+    struct cb_sandbox_spec spec = {.id = id, .template_name = "host",
+                                   .limits = {.disk_bytes = 16ull << 20}};
+    struct cb_sandbox *sb;
+    if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
+        FAIL("create/start %s: %s", id, err->message);
+    return sb;
+}
+
 /* Without project quotas the disk limit is a per-sandbox ext4 image, a
  * sparse copy of a golden image, mounted only in the sandbox's own mount
  * namespace. */
 TEST(runtime_disk_image_limits_writes)
 {
     char state[] = "/tmp/cb-runtime-XXXXXX";
-    struct cb_runtime *rt = open_runtime_quota(state, false);
-    const char *reason = NULL;
-    if (!cb_runtime_disk_quota(rt, &reason) || !cb_runtime_disk_images(rt))
-        SKIP("no disk images here: %s", reason ? reason : "project quotas instead");
+    struct cb_runtime *rt = open_image_runtime(state);
     struct cb_error *err = NULL;
-    struct cb_sandbox_spec spec = {.id = "sb_disk", .template_name = "host",
-                                   .limits = {.disk_bytes = 16ull << 20}};
-    struct cb_sandbox *sb;
-    if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
-        FAIL("create/start: %s", err->message);
+    struct cb_sandbox *sb = start_disk_sandbox(rt, "sb_disk");
     char *image = cb_xasprintf("%s/sandboxes/sb_disk/disk.img", state);
     char *golden = cb_xasprintf("%s/images/golden-16.img", state);
     struct stat is, gs;
@@ -379,16 +394,9 @@ TEST(runtime_disk_image_host_mount_fallback)
 {
     setenv("CB_DISK_HOST_MOUNT", "1", 1);
     char state[] = "/tmp/cb-runtime-XXXXXX";
-    struct cb_runtime *rt = open_runtime_quota(state, false);
-    const char *reason = NULL;
-    if (!cb_runtime_disk_quota(rt, &reason) || !cb_runtime_disk_images(rt))
-        SKIP("no disk images here: %s", reason ? reason : "project quotas instead");
+    struct cb_runtime *rt = open_image_runtime(state);
     struct cb_error *err = NULL;
-    struct cb_sandbox_spec spec = {.id = "sb_hostdisk", .template_name = "host",
-                                   .limits = {.disk_bytes = 16ull << 20}};
-    struct cb_sandbox *sb;
-    if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
-        FAIL("create/start: %s", err->message);
+    struct cb_sandbox *sb = start_disk_sandbox(rt, "sb_hostdisk");
     char *mnt = cb_xasprintf("%s/sandboxes/sb_hostdisk/disk", state);
     ASSERT(mounted_under(mnt));
     check_disk_limits(sb);
@@ -404,19 +412,12 @@ TEST(runtime_disk_image_host_mount_fallback)
 TEST(runtime_disk_golden_image_remade)
 {
     char state[] = "/tmp/cb-runtime-XXXXXX";
-    struct cb_runtime *rt = open_runtime_quota(state, false);
-    const char *reason = NULL;
-    if (!cb_runtime_disk_quota(rt, &reason) || !cb_runtime_disk_images(rt))
-        SKIP("no disk images here: %s", reason ? reason : "project quotas instead");
+    struct cb_runtime *rt = open_image_runtime(state);
     struct cb_error *err = NULL;
     char *golden = cb_xasprintf("%s/images/golden-16.img", state);
     const char *ids[] = {"sb_g1", "sb_g2"};
     for (int i = 0; i < 2; i++) {
-        struct cb_sandbox_spec spec = {.id = ids[i], .template_name = "host",
-                                       .limits = {.disk_bytes = 16ull << 20}};
-        struct cb_sandbox *sb;
-        if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
-            FAIL("create/start: %s", err->message);
+        struct cb_sandbox *sb = start_disk_sandbox(rt, ids[i]);
         ASSERT_EQ(run(sb, 0, "echo x > /root/y && test \"$(cat /root/y)\" = x"), 0);
         if (T->destroy(sb, &err) < 0)
             FAIL("destroy: %s", err->message);
