@@ -3,6 +3,7 @@ background processes live in the sandboxes: afterwards no sandbox and no
 background process is lost, no exec ran twice (each appends a unique token to
 a file inside its sandbox; the host counts them in the upper layer), and
 every API call ended with an answer or an error, never a hang."""
+import http.client
 import os
 import socket
 import threading
@@ -65,7 +66,9 @@ def test_kill9_loop_during_execs(crashing_daemon):
                 what = "ok" if r.status == 200 and r.json()["exit_code"] == 0 else "error"
             except socket.timeout:
                 what = "hang"
-            except OSError:  # refused/reset while the daemon was down: an error
+            except (OSError, http.client.HTTPException):
+                # refused or reset while the daemon was down, or a reply cut
+                # short by the kill (IncompleteRead, BadStatusLine): an error
                 what = "error"
             with lock:
                 outcomes[token] = (sid, what)
