@@ -198,6 +198,8 @@ void cb_cgroup_manager_free(struct cb_cgroup_manager *m)
     if (!m)
         return;
     spares_free(m->spares);
+    for (int h = 0; h < m->nhier; h++)
+        free(m->hier[h]);
     free(m->root);
     free(m->parent);
     free(m);

@@ -39,8 +39,9 @@ struct cb_cgroup_ops {
     /* Fill cg->dirs for sandbox id (no filesystem access). */
     void (*layout)(const struct cb_cgroup_manager *m, const char *id,
                    struct cb_cgroup *cg);
-    /* Make the parent cgroup(s) usable (v2: enable controllers). */
-    int (*prepare_parent)(const struct cb_cgroup_manager *m, struct cb_error **err);
+    /* Make the parent cgroup(s) usable (v2: enable controllers) and note
+     * in m what layout needs, so that layout touches no file system. */
+    int (*prepare_parent)(struct cb_cgroup_manager *m, struct cb_error **err);
     int (*set_limits)(struct cb_cgroup *cg, const struct cb_limits *l,
                       struct cb_error **err);
     int (*freeze)(struct cb_cgroup *cg, bool frozen, struct cb_error **err);
@@ -57,6 +58,12 @@ struct cb_cgroup_manager {
     char *root;   /* hierarchy root */
     char *parent; /* relative parent cgroup */
     struct cb_cgroup_spares *spares; /* v1: empty memory cgroups kept for reuse */
+    /* v1, resolved once by prepare_parent: the real path of each distinct
+     * controller hierarchy, and for each controller (memory, cpu, cpuacct,
+     * pids, freezer) the index of its hierarchy in hier[] (-1: absent). */
+    int nhier;
+    char *hier[CB_CGROUP_MAX_DIRS];
+    int hier_of[CB_CGROUP_MAX_DIRS];
 };
 
 /* Recycled memory cgroups (v1 only).

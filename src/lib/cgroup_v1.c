@@ -22,45 +22,47 @@ static int *controller_slot(struct cb_cgroup *cg, int i)
 static void v1_layout(const struct cb_cgroup_manager *m, const char *id,
                       struct cb_cgroup *cg)
 {
-    char reals[CB_CGROUP_MAX_DIRS][PATH_MAX];
+    /* Hierarchies were resolved once (v1_prepare_parent): this runs several
+     * times per sandbox life, and stat + realpath of five hierarchies cost
+     * ~40 syscalls each time. */
+    for (int h = 0; h < m->nhier; h++)
+        cg->dirs[cg->ndirs++] = cb_xasprintf("%s/%s/%s", m->hier[h], m->parent, id);
+    for (int i = 0; i < (int)CB_ARRAY_SIZE(v1_controllers); i++)
+        *controller_slot(cg, i) = m->hier_of[i];
+}
+
+/* The real path of each controller's hierarchy; where two controllers share
+ * one under two names (cpu -> cpu,cpuacct) it is noted once. */
+static void v1_resolve_hierarchies(struct cb_cgroup_manager *m)
+{
     for (int i = 0; i < (int)CB_ARRAY_SIZE(v1_controllers); i++) {
+        m->hier_of[i] = -1;
         _cleanup_free_ char *hier = cb_xasprintf("%s/%s", m->root, v1_controllers[i]);
         struct stat st;
         char real[PATH_MAX];
         if (stat(hier, &st) < 0 || !S_ISDIR(st.st_mode) || !realpath(hier, real))
             continue;
-        /* Same hierarchy already used under another name (cpu -> cpu,cpuacct)? */
-        int dup = -1;
-        for (int j = 0; j < cg->ndirs; j++)
-            if (strcmp(reals[j], real) == 0)
-                dup = j;
-        if (dup >= 0) {
-            *controller_slot(cg, i) = dup;
-            continue;
+        for (int h = 0; h < m->nhier; h++)
+            if (strcmp(m->hier[h], real) == 0)
+                m->hier_of[i] = h;
+        if (m->hier_of[i] < 0) {
+            m->hier_of[i] = m->nhier;
+            m->hier[m->nhier++] = cb_xstrdup(real);
         }
-        *controller_slot(cg, i) = cg->ndirs;
-        memcpy(reals[cg->ndirs], real, sizeof real);
-        cg->dirs[cg->ndirs++] = cb_xasprintf("%s/%s/%s", real, m->parent, id);
     }
 }
 
-static int v1_prepare_parent(const struct cb_cgroup_manager *m, struct cb_error **err)
+static int v1_prepare_parent(struct cb_cgroup_manager *m, struct cb_error **err)
 {
-    int found = 0;
-    for (int i = 0; i < (int)CB_ARRAY_SIZE(v1_controllers); i++) {
-        _cleanup_free_ char *hier = cb_xasprintf("%s/%s", m->root, v1_controllers[i]);
-        struct stat st;
-        if (stat(hier, &st) < 0 || !S_ISDIR(st.st_mode))
-            continue;
-        found++;
-        _cleanup_free_ char *dir = cb_xasprintf("%s/%s", hier, m->parent);
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-            return cb_error_set(err, errno, CB_ERR_INTERNAL, "mkdir %s/%s",
-                                v1_controllers[i], m->parent);
-    }
-    if (!found)
+    v1_resolve_hierarchies(m);
+    if (!m->nhier)
         return cb_error_set(err, ENOENT, CB_ERR_UNAVAILABLE,
                             "no cgroup v1 controller hierarchies under %s", m->root);
+    for (int h = 0; h < m->nhier; h++) {
+        _cleanup_free_ char *dir = cb_xasprintf("%s/%s", m->hier[h], m->parent);
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+            return cb_error_set(err, errno, CB_ERR_INTERNAL, "mkdir %s", dir);
+    }
     return 0;
 }
 

@@ -21,7 +21,7 @@ static void v2_layout(const struct cb_cgroup_manager *m, const char *id,
 /* Controllers must be enabled in every ancestor's subtree_control for the
  * sandbox's cgroup to get its files. The root already delegates what the
  * host offers; we enable ours below the parent. */
-static int v2_prepare_parent(const struct cb_cgroup_manager *m, struct cb_error **err)
+static int v2_prepare_parent(struct cb_cgroup_manager *m, struct cb_error **err)
 {
     _cleanup_free_ char *dir = cb_xasprintf("%s/%s", m->root, m->parent);
     if (mkdir(dir, 0755) < 0 && errno != EEXIST)
