@@ -266,6 +266,31 @@ def exec_phase(d, n, results):
     Conn(d.socket_path).request("DELETE", "/v1/sandboxes/%s" % sb["id"])
 
 
+def state_fs(path):
+    """File system type and mount options of path (the longest mount point
+    above it): creation costs differ widely between them (ext4 without a
+    journal is slow under churn: docs/operations.md)."""
+    best = ("", "?", "")
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            dev, mnt, fstype, opts = line.split()[:4]
+            mnt = mnt.replace("\\040", " ")
+            if (path == mnt or path.startswith(mnt.rstrip("/") + "/")) and len(mnt) >= len(best[0]):
+                best = (mnt, fstype, opts)
+    fstype, opts = best[1], best[2]
+    if fstype == "ext4":
+        # journal_task names the jbd2 thread's pid, or "<none>" without one
+        dev = os.stat(path).st_dev
+        try:
+            with open("/sys/dev/block/%d:%d/uevent" % (os.major(dev), os.minor(dev))) as f:
+                name = [l.split("=", 1)[1].strip() for l in f if l.startswith("DEVNAME=")][0]
+            with open("/sys/fs/ext4/%s/journal_task" % name) as f:
+                fstype = "ext4 (%s)" % ("no journal" if "none" in f.read() else "journal")
+        except (OSError, IndexError):
+            pass
+    return {"type": fstype, "options": opts}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
@@ -280,6 +305,8 @@ def main():
     n = 100 if args.quick else 1000
     results = {"host": {"cpus": os.cpu_count(), "kernel": os.uname().release}}
     with Daemon(extra_args=args.daemon_args.split()) as d:
+        results["host"]["state_fs"] = state_fs(d.state_dir)
+        print("state dir %s on %s" % (d.state_dir, results["host"]["state_fs"]["type"]))
         if not args.churn_only:
             exec_phase(d, n, results)
         seconds = args.churn_seconds or (3 if args.quick else 10)

@@ -566,7 +566,12 @@ static void forget_loop(const char *dir, int wait_ms)
         }
         pthread_mutex_unlock(&attach_lock);
     }
-    unlink(path);
+    /* Emptied, not unlinked: the record's inode serves the next start and,
+     * when the directory is recycled (sbdir.h), the next sandbox. An empty
+     * record names no device. A failure leaves the number, which names a
+     * device already removed (or one the host kept): harmless. */
+    if (truncate(path, 0) < 0 && errno != ENOENT)
+        unlink(path);
 }
 
 int cb_quota_image_open(struct cb_quota *q, const char *dir, struct cb_error **err)

@@ -8,6 +8,7 @@
 
 #include "cgroup.h"
 #include "quota.h"
+#include "sbdir.h"
 #include "seccomp_bpf.h"
 #include "tier.h"
 
@@ -19,6 +20,7 @@ struct cb_runtime {
     int host_uts_fd; /* our own uts namespace, to return to after a claim's sethostname */
     uint32_t slot_hint; /* next uid slot to try (atomic; only a hint) */
     struct cb_cgroup_manager *cgroups;
+    struct cb_sbdir_spares *dir_spares; /* retired sandbox directories (sbdir.h) */
     struct cb_seccomp_program seccomp;
     struct cb_quota quota;
     int last_cap;

@@ -385,13 +385,13 @@ static int create_layers(struct cb_sandbox *sb, struct cb_error **err)
         set_layer_dir(sb, ld);
         if (cb_quota_image_create(&rt->quota, sb->dir, sb->limits.disk_bytes, err) < 0)
             return -1;
-        if (mkdir(sb->rootfs, 0755) < 0)
+        if (mkdir(sb->rootfs, 0755) < 0 && errno != EEXIST) /* a recycled dir has it */
             return cb_error_set(err, errno, CB_ERR_INTERNAL, "sandbox rootfs dir");
         return prepare_image_layers(sb, err);
     } else {
         set_layer_dir(sb, sb->dir);
     }
-    if (mkdir(sb->rootfs, 0755) < 0)
+    if (mkdir(sb->rootfs, 0755) < 0 && errno != EEXIST)
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "sandbox rootfs dir");
     return cb_rootfs_prepare_upper(sb->upper, sb->work, sb->base, sb->hostname, err);
 }
@@ -420,8 +420,9 @@ static int container_create(struct cb_runtime *rt, const struct cb_sandbox_spec 
     if (!cb_template_exists(rt, tname))
         return cb_error_set(err, ENOENT, CB_ERR_NOT_FOUND, "template %s not found", tname);
     struct cb_sandbox *sb = sandbox_new(rt, spec->id);
-    if (mkdir(sb->dir, 0711) < 0) {
-        int e = errno;
+    int made = cb_sbdir_make(rt->dir_spares, sb->dir);
+    if (made < 0) {
+        int e = -made;
         sandbox_free(sb);
         return cb_error_set(err, e, e == EEXIST ? CB_ERR_CONFLICT : CB_ERR_INTERNAL,
                             "create sandbox %s", spec->id);
@@ -917,7 +918,7 @@ static int container_destroy(struct cb_sandbox *sb, struct cb_error **err)
         r = cb_rootfs_remove_tree(sb->layer_dir);
     }
     if (r == 0)
-        r = cb_rootfs_remove_tree(sb->dir);
+        r = cb_sbdir_retire(sb->rt->dir_spares, sb->dir);
     if (r < 0)
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "destroy %s: remove files", sb->id);
     /* The uid range goes last: only now is nothing left that it owns. */

@@ -1,6 +1,7 @@
 /* A real sandbox on this host: create, start, exec, pause, stop, start,
  * adopt, run_inside, destroy — and nothing left behind. Needs root and
  * build/cellbox-init (CB_BUILD or ./build). */
+#include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -385,6 +386,108 @@ TEST(runtime_disk_image_limits_writes)
     ASSERT(!mounted_under(state));
     free(image);
     free(golden);
+    cleanup_state(rt, state);
+}
+
+/* The entries of directory path, sorted, joined with ','. */
+static char *dir_entries(const char *path)
+{
+    struct dirent **names;
+    int n = scandir(path, &names, NULL, alphasort);
+    ASSERT(n >= 0);
+    char *out = cb_xstrdup("");
+    for (int i = 0; i < n; i++) {
+        if (strcmp(names[i]->d_name, ".") != 0 && strcmp(names[i]->d_name, "..") != 0) {
+            char *next = cb_xasprintf("%s%s%s", out, *out ? "," : "", names[i]->d_name);
+            free(out);
+            out = next;
+        }
+        free(names[i]);
+    }
+    free(names);
+    return out;
+}
+
+/* The one spare directory of this process in state/sandboxes (NULL: none). */
+static char *only_spare(const char *state)
+{
+    char *dir = cb_xasprintf("%s/sandboxes", state);
+    char *list = dir_entries(dir);
+    char *found = NULL;
+    for (char *tok = strtok(list, ","); tok; tok = strtok(NULL, ","))
+        if (strncmp(tok, CB_SBDIR_SPARE_PREFIX, strlen(CB_SBDIR_SPARE_PREFIX)) == 0) {
+            ASSERT(found == NULL);
+            found = cb_xasprintf("%s/%s", dir, tok);
+        }
+    free(list);
+    free(dir);
+    return found;
+}
+
+/* A destroyed sandbox's directory is emptied down to its mount points and
+ * two truncated files, kept as a spare, and becomes the next sandbox's
+ * directory: no inode made again, nothing of the old sandbox seen by the
+ * new one. */
+TEST(runtime_directory_recycled)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_image_runtime(state);
+    struct cb_error *err = NULL;
+    struct cb_sandbox *sb = start_disk_sandbox(rt, "sb_old");
+    ASSERT_EQ(run(sb, 0, "echo secret > /workspace/f"), 0);
+    char *old_dir = cb_xasprintf("%s/sandboxes/sb_old", state);
+    char *log = cb_xasprintf("%s/init.log", old_dir);
+    int fd = open(log, O_WRONLY | O_APPEND);
+    ASSERT(fd >= 0);
+    ASSERT_EQ(write(fd, "old sandbox\n", 12), 12);
+    close(fd);
+    struct stat before, st;
+    ASSERT_EQ(stat(old_dir, &before), 0);
+    if (T->destroy(sb, &err) < 0)
+        FAIL("destroy: %s", err->message);
+    T->release(sb);
+    ASSERT(access(old_dir, F_OK) < 0);
+    char *spare = only_spare(state);
+    ASSERT(spare != NULL);
+    char *entries = dir_entries(spare);
+    ASSERT_STREQ(entries, "disk,disk.loop,init.log,lower,rootfs,runtime.state");
+    char *spare_log = cb_xasprintf("%s/init.log", spare);
+    char *spare_state = cb_xasprintf("%s/runtime.state", spare);
+    ASSERT_EQ(stat(spare_log, &st), 0);
+    ASSERT_EQ((long long)st.st_size, 0);
+    ASSERT_EQ(stat(spare_state, &st), 0);
+    ASSERT_EQ((long long)st.st_size, 0);
+    ASSERT_EQ(stat(spare, &st), 0);
+    ASSERT_EQ((long long)st.st_ino, (long long)before.st_ino);
+    ASSERT_EQ(st.st_mode & 07777, 0711);
+
+    sb = start_disk_sandbox(rt, "sb_new");
+    char *new_dir = cb_xasprintf("%s/sandboxes/sb_new", state);
+    ASSERT_EQ(stat(new_dir, &st), 0);
+    ASSERT_EQ((long long)st.st_ino, (long long)before.st_ino); /* the spare, renamed */
+    ASSERT(only_spare(state) == NULL);
+    ASSERT_NE(run(sb, 0, "test -e /workspace/f"), 0);
+    ASSERT_EQ(run(sb, 0, "test \"$(hostname)\" = sb_new"), 0);
+    char *new_log = cb_xasprintf("%s/init.log", new_dir), *text = NULL;
+    if (cb_read_file_at(AT_FDCWD, new_log, 4096, &text, NULL) == 0)
+        ASSERT(strstr(text, "old sandbox") == NULL);
+    /* adopt reads the state written in place into the recycled file */
+    T->release(sb);
+    ASSERT_EQ(T->adopt(rt, "sb_new", &sb, &err), 0);
+    ASSERT_EQ(T->state(sb), CB_RUN_RUNNING);
+    if (T->destroy(sb, &err) < 0)
+        FAIL("destroy: %s", err->message);
+    T->release(sb);
+    free(text);
+    free(new_log);
+    free(new_dir);
+    free(spare_log);
+    free(spare_state);
+    free(entries);
+    free(spare);
+    free(log);
+    free(old_dir);
+    /* the runtime removes its own spares when it goes */
     cleanup_state(rt, state);
 }
 

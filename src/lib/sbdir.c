@@ -1,0 +1,225 @@
+/* sbdir.c — sandbox directories made new or recycled (see sbdir.h). */
+#include "sbdir.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "quota.h"
+#include "rootfs.h"
+#include "util.h"
+
+struct cb_sbdir_spares {
+    pthread_mutex_t lock;
+    char *parent; /* state_dir/sandboxes */
+    int max, n;
+    unsigned seq;
+    char *names[CB_SBDIR_SPARES_MAX];
+};
+
+/* What every sandbox directory holds again: the mount points (rootfs, the
+ * template's idmapped lower, the disk image's) and the files the runtime
+ * rewrites in place (disk.loop: quota.c). Everything else is removed. */
+static const char *const kept_dirs[] = {"rootfs", "lower", CB_QUOTA_IMAGE_DIR};
+static const char *const kept_files[] = {"runtime.state", "init.log", "disk.loop"};
+
+static bool is_one_of(const char *name, const char *const *list, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, list[i]) == 0)
+            return true;
+    return false;
+}
+
+static bool dir_is_empty(int parent, const char *name)
+{
+    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return false;
+    }
+    struct dirent *de;
+    bool empty = true;
+    while (empty && (de = readdir(d)) != NULL)
+        empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
+    closedir(d);
+    return empty;
+}
+
+/* Keep one entry of a retired directory (emptied), or remove it. A mount
+ * point is an error: something of the sandbox still holds it. */
+static int clean_entry(int dfd, dev_t dev, const char *name)
+{
+    struct stat st;
+    if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+        return errno == ENOENT ? 0 : -errno;
+    if (S_ISDIR(st.st_mode) && st.st_dev != dev)
+        return -EBUSY;
+    if (S_ISDIR(st.st_mode) && is_one_of(name, kept_dirs, CB_ARRAY_SIZE(kept_dirs)) &&
+        dir_is_empty(dfd, name))
+        return 0;
+    if (S_ISREG(st.st_mode) && is_one_of(name, kept_files, CB_ARRAY_SIZE(kept_files))) {
+        /* Truncated: nothing the old sandbox wrote (its init's log, its
+         * state) reaches the next one. */
+        int fd = openat(dfd, name, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        int r = fchmod(fd, 0600) < 0 ? -errno : 0;
+        close(fd);
+        return r;
+    }
+    return cb_rootfs_remove_tree_at(dfd, name);
+}
+
+/* Empty the directory dfd down to the kept entries. */
+static int clean_dir(int dfd)
+{
+    struct stat st;
+    if (fstat(dfd, &st) < 0 || fchmod(dfd, 0711) < 0)
+        return -errno;
+    int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
+    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
+    if (!d) {
+        if (dup_fd >= 0)
+            close(dup_fd);
+        return -ENOMEM;
+    }
+    int r = 0;
+    struct dirent *de;
+    while (r == 0 && (de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+            r = clean_entry(dfd, st.st_dev, de->d_name);
+    closedir(d);
+    return r;
+}
+
+static int clean_path(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int r = clean_dir(fd);
+    close(fd);
+    return r;
+}
+
+/* Spares are private to the process that retired them (.spare-dir-<pid>-<n>):
+ * another runtime on the same state dir (cbrun beside a daemon, a daemon
+ * restarting) never takes or cleans one that its owner may be renaming
+ * into place at that moment. Spares of a process that no longer exists are
+ * removed; a live owner removes its own at close. */
+static void remove_dead_spares(const char *parent)
+{
+    DIR *d = opendir(parent);
+    if (!d)
+        return;
+    struct dirent *de;
+    size_t plen = strlen(CB_SBDIR_SPARE_PREFIX);
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, CB_SBDIR_SPARE_PREFIX, plen) != 0)
+            continue;
+        long pid = strtol(de->d_name + plen, NULL, 10);
+        if (pid > 0 && pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue;
+        _cleanup_free_ char *path = cb_xasprintf("%s/%s", parent, de->d_name);
+        cb_rootfs_remove_tree(path);
+    }
+    closedir(d);
+}
+
+struct cb_sbdir_spares *cb_sbdir_open(const char *sandboxes_dir, int max)
+{
+    struct cb_sbdir_spares *s = cb_xcalloc(1, sizeof *s);
+    pthread_mutex_init(&s->lock, NULL);
+    s->parent = cb_xstrdup(sandboxes_dir);
+    /* CB_SBDIR_SPARES=0: every destroy removes its directory (the behaviour
+     * before recycling; for comparisons and as an escape hatch). */
+    const char *env = getenv("CB_SBDIR_SPARES");
+    s->max = env && strcmp(env, "0") == 0 ? 0 : max;
+    if (s->max > CB_SBDIR_SPARES_MAX)
+        s->max = CB_SBDIR_SPARES_MAX;
+    remove_dead_spares(s->parent);
+    return s;
+}
+
+void cb_sbdir_close(struct cb_sbdir_spares *s)
+{
+    if (!s)
+        return;
+    for (int i = 0; i < s->n; i++) {
+        _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->parent, s->names[i]);
+        cb_rootfs_remove_tree(path);
+        free(s->names[i]);
+    }
+    pthread_mutex_destroy(&s->lock);
+    free(s->parent);
+    free(s);
+}
+
+static char *pop_spare(struct cb_sbdir_spares *s)
+{
+    pthread_mutex_lock(&s->lock);
+    char *name = s->n > 0 ? s->names[--s->n] : NULL;
+    pthread_mutex_unlock(&s->lock);
+    return name;
+}
+
+int cb_sbdir_make(struct cb_sbdir_spares *s, const char *dir)
+{
+    _cleanup_free_ char *name = s ? pop_spare(s) : NULL;
+    if (name) {
+        _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->parent, name);
+        /* RENAME_NOREPLACE: an existing sandbox of that id is never replaced. */
+        if (renameat2(AT_FDCWD, path, AT_FDCWD, dir, RENAME_NOREPLACE) == 0)
+            return 0;
+        int e = errno;
+        if (e == EEXIST) {
+            pthread_mutex_lock(&s->lock);
+            if (s->n < s->max)
+                s->names[s->n++] = steal_ptr(name);
+            pthread_mutex_unlock(&s->lock);
+            if (name)
+                cb_rootfs_remove_tree(path);
+            return -EEXIST;
+        }
+        cb_rootfs_remove_tree(path);
+    }
+    return mkdir(dir, 0711) < 0 ? -errno : 0;
+}
+
+/* Rename dir to a new spare name under the lock (RENAME_NOREPLACE, a few
+ * tries past names an older daemon left). 0 when kept. */
+static int keep_spare(struct cb_sbdir_spares *s, const char *dir)
+{
+    int r = -ENOSPC;
+    pthread_mutex_lock(&s->lock);
+    for (int tries = 0; s->n < s->max && tries < 4 && r < 0; tries++) {
+        char name[32];
+        snprintf(name, sizeof name, CB_SBDIR_SPARE_PREFIX "%d-%u", (int)getpid(), s->seq++);
+        _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->parent, name);
+        if (renameat2(AT_FDCWD, dir, AT_FDCWD, path, RENAME_NOREPLACE) == 0) {
+            s->names[s->n++] = cb_xstrdup(name);
+            r = 0;
+        } else if (errno != EEXIST) {
+            r = -errno;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return r;
+}
+
+int cb_sbdir_retire(struct cb_sbdir_spares *s, const char *dir)
+{
+    if (s && s->max > 0 && clean_path(dir) == 0 && keep_spare(s, dir) == 0)
+        return 0;
+    return cb_rootfs_remove_tree(dir);
+}

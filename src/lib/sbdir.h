@@ -1,0 +1,44 @@
+/* sbdir.h — a sandbox's host directory (state_dir/sandboxes/<id>), made
+ * new or recycled from a spare.
+ *
+ * Why recycle: every sandbox directory holds the same few entries (rootfs/,
+ * lower/, disk/, runtime.state, init.log, disk.loop). Making and removing
+ * them for each sandbox is inode churn on the state file system, and on
+ * ext4 without a journal (this project's build hosts) every new inode is
+ * paid for by a linear skip over the inodes freed in the last minutes of
+ * its block group (ext4's recently_deleted check): measured 0.2-0.3 ms per
+ * new inode after a few seconds of create/delete churn (3.5 ms of a
+ * sandbox's 4 ms of layer setup without a disk image). A retired
+ * directory is emptied of everything a sandbox left (files truncated, no
+ * data of the old sandbox kept) and renamed to
+ * sandboxes/.spare-dir-<pid>-<n>; the next create of that process renames
+ * it to its id. Renames allocate no inode.
+ *
+ * Thread-safe (one lock per spare set). */
+#ifndef CB_SBDIR_H
+#define CB_SBDIR_H
+
+#include "error.h"
+
+#define CB_SBDIR_SPARES_MAX 64
+#define CB_SBDIR_SPARE_PREFIX ".spare-dir-"
+
+struct cb_sbdir_spares;
+
+/* Open a spare set in sandboxes_dir, removing the spares of processes
+ * that have exited (spares are private to their process: sbdir.c). max 0
+ * turns recycling off (CB_SBDIR_SPARES=0 in the environment does too).
+ * Never fails. */
+struct cb_sbdir_spares *cb_sbdir_open(const char *sandboxes_dir, int max);
+/* Remove every spare and free the set. */
+void cb_sbdir_close(struct cb_sbdir_spares *s);
+
+/* Make the directory dir (mode 0711): a spare renamed into place, else a
+ * mkdir. -errno (-EEXIST when dir exists). */
+int cb_sbdir_make(struct cb_sbdir_spares *s, const char *dir);
+/* A sandbox is gone (no process, no mount left): empty dir of everything
+ * it held and keep it as a spare, or remove it when the set is full or it
+ * cannot be cleaned. 0 or -errno (of the removal). */
+int cb_sbdir_retire(struct cb_sbdir_spares *s, const char *dir);
+
+#endif
