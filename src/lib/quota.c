@@ -542,10 +542,87 @@ static void remember_loop(const char *dir, const char *dev)
     cb_write_file_at(AT_FDCWD, path, digits + 1, strlen(digits + 1), 0600, 0);
 }
 
-/* Remove the loop device recorded for dir once the image (if it still
- * exists) is no longer held, waiting up to wait_ms for the kernel to
- * release it (a just-killed sandbox's mount namespace is still going). */
-static void forget_loop(const char *dir, int wait_ms)
+/* Devices to remove once the kernel has unbound them. A dead sandbox's
+ * device lets go of its image a moment after the last unmount (autoclear
+ * runs in the kernel's own time: 2-90 ms measured here under churn), and
+ * waiting for that in the teardown held a worker for as long; one thread
+ * of ours retries them instead, every 2 ms, for up to 10 s each (then the
+ * device was taken by someone else, who owns it now). Under attach_lock,
+ * so a removal never falls between a GET_FREE and its configure. */
+#define LOOP_REMOVE_MAX 1024
+#define LOOP_REMOVE_GIVE_UP_NS (10ull * 1000 * 1000 * 1000)
+static struct {
+    int n;
+    bool running;
+    long dev[LOOP_REMOVE_MAX];
+    uint64_t since[LOOP_REMOVE_MAX];
+} to_remove;
+
+/* 0 when gone (removed, or no such device), else -errno (-EBUSY: bound
+ * or open). attach_lock held. */
+static int remove_loop_locked(long n)
+{
+    int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+    if (ctl < 0)
+        return -errno;
+    int r = ioctl(ctl, LOOP_CTL_REMOVE, (int)n) < 0 ? -errno : 0;
+    close(ctl);
+    return r == -ENODEV || r == -ENXIO ? 0 : r;
+}
+
+static void *loop_remover(void *arg)
+{
+    (void)arg;
+    pthread_mutex_lock(&attach_lock);
+    while (to_remove.n > 0) {
+        uint64_t now = cb_now_ns();
+        for (int i = 0; i < to_remove.n;) {
+            if (remove_loop_locked(to_remove.dev[i]) == -EBUSY &&
+                now - to_remove.since[i] < LOOP_REMOVE_GIVE_UP_NS) {
+                i++;
+                continue;
+            }
+            to_remove.n--;
+            to_remove.dev[i] = to_remove.dev[to_remove.n];
+            to_remove.since[i] = to_remove.since[to_remove.n];
+        }
+        if (to_remove.n == 0)
+            break;
+        pthread_mutex_unlock(&attach_lock);
+        usleep(2000);
+        pthread_mutex_lock(&attach_lock);
+    }
+    to_remove.running = false;
+    pthread_mutex_unlock(&attach_lock);
+    return NULL;
+}
+
+/* Remove device n now, or leave it to the remover. attach_lock held. */
+static void remove_loop_soon_locked(long n)
+{
+    if (remove_loop_locked(n) != -EBUSY)
+        return;
+    for (int i = 0; i < to_remove.n; i++)
+        if (to_remove.dev[i] == n)
+            return;
+    if (to_remove.n == LOOP_REMOVE_MAX)
+        return; /* the device stays (kernel memory only); never seen here */
+    to_remove.dev[to_remove.n] = n;
+    to_remove.since[to_remove.n++] = cb_now_ns();
+    if (to_remove.running)
+        return;
+    pthread_t t;
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    /* A failed start leaves the entry to the next call that queues one. */
+    to_remove.running = pthread_create(&t, &attr, loop_remover, NULL) == 0;
+    pthread_attr_destroy(&attr);
+}
+
+/* Remove the loop device recorded for dir (now or, once the kernel lets go
+ * of it, soon: above) and empty the record. */
+static void forget_loop(const char *dir)
 {
     _cleanup_free_ char *path = cb_xasprintf("%s/" LOOP_RECORD, dir);
     _cleanup_free_ char *text = NULL;
@@ -553,17 +630,9 @@ static void forget_loop(const char *dir, int wait_ms)
         return;
     char *end;
     long n = strtol(text, &end, 10);
-    _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
-    _cleanup_close_ int img = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    for (int waited = 0; img >= 0 && image_busy(img) && waited < wait_ms; waited++)
-        usleep(1000);
     if (end != text && n >= boot_loop_devices() && n < (1 << 20)) {
-        pthread_mutex_lock(&attach_lock); /* never between our GET_FREE and open */
-        int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
-        if (ctl >= 0) {
-            ioctl(ctl, LOOP_CTL_REMOVE, (int)n); /* EBUSY: in use again, keep it */
-            close(ctl);
-        }
+        pthread_mutex_lock(&attach_lock);
+        remove_loop_soon_locked(n);
         pthread_mutex_unlock(&attach_lock);
     }
     /* Emptied, not unlinked: the record's inode serves the next start and,
@@ -583,7 +652,7 @@ int cb_quota_image_open(struct cb_quota *q, const char *dir, struct cb_error **e
     int r = wait_image_free(img);
     if (r < 0)
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "disk image still in use");
-    forget_loop(dir, 0); /* the device of this image's previous start */
+    forget_loop(dir); /* the device of this image's previous start */
     char dev[4096];
     int lfd = attach_loop(q->state_dir, img, dev, sizeof dev);
     if (lfd < 0)
@@ -658,10 +727,10 @@ int cb_quota_image_remove(const char *dir)
     if (is_mount_point(dir, mnt) && umount2(mnt, MNT_DETACH | UMOUNT_NOFOLLOW) < 0)
         r = -errno;
     /* The loop device of a just-killed sandbox may still hold the image
-     * for a moment: wait for that (up to 2 s; destroy runs after the
-     * client was answered) and remove the device. Unlinking would be fine
-     * either way: the inode goes when the device lets go. */
-    forget_loop(dir, 2000);
+     * for a moment: its removal waits for that in the background
+     * (forget_loop). Unlinking is fine meanwhile: the inode goes when the
+     * device lets go. */
+    forget_loop(dir);
     if (unlink(image) < 0 && errno != ENOENT && r == 0)
         r = -errno;
     return r;

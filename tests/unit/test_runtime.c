@@ -376,8 +376,11 @@ TEST(runtime_disk_image_limits_writes)
     T->release(sb);
     ASSERT(access(image, F_OK) < 0);
     ASSERT(loop_released(image));
-    /* gone, unless another process of this host took it meanwhile or it
-     * is one of the host's boot-time devices (loop0..7), which stay */
+    /* gone (removed in the background once the kernel unbinds it: wait
+     * up to 5 s), unless another process of this host took it meanwhile
+     * or it is one of the host's boot-time devices (loop0..7), which stay */
+    for (int i = 0; i < 500 && access(node, F_OK) == 0 && access(backing, F_OK) < 0; i++)
+        usleep(10000);
     ASSERT(access(node, F_OK) < 0 || access(backing, F_OK) == 0 || atoi(text) < 8);
     free(record);
     free(text);
