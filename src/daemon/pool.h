@@ -68,6 +68,11 @@ void cb_pool_reap(struct cb_pool *p, struct cb_sandbox *h, const char *id);
 /* Teardowns queued or running: 0 once every deleted sandbox's host
  * resources are freed (for /v1/info and metrics). */
 unsigned cb_pool_reaping(const struct cb_pool *p);
+/* Teardowns queued beyond which a delete tears down in place before it
+ * answers: a pending teardown holds the dead sandbox's file systems, disk
+ * image and loop device (tier kill), so a delete storm must not queue
+ * them without bound; waiting is the storm's back-pressure. */
+#define CB_POOL_REAP_BACKLOG 64
 
 /* Daemon stop: wait for refills and teardowns in flight (running the loop),
  * destroy every member, free the pool. NULL is fine. */

@@ -7,7 +7,7 @@
 #include "runtime.h"
 
 /* OP_KILL is the first half of a delete: every process killed and reaped
- * (tier stop); the handle then goes to the background teardown
+ * (tier kill, else stop); the handle then goes to the background teardown
  * (cb_pool_reap). OP_DESTROY does both halves in place (no pool). */
 enum op_kind { OP_START, OP_STOP, OP_PAUSE, OP_RESUME, OP_KILL, OP_DESTROY, OP_LIMITS, OP_READY };
 
@@ -340,7 +340,8 @@ static void work_cb(uv_work_t *req)
         if (!s->h && t->adopt(s->d->rt, s->rec.id, &s->h, NULL) < 0)
             s->h = NULL;
         if (s->h)
-            r = w->kind == OP_KILL ? t->stop(s->h, &w->err) : t->destroy(s->h, &w->err);
+            r = w->kind == OP_KILL ? (t->kill ? t->kill : t->stop)(s->h, &w->err)
+                                   : t->destroy(s->h, &w->err);
         break;
     case OP_LIMITS: r = s->h ? t->set_limits(s->h, &w->limits, &w->err) : 0; break;
     case OP_READY:
@@ -557,7 +558,7 @@ void cb_sbx_delete(struct cb_sbx *s, cb_sbx_cb cb, void *arg)
     dc->cb = cb;
     dc->arg = arg;
     s->deleting = true;
-    dc->teardown_later = s->d->pool != NULL;
+    dc->teardown_later = s->d->pool != NULL && cb_pool_reaping(s->d->pool) < CB_POOL_REAP_BACKLOG;
     enqueue(s, dc->teardown_later ? OP_KILL : OP_DESTROY, NULL, delete_done, dc);
 }
 

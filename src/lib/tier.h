@@ -116,6 +116,13 @@ struct cb_tier_ops {
      * filesystem and the uid range. */
     int (*stop)(struct cb_sandbox *sb, struct cb_error **err);
 
+    /* Optional (NULL: use stop). Like stop, for a sandbox that destroy will
+     * remove next: every process is dead when it returns, but the tier may
+     * leave the rest of the teardown (unmounting its file systems) to
+     * destroy, off the caller's critical path. After it, start is not
+     * allowed; only destroy and release are. */
+    int (*kill)(struct cb_sandbox *sb, struct cb_error **err);
+
     /* Stop if needed, then remove everything: mounts, cgroups, uid range,
      * directories. After it only release() is valid. stop now and destroy
      * later, from another thread, is allowed and is how the daemon deletes

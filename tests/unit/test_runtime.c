@@ -392,6 +392,45 @@ TEST(runtime_disk_image_limits_writes)
     cleanup_state(rt, state);
 }
 
+/* kill (the first half of the daemon's delete): every process is dead
+ * when it returns, but the disk image stays mounted (its loop device bound)
+ * until destroy, which releases it: the unmount is not paid by the caller
+ * of kill. Without kill's hold, the image is released when init exits. */
+TEST(runtime_kill_leaves_unmount_to_destroy)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_image_runtime(state);
+    struct cb_error *err = NULL;
+    ASSERT(T->kill != NULL);
+    struct cb_sandbox *sb = start_disk_sandbox(rt, "sb_kill");
+    ASSERT_EQ(run(sb, 0, "sleep 1000 >/dev/null 2>&1 &"), 0);
+    char *image = cb_xasprintf("%s/sandboxes/sb_kill/disk.img", state);
+    char *st_path = cb_xasprintf("%s/sandboxes/sb_kill/runtime.state", state);
+    char *text = NULL;
+    ASSERT_EQ(cb_read_file_at(AT_FDCWD, st_path, 4096, &text, NULL), 0);
+    char *p = strstr(text, "\npid=");
+    ASSERT(p != NULL);
+    int pid = atoi(p + 5);
+    ASSERT(pid > 0);
+    char *proc = cb_xasprintf("/proc/%d", pid);
+    if (T->kill(sb, &err) < 0)
+        FAIL("kill: %s", err->message);
+    ASSERT(access(proc, F_OK) < 0); /* init reaped, its pid namespace gone */
+    ASSERT_EQ(T->state(sb), CB_RUN_STOPPED);
+    usleep(300 * 1000); /* long past an autoclear after init's exit */
+    ASSERT(loop_backs(image));
+    if (T->destroy(sb, &err) < 0)
+        FAIL("destroy: %s", err->message);
+    T->release(sb);
+    ASSERT(loop_released(image));
+    ASSERT(access(image, F_OK) < 0);
+    free(proc);
+    free(text);
+    free(st_path);
+    free(image);
+    cleanup_state(rt, state);
+}
+
 /* The entries of directory path, sorted, joined with ','. */
 static char *dir_entries(const char *path)
 {
