@@ -21,6 +21,7 @@ struct cb_sbx_work {
     bool from_pool;  /* START: the claim succeeded */
     char *pool_miss; /* START: why the claimed member was given up (logged) */
     bool resumed;    /* READY found it paused and resumed it */
+    bool hold;       /* KILL: the tier's kill (unmounts left to destroy), not stop */
     int result;
     struct cb_error *err;
     char *reason;
@@ -340,7 +341,7 @@ static void work_cb(uv_work_t *req)
         if (!s->h && t->adopt(s->d->rt, s->rec.id, &s->h, NULL) < 0)
             s->h = NULL;
         if (s->h)
-            r = w->kind == OP_KILL ? (t->kill ? t->kill : t->stop)(s->h, &w->err)
+            r = w->kind == OP_KILL ? (w->hold ? t->kill : t->stop)(s->h, &w->err)
                                    : t->destroy(s->h, &w->err);
         break;
     case OP_LIMITS: r = s->h ? t->set_limits(s->h, &w->limits, &w->err) : 0; break;
@@ -460,6 +461,13 @@ static void run_next(struct cb_sbx *s)
         w->pooled = cb_pool_take(s->d->pool, s->rec.template_name, s->rec.tier, &w->limits);
     if (w->kind == OP_STOP || w->kind == OP_KILL || w->kind == OP_DESTROY)
         detach_initc(s); /* we end init on purpose: no "init died" record */
+    /* A kill leaves the dead sandbox's file systems mounted for the
+     * background teardown (DELETE answers sooner) unless many teardowns
+     * already wait: then its init's exit unmounts them, as a stop does,
+     * and the queue holds nothing costly (pool.h). */
+    if (w->kind == OP_KILL)
+        w->hold = s->d->tier->kill && s->d->pool &&
+                  cb_pool_reaping(s->d->pool) < CB_POOL_REAP_BACKLOG;
     if (w->kind == OP_READY && strcmp(s->rec.state, "running") == 0 &&
         cb_initc_alive(s->initc)) {
         /* Fast path: nothing to do on a worker thread. */
@@ -558,7 +566,7 @@ void cb_sbx_delete(struct cb_sbx *s, cb_sbx_cb cb, void *arg)
     dc->cb = cb;
     dc->arg = arg;
     s->deleting = true;
-    dc->teardown_later = s->d->pool != NULL && cb_pool_reaping(s->d->pool) < CB_POOL_REAP_BACKLOG;
+    dc->teardown_later = s->d->pool != NULL;
     enqueue(s, dc->teardown_later ? OP_KILL : OP_DESTROY, NULL, delete_done, dc);
 }
 

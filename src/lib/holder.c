@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdbool.h>
+#include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -14,6 +16,7 @@ struct request {
     bool is_open;
     const char *path; /* open */
     int handle;       /* close; the open's result */
+    bool sent;        /* close: the fd went to rx_fd */
     bool done;
     struct request *next;
 };
@@ -23,6 +26,48 @@ static pthread_cond_t work = PTHREAD_COND_INITIALIZER;
 static pthread_cond_t finished = PTHREAD_COND_INITIALIZER;
 static struct request *queue;
 static int state; /* 0: not started, 1: running, <0: could not start (-errno) */
+/* A socket pair: the holder sends a handle's fd through its end (in its
+ * own table) to the other (in everyone's), where a close receives it and
+ * releases it in the closing thread, so releases run side by side instead
+ * of one after the other in the holder (each can wait for an SRCU grace
+ * period of the shrinkers: ~100 ms with 10,000 sandboxes). rx_lock pairs
+ * each receive with its own send. */
+static int tx_fd = -1, rx_fd = -1;
+static pthread_mutex_t rx_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Send fd over sock with SCM_RIGHTS. 0 or -errno. */
+static int send_fd(int sock, int fd)
+{
+    char byte = 0, ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                       .msg_controllen = sizeof ctl};
+    memset(ctl, 0, sizeof ctl);
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(c), &fd, sizeof fd);
+    return sendmsg(sock, &m, MSG_NOSIGNAL) == 1 ? 0 : -errno;
+}
+
+/* The fd sent by send_fd, or -1. */
+static int recv_fd(int sock)
+{
+    char byte, ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl,
+                       .msg_controllen = sizeof ctl};
+    if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != 1)
+        return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&m);
+    if (!c || c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS ||
+        c->cmsg_len != CMSG_LEN(sizeof(int)))
+        return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(c), sizeof fd);
+    return fd;
+}
 
 static void serve(struct request *r)
 {
@@ -30,6 +75,9 @@ static void serve(struct request *r)
         int fd = open(r->path, O_PATH | O_DIRECTORY | O_CLOEXEC);
         r->handle = fd < 0 ? -errno : fd;
     } else {
+        /* The message holds its own reference: closing ours is cheap. If
+         * the send fails, the release happens here, in the holder. */
+        r->sent = tx_fd >= 0 && send_fd(tx_fd, r->handle) == 0;
         close(r->handle);
     }
 }
@@ -59,13 +107,19 @@ struct start {
 };
 
 /* The thread's first act: a private copy of the fd table, emptied of the
- * copies of everyone else's fds (closing a copy releases nothing). */
+ * copies of everyone else's fds (closing a copy releases nothing) except
+ * its end of the socket pair. */
 static void *holder_boot(void *arg)
 {
     struct start *s = arg;
     int r = unshare(CLONE_FILES) < 0 ? -errno : 0;
-    if (r == 0)
+    if (r == 0 && tx_fd >= 0) {
+        if (tx_fd > 0)
+            close_range(0, (unsigned)tx_fd - 1, 0);
+        close_range((unsigned)tx_fd + 1, ~0U, 0);
+    } else if (r == 0) {
         close_range(0, ~0U, 0);
+    }
     pthread_mutex_lock(&s->m);
     s->result = r;
     pthread_cond_signal(&s->c);
@@ -78,6 +132,11 @@ static int ensure_started(void)
 {
     if (state != 0)
         return state;
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) == 0) {
+        tx_fd = pair[0];
+        rx_fd = pair[1];
+    }
     struct start s = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 1};
     pthread_t t;
     pthread_attr_t attr;
@@ -91,6 +150,12 @@ static int ensure_started(void)
     while (s.result == 1)
         pthread_cond_wait(&s.c, &s.m);
     pthread_mutex_unlock(&s.m);
+    /* The holder has its own copy of tx_fd now; ours goes. If it failed to
+     * start, nothing is ever sent: drop both ends. */
+    if (tx_fd >= 0 && (close(tx_fd), s.result != 0)) {
+        close(rx_fd);
+        rx_fd = -1;
+    }
     return state = s.result == 0 ? 1 : s.result;
 }
 
@@ -123,5 +188,13 @@ void cb_holder_close(int handle)
     if (handle < 0)
         return;
     struct request r = {.is_open = false, .handle = handle};
+    pthread_mutex_lock(&rx_lock);
     submit(&r);
+    int fd = r.sent ? recv_fd(rx_fd) : -1;
+    pthread_mutex_unlock(&rx_lock);
+    /* The release (unmounts, for a sandbox's root) runs here, in parallel
+     * with other closers. The fd sat in the shared table only between the
+     * receive and this close. */
+    if (fd >= 0)
+        close(fd);
 }

@@ -12,7 +12,9 @@
  * closes is released in that thread.
  *
  * Thread-safe. Each call waits for the holder thread (a few microseconds
- * when idle; a close waits for the release it triggers). */
+ * when idle). A close hands the reference back to the calling thread
+ * (SCM_RIGHTS over a socket pair) and releases it there, so costly
+ * releases run in parallel, one per closing thread. */
 #ifndef CB_HOLDER_H
 #define CB_HOLDER_H
 
