@@ -144,17 +144,25 @@ static int ensure_started(void)
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     int e = pthread_create(&t, &attr, holder_boot, &s);
     pthread_attr_destroy(&attr);
-    if (e != 0)
+    if (e != 0) {
+        if (tx_fd >= 0) {
+            close(tx_fd);
+            close(rx_fd);
+        }
+        tx_fd = rx_fd = -1;
         return state = -e;
+    }
     pthread_mutex_lock(&s.m);
     while (s.result == 1)
         pthread_cond_wait(&s.c, &s.m);
     pthread_mutex_unlock(&s.m);
     /* The holder has its own copy of tx_fd now; ours goes. If it failed to
-     * start, nothing is ever sent: drop both ends. */
-    if (tx_fd >= 0 && (close(tx_fd), s.result != 0)) {
+     * start, nothing is ever sent: drop the other end too. */
+    if (tx_fd >= 0)
+        close(tx_fd);
+    if (tx_fd >= 0 && s.result != 0) {
         close(rx_fd);
-        rx_fd = -1;
+        rx_fd = tx_fd = -1;
     }
     return state = s.result == 0 ? 1 : s.result;
 }

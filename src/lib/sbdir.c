@@ -66,15 +66,23 @@ static int clean_entry(int dfd, dev_t dev, const char *name)
     if (S_ISDIR(st.st_mode) && is_one_of(name, kept_dirs, CB_ARRAY_SIZE(kept_dirs)) &&
         dir_is_empty(dfd, name))
         return 0;
-    if (S_ISREG(st.st_mode) && is_one_of(name, kept_files, CB_ARRAY_SIZE(kept_files))) {
+    if (S_ISREG(st.st_mode) && st.st_nlink == 1 &&
+        is_one_of(name, kept_files, CB_ARRAY_SIZE(kept_files))) {
         /* Truncated: nothing the old sandbox wrote (its init's log, its
-         * state) reaches the next one. */
-        int fd = openat(dfd, name, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_CLOEXEC);
+         * state) reaches the next one. Only a file with no other name:
+         * truncating a hard link would empty whatever else it names (the
+         * fstat below rechecks on the open file, against a swap). */
+        int fd = openat(dfd, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0)
             return -errno;
-        int r = fchmod(fd, 0600) < 0 ? -errno : 0;
+        struct stat fst;
+        int r = fstat(fd, &fst) < 0 ? -errno : 0;
+        if (r == 0 && (!S_ISREG(fst.st_mode) || fst.st_nlink != 1 || fst.st_dev != dev))
+            r = -EXDEV;
+        if (r == 0 && (ftruncate(fd, 0) < 0 || fchmod(fd, 0600) < 0))
+            r = -errno;
         close(fd);
-        return r;
+        return r == -EXDEV ? cb_rootfs_remove_tree_at(dfd, name) : r;
     }
     return cb_rootfs_remove_tree_at(dfd, name);
 }

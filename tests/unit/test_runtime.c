@@ -467,7 +467,7 @@ static char *only_spare(const char *state)
 }
 
 /* A destroyed sandbox's directory is emptied down to its mount points and
- * two truncated files, kept as a spare, and becomes the next sandbox's
+ * three truncated files, kept as a spare, and becomes the next sandbox's
  * directory: no inode made again, nothing of the old sandbox seen by the
  * new one. */
 TEST(runtime_directory_recycled)

@@ -1,0 +1,221 @@
+/* sbdir (recycled sandbox directories) and holder (references outside the
+ * fd table): what a retired directory keeps, that nothing in it is followed
+ * out of it, that spares are private to their process, and that the
+ * holder's references are in no table a child would copy. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+
+#include "holder.h"
+#include "rootfs.h"
+#include "runner.h"
+#include "sbdir.h"
+#include "util.h"
+
+static char *make_temp(void)
+{
+    char *t = cb_xstrdup("/tmp/cb-sbdir-XXXXXX");
+    ASSERT(mkdtemp(t) != NULL);
+    return t;
+}
+
+static void write_text(const char *path, const char *text)
+{
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, path, text, strlen(text), 0600, 0), 0);
+}
+
+static int count_entries(const char *path, const char *prefix);
+
+static int count_fds(void)
+{
+    return count_entries("/proc/self/fd", "") - 1; /* less opendir's own */
+}
+
+static int count_entries(const char *path, const char *prefix)
+{
+    DIR *d = opendir(path);
+    ASSERT(d != NULL);
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0 &&
+            strncmp(de->d_name, prefix, strlen(prefix)) == 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+/* A directory full of what a sandbox could have left — data in kept
+ * directories, symlinks under kept names pointing at a host canary, a hard
+ * link to it, deep trees — is retired: the canary is untouched, the spare
+ * holds only the empty kept entries, and the next make returns it. */
+TEST(sbdir_retire_keeps_only_empty_skeleton)
+{
+    char *tmp = make_temp();
+    char *canary = cb_xasprintf("%s/canary", tmp);
+    write_text(canary, "host secret\n");
+    char *parent = cb_xasprintf("%s/sandboxes", tmp);
+    ASSERT_EQ(mkdir(parent, 0711), 0);
+    struct cb_sbdir_spares *s = cb_sbdir_open(parent, 4);
+    char *dir = cb_xasprintf("%s/sb_a", parent);
+    ASSERT_EQ(cb_sbdir_make(s, dir), 0);
+    char *p;
+    ASSERT_EQ(mkdir((p = cb_xasprintf("%s/rootfs", dir)), 0755), 0);
+    free(p);
+    write_text((p = cb_xasprintf("%s/rootfs/leftover", dir)), "x");
+    free(p);
+    write_text((p = cb_xasprintf("%s/disk.loop", dir)), "42");
+    free(p);
+    ASSERT_EQ(mkdir((p = cb_xasprintf("%s/lower", dir)), 0755), 0);
+    free(p);
+    ASSERT_EQ(symlink(canary, (p = cb_xasprintf("%s/init.log", dir))), 0); /* kept name, a symlink */
+    free(p);
+    ASSERT_EQ(symlink(tmp, (p = cb_xasprintf("%s/disk", dir))), 0); /* kept dir name, a symlink */
+    free(p);
+    ASSERT_EQ(link(canary, (p = cb_xasprintf("%s/runtime.state", dir))), 0); /* hard link out */
+    free(p);
+    ASSERT_EQ(mkdir((p = cb_xasprintf("%s/upper", dir)), 0755), 0);
+    free(p);
+    ASSERT_EQ(mkdir((p = cb_xasprintf("%s/upper/a", dir)), 0755), 0);
+    free(p);
+    write_text((p = cb_xasprintf("%s/upper/a/file", dir)), "tenant data");
+    free(p);
+    ASSERT_EQ(cb_sbdir_retire(s, dir), 0);
+    ASSERT(access(dir, F_OK) < 0);
+    char *text = NULL;
+    ASSERT_EQ(cb_read_file_at(AT_FDCWD, canary, 64, &text, NULL), 0);
+    ASSERT_STREQ(text, "host secret\n"); /* neither truncated through the link nor removed */
+    free(text);
+    ASSERT_EQ(count_entries(tmp, "canary"), 1);
+    ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 1);
+    /* The next sandbox gets the spare: the empty lower/ and the emptied
+     * disk.loop; rootfs/ held a file, so it went (create makes it again);
+     * the symlinks, the hard link and upper/ went. */
+    char *next = cb_xasprintf("%s/sb_b", parent);
+    ASSERT_EQ(cb_sbdir_make(s, next), 0);
+    ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 0);
+    ASSERT_EQ(count_entries(next, ""), 2);
+    struct stat st;
+    ASSERT_EQ(stat((p = cb_xasprintf("%s/lower", next)), &st), 0);
+    free(p);
+    ASSERT(S_ISDIR(st.st_mode));
+    ASSERT_EQ(lstat((p = cb_xasprintf("%s/disk.loop", next)), &st), 0);
+    free(p);
+    ASSERT(S_ISREG(st.st_mode));
+    ASSERT_EQ((long long)st.st_size, 0);
+    ASSERT_EQ(stat(next, &st), 0);
+    ASSERT_EQ(st.st_mode & 07777, 0711);
+    cb_sbdir_close(s);
+    cb_rootfs_remove_tree(tmp);
+    free(next);
+    free(dir);
+    free(parent);
+    free(canary);
+    free(tmp);
+}
+
+/* make never replaces an existing directory (a sandbox of that id): the
+ * spare stays a spare, the caller gets EEXIST. */
+TEST(sbdir_make_existing_is_eexist)
+{
+    char *tmp = make_temp();
+    struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4);
+    char *a = cb_xasprintf("%s/sb_a", tmp), *b = cb_xasprintf("%s/sb_b", tmp);
+    ASSERT_EQ(cb_sbdir_make(s, a), 0);
+    ASSERT_EQ(cb_sbdir_retire(s, a), 0);
+    ASSERT_EQ(mkdir(b, 0711), 0);
+    char *mine = cb_xasprintf("%s/mine", b);
+    write_text(mine, "keep");
+    ASSERT_EQ(cb_sbdir_make(s, b), -EEXIST);
+    ASSERT_EQ(access(mine, F_OK), 0);
+    ASSERT_EQ(count_entries(tmp, CB_SBDIR_SPARE_PREFIX), 1);
+    /* A directory with a mount point inside (something still holds it) is
+     * never kept as a spare: retire fails (EBUSY) and the directory stays. */
+    char *rootfs = cb_xasprintf("%s/rootfs", b);
+    ASSERT_EQ(mkdir(rootfs, 0755), 0);
+    if (mount("tmpfs", rootfs, "tmpfs", 0, "size=64k") == 0) {
+        ASSERT(cb_sbdir_retire(s, b) < 0);
+        ASSERT_EQ(access(b, F_OK), 0);
+        ASSERT_EQ(count_entries(tmp, CB_SBDIR_SPARE_PREFIX), 1);
+        ASSERT_EQ(umount2(rootfs, MNT_DETACH), 0);
+    }
+    ASSERT_EQ(cb_sbdir_retire(s, b), 0);
+    ASSERT_EQ(count_entries(tmp, CB_SBDIR_SPARE_PREFIX), 2);
+    cb_sbdir_close(s);
+    ASSERT_EQ(count_entries(tmp, CB_SBDIR_SPARE_PREFIX), 0); /* close removes its own */
+    cb_rootfs_remove_tree(tmp);
+    free(rootfs);
+    free(mine);
+    free(a);
+    free(b);
+    free(tmp);
+}
+
+/* Spares of a process that no longer exists are removed by the next open;
+ * those of a live process (here: our parent) are left alone. */
+TEST(sbdir_open_removes_only_dead_owners_spares)
+{
+    char *tmp = make_temp();
+    pid_t child = fork();
+    if (child == 0)
+        _exit(0);
+    ASSERT(child > 0);
+    waitpid(child, NULL, 0);
+    char *dead = cb_xasprintf("%s/" CB_SBDIR_SPARE_PREFIX "%d-0", tmp, (int)child);
+    char *live = cb_xasprintf("%s/" CB_SBDIR_SPARE_PREFIX "%d-0", tmp, (int)getppid());
+    ASSERT_EQ(mkdir(dead, 0711), 0);
+    ASSERT_EQ(mkdir(live, 0711), 0);
+    struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4);
+    ASSERT(access(dead, F_OK) < 0);
+    ASSERT_EQ(access(live, F_OK), 0);
+    cb_sbdir_close(s);
+    ASSERT_EQ(access(live, F_OK), 0);
+    cb_rootfs_remove_tree(tmp);
+    free(dead);
+    free(live);
+    free(tmp);
+}
+
+/* CB_SBDIR_SPARES=0: retire removes the directory. */
+TEST(sbdir_disabled_removes)
+{
+    setenv("CB_SBDIR_SPARES", "0", 1);
+    char *tmp = make_temp();
+    struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4);
+    char *a = cb_xasprintf("%s/sb_a", tmp);
+    ASSERT_EQ(cb_sbdir_make(s, a), 0);
+    ASSERT_EQ(cb_sbdir_retire(s, a), 0);
+    ASSERT(access(a, F_OK) < 0);
+    ASSERT_EQ(count_entries(tmp, ""), 0);
+    cb_sbdir_close(s);
+    cb_rootfs_remove_tree(tmp);
+    free(a);
+    free(tmp);
+}
+
+/* The holder's references are in no fd table of ours (a child forked now
+ * copies nothing), yet keep what they name in use: a tmpfs the holder has
+ * open cannot be unmounted (EBUSY) until the holder lets go. */
+TEST(holder_keeps_references_outside_the_fd_table)
+{
+    char *tmp = make_temp();
+    if (mount("tmpfs", tmp, "tmpfs", 0, "size=64k") < 0)
+        SKIP("cannot mount tmpfs: %s", strerror(errno));
+    cb_holder_close(cb_holder_open("/")); /* started: its socket end is ours */
+    int before = count_fds();
+    int h = cb_holder_open(tmp);
+    ASSERT(h >= 0);
+    ASSERT_EQ(count_fds(), before); /* not in our table */
+    ASSERT(umount2(tmp, 0) < 0);
+    ASSERT_EQ(errno, EBUSY); /* held */
+    ASSERT_EQ(cb_holder_open("/nonexistent-cellbox-path"), -ENOENT);
+    cb_holder_close(h);
+    ASSERT_EQ(count_fds(), before); /* the handed-back fd was closed */
+    ASSERT_EQ(umount2(tmp, 0), 0);  /* released */
+    cb_holder_close(-1);            /* ignored */
+    rmdir(tmp);
+    free(tmp);
+}
