@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 
 #include "caps.h"
 #include "idmap.h"
@@ -157,6 +158,48 @@ static int step_cgroup_ns(struct cb_child_config *c, int *detail)
     return unshare(CLONE_NEWCGROUP) < 0 ? -errno : 0;
 }
 
+static int step_time_ns(struct cb_child_config *c, int *detail)
+{
+    /* The sandbox's own clocks: CLOCK_MONOTONIC and CLOCK_BOOTTIME read
+     * (about) 0 when it starts, so uptime, /proc/uptime and clock_gettime
+     * give the sandbox's age, as in a freshly booted VM, and not how long
+     * the host has been up (none of its business; it also dates the host's
+     * kernel). CLOCK_REALTIME is not namespaced. We are not in the new
+     * namespace ourselves: execve moves us (and init's children are born
+     * in it); the offsets must be written before that. Costs a page per
+     * sandbox. A kernel without time namespaces (CONFIG_TIME_NS, < 5.6)
+     * leaves the sandbox on the host's clocks; the parent says so once. */
+    if (unshare(CLONE_NEWTIME) < 0) {
+        c->time_ns_errno = errno ? errno : EINVAL;
+        return 0;
+    }
+    /* Offsets of minus "now" (sec, nsec with 0 <= nsec < 1e9): the clocks
+     * start at the few microseconds until init runs, never below 0 (the
+     * kernel refuses offsets that would make them negative). */
+    struct timespec mono, boot;
+    clock_gettime(CLOCK_MONOTONIC, &mono);
+    clock_gettime(CLOCK_BOOTTIME, &boot);
+    char text[96];
+    int n = snprintf(text, sizeof text, "%d %lld %ld\n%d %lld %ld\n", CLOCK_MONOTONIC,
+                     -(long long)mono.tv_sec - (mono.tv_nsec > 0),
+                     mono.tv_nsec > 0 ? 1000000000L - mono.tv_nsec : 0L, CLOCK_BOOTTIME,
+                     -(long long)boot.tv_sec - (boot.tv_nsec > 0),
+                     boot.tv_nsec > 0 ? 1000000000L - boot.tv_nsec : 0L);
+    /* Our own /proc (pivot_root is done): it describes our namespaces.
+     * Our credentials changed (become root), which made us undumpable and
+     * our /proc files the host root's: dumpable for the one write (no
+     * process of the sandbox exists yet to use it), off again after; init
+     * sets it off itself as well. */
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, text, (size_t)n) != n)
+        c->time_ns_errno = errno ? errno : EIO; /* offsets 0: the host's clocks */
+    if (fd >= 0)
+        close(fd);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    return 0;
+}
+
 static int step_rlimits(struct cb_child_config *c, int *detail)
 {
     struct rlimit core = {0, 0};
@@ -251,6 +294,7 @@ static const struct child_step child_steps[] = {
     {"sethostname", step_hostname},
     {"loopback up", step_loopback},
     {"unshare cgroup namespace", step_cgroup_ns},
+    {"time namespace", step_time_ns},
     {"rlimits", step_rlimits},
     {"close fds", step_fds},
     {"capabilities", step_capabilities},
@@ -473,6 +517,7 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
     memset(c->step_ns, 0, sizeof c->step_ns);
     c->disk_errno = 0;
     c->lower_idmap_errno = 0;
+    c->time_ns_errno = 0;
     c->mount_ns = getenv("CB_TRACE_MOUNTS") ? cb_xcalloc(c->mounts->n, sizeof *c->mount_ns) : NULL;
     c->clone_ns = cb_now_ns();
     sigset_t all, old;

@@ -55,6 +55,9 @@ struct cb_child_config {
     int lower_idmap_errno;   /* out: errno when the kernel refused the idmap
                                 (the lower layer is then attached as it is,
                                 host root showing as nobody), else 0 */
+    int time_ns_errno;       /* out: errno when the sandbox could not get its
+                                own clocks (no time namespace or offsets
+                                refused: it runs on the host's), else 0 */
     unsigned weaken;         /* CB_WEAKEN_* bits (tier.h), test control runs
                                 only: the caller checked allow_weaken */
     /* used internally */

@@ -747,6 +747,15 @@ static void warn_lower_idmap(int e)
                         "them\n", strerror(e));
 }
 
+/* Likewise for the time namespace (ns.c step_time_ns). */
+static void warn_time_ns(int e)
+{
+    static int warned;
+    if (e && !__atomic_exchange_n(&warned, 1, __ATOMIC_RELAXED))
+        fprintf(stderr, "cellbox: no time namespace for sandboxes (%s): their uptime and "
+                        "monotonic clock are the host's\n", strerror(e));
+}
+
 static int spawn_init(struct cb_sandbox *sb, pid_t *pid, int *pidfd, int *disk_errno,
                       struct cb_error **err)
 {
@@ -757,6 +766,7 @@ static int spawn_init(struct cb_sandbox *sb, pid_t *pid, int *pidfd, int *disk_e
         r = cb_ns_spawn(&plan.child, pid, pidfd, err);
     *disk_errno = plan.child.disk_errno;
     warn_lower_idmap(plan.child.lower_idmap_errno);
+    warn_time_ns(plan.child.time_ns_errno);
     start_plan_clear(&plan);
     trace_phase("spawn");
     return r;

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "proto.h"
 #include "rootfs.h"
@@ -329,16 +330,22 @@ static struct cb_runtime *open_image_runtime(char *state)
     return rt;
 }
 
-/* A started sandbox with a 16 MiB disk. */
-static struct cb_sandbox *start_disk_sandbox(struct cb_runtime *rt, const char *id)
+/* A started sandbox of the host template; disk_bytes 0 = no disk limit. */
+static struct cb_sandbox *start_sandbox(struct cb_runtime *rt, const char *id, uint64_t disk_bytes)
 {
     struct cb_error *err = NULL;
     struct cb_sandbox_spec spec = {.id = id, .template_name = "host",
-                                   .limits = {.disk_bytes = 16ull << 20}};
+                                   .limits = {.disk_bytes = disk_bytes}};
     struct cb_sandbox *sb;
     if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
         FAIL("create/start %s: %s", id, err->message);
     return sb;
+}
+
+/* A started sandbox with a 16 MiB disk. */
+static struct cb_sandbox *start_disk_sandbox(struct cb_runtime *rt, const char *id)
+{
+    return start_sandbox(rt, id, 16ull << 20);
 }
 
 /* Without project quotas the disk limit is a per-sandbox ext4 image, a
@@ -714,4 +721,59 @@ TEST(runtime_template_idmap_refused_falls_back)
     remove_parent_cgroups();
     free(rootfs);
     free(ram);
+}
+
+/* What a sandbox's file holds, as a number (the first field). */
+static double sandbox_number(struct cb_sandbox *sb, const char *path)
+{
+    int root;
+    struct cb_error *err = NULL;
+    if (T->root_fd(sb, &root, &err) < 0)
+        FAIL("root_fd: %s", err->message);
+    char *text = NULL;
+    if (cb_read_file_at(root, path, 4096, &text, NULL) < 0)
+        FAIL("read %s in the sandbox", path);
+    close(root);
+    double v = strtod(text, NULL);
+    free(text);
+    return v;
+}
+
+/* Time namespace: a sandbox's uptime and monotonic clock count from its own
+ * start, not the host's boot. Judged against the host's clock: with the
+ * host's clocks, the sandbox would report the host's uptime (minutes at
+ * least by the time tests run) and two sandboxes started 1.5 s apart the
+ * same value. */
+TEST(runtime_sandbox_has_its_own_clocks)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    const char *probe = "cut -d' ' -f1 /proc/uptime > /tmp/up && "
+                        "python3 -c 'import time; print(time.monotonic())' > /tmp/mono";
+    uint64_t t0 = cb_now_ns();
+    struct cb_sandbox *a = start_sandbox(rt, "sb_clock_a", 0);
+    usleep(1500 * 1000);
+    struct cb_sandbox *b = start_sandbox(rt, "sb_clock_b", 0);
+    ASSERT_EQ(run(a, 1000, probe), 0);
+    ASSERT_EQ(run(b, 1000, probe), 0);
+    double since = (double)(cb_now_ns() - t0) / 1e9;
+    double a_up = sandbox_number(a, "tmp/up"), b_up = sandbox_number(b, "tmp/up");
+    double a_mono = sandbox_number(a, "tmp/mono"), b_mono = sandbox_number(b, "tmp/mono");
+    struct timespec host_boot;
+    clock_gettime(CLOCK_BOOTTIME, &host_boot);
+    fprintf(stderr, "  uptime: host %lld s, sandbox a %.2f s, b %.2f s (a started %.2f s ago); "
+                    "monotonic a %.2f b %.2f\n",
+            (long long)host_boot.tv_sec, a_up, b_up, since, a_mono, b_mono);
+    ASSERT(a_up <= since + 1.0);   /* counts from the sandbox's start */
+    ASSERT(a_mono <= since + 1.0);
+    ASSERT(a_up - b_up >= 1.0);    /* each sandbox its own clock */
+    ASSERT(a_mono - b_mono >= 1.0);
+    ASSERT(b_up >= 0 && b_mono >= 0);
+    T->destroy(a, NULL);
+    T->release(a);
+    T->destroy(b, NULL);
+    T->release(b);
+    cb_runtime_free(rt);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
 }
