@@ -205,6 +205,18 @@ int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
     return 0;
 }
 
+void cb_mounts_attach_sysfs(struct cb_mount_table *t, int fd)
+{
+    for (size_t i = 0; i < t->n; i++) {
+        struct cb_mount_step *s = &t->steps[i];
+        if (s->kind == CB_MNT_MOUNT && s->fstype && strcmp(s->fstype, "sysfs") == 0) {
+            s->kind = CB_MNT_ATTACH;
+            s->fd = fd;
+            return;
+        }
+    }
+}
+
 void cb_mount_table_free(struct cb_mount_table *t)
 {
     for (size_t i = 0; i < t->nstrings; i++)
@@ -225,6 +237,7 @@ const char *cb_mount_step_name(const struct cb_mount_step *s)
     case CB_MNT_MKDIR: return "mkdir";
     case CB_MNT_MKFILE: return "mount point file";
     case CB_MNT_SYMLINK: return "symlink";
+    case CB_MNT_ATTACH: return "attach";
     }
     return "?";
 }
@@ -279,6 +292,9 @@ static int apply_one(const struct cb_mount_step *s)
     }
     case CB_MNT_SYMLINK:
         return symlink(s->source, s->target) < 0 && errno != EEXIST ? -errno : 0;
+    case CB_MNT_ATTACH:
+        return move_mount(s->fd, "", AT_FDCWD, s->target, MOVE_MOUNT_F_EMPTY_PATH) < 0 ? -errno
+                                                                                       : 0;
     }
     return -EINVAL;
 }

@@ -25,6 +25,7 @@ enum cb_mount_kind {
     CB_MNT_MKDIR,      /* mkdir + chmod to mode (0 = 0755) */
     CB_MNT_MKFILE,     /* empty file (a bind mount point) */
     CB_MNT_SYMLINK,    /* symlink(source, target) */
+    CB_MNT_ATTACH,     /* move the detached mount fd to target */
 };
 
 struct cb_mount_step {
@@ -34,6 +35,7 @@ struct cb_mount_step {
     unsigned long remount_flags; /* CB_MNT_BIND_RO, CB_MNT_MASK_DIR: locked
                                     flags of the source to keep */
     unsigned mode;               /* CB_MNT_MKDIR */
+    int fd;                      /* CB_MNT_ATTACH (the table does not own it) */
     bool optional;               /* skip when source/target is missing */
 };
 
@@ -60,6 +62,9 @@ int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
                     const struct cb_template_bind *binds, size_t nbinds,
                     const char *empty_dir, struct cb_error **err);
 void cb_mount_table_free(struct cb_mount_table *t);
+/* Attach the detached sysfs mount fd (netns.h) at /sys instead of mounting
+ * one there. The caller keeps fd open until the child ran the table. */
+void cb_mounts_attach_sysfs(struct cb_mount_table *t, int fd);
 
 /* Child side: run every step; on failure return -errno and set *failed to
  * the index of the step. times (NULL, or t->n entries) receives the

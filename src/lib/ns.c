@@ -3,12 +3,10 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <linux/seccomp.h>
-#include <net/if.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
@@ -19,6 +17,7 @@
 
 #include "caps.h"
 #include "idmap.h"
+#include "netns.h"
 #include "tier.h"
 
 #define CHILD_STACK_SIZE (256 * 1024)
@@ -113,8 +112,11 @@ static int step_mounts(struct cb_child_config *c, int *detail)
 {
     size_t failed = 0;
     int r = cb_mounts_apply(c->mounts, &failed, c->mount_ns);
-    if (r < 0)
+    if (r < 0) {
         *detail = (int)failed;
+        if (c->mounts->steps[failed].kind == CB_MNT_ATTACH)
+            c->attach_errno = -r; /* shared memory: the parent reads it */
+    }
     return r;
 }
 
@@ -135,20 +137,8 @@ static int step_hostname(struct cb_child_config *c, int *detail)
 
 static int step_loopback(struct cb_child_config *c, int *detail)
 {
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0)
-        return -errno;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof ifr);
-    memcpy(ifr.ifr_name, "lo", 3);
-    int r = 0;
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-        r = -errno;
-    ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-    if (r == 0 && ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-        r = -errno;
-    close(s);
-    return r;
+    /* A spare namespace came with loopback up (and is not ours to change). */
+    return c->netns_fd >= 0 ? 0 : cb_netns_loopback_up();
 }
 
 static int step_cgroup_ns(struct cb_child_config *c, int *detail)
@@ -518,19 +508,35 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
     c->disk_errno = 0;
     c->lower_idmap_errno = 0;
     c->time_ns_errno = 0;
+    c->attach_errno = 0;
     c->mount_ns = getenv("CB_TRACE_MOUNTS") ? cb_xcalloc(c->mounts->n, sizeof *c->mount_ns) : NULL;
     c->clone_ns = cb_now_ns();
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int pidfd = -1;
+    int flags = CLONE_VM | CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID |
+                CLONE_NEWIPC | CLONE_NEWUTS;
+    /* A spare network namespace: this thread enters it for the clone (the
+     * child inherits the thread's namespaces) and leaves right after. */
+    int host_net = c->netns_fd >= 0 ? cb_netns_host_fd() : -1;
+    if (c->netns_fd < 0)
+        flags |= CLONE_NEWNET;
+    else if (host_net < 0 || setns(c->netns_fd, CLONE_NEWNET) < 0) {
+        int e = host_net < 0 ? -host_net : errno;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        close(child_end);
+        munmap(stack, CHILD_STACK_SIZE);
+        return cb_error_set(err, e, CB_ERR_INTERNAL, "enter the sandbox's network namespace");
+    }
     /* exit signal 0: the daemon's SIGCHLD handling (libuv) never sees our
      * sandboxes; we reap through the pidfd with __WALL. */
-    pid_t pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE,
-                      CLONE_VM | CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS |
-                          CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS,
-                      c, &pidfd);
+    pid_t pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE, flags, c, &pidfd);
     int clone_errno = errno;
+    /* A worker thread of the daemon left in a sandbox's network would open
+     * every later connection there: never carry on like that. */
+    if (c->netns_fd >= 0 && setns(host_net, CLONE_NEWNET) < 0)
+        abort();
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     /* Only our copy: the child has its own fd table (no CLONE_FILES), and
      * c is shared memory the child still reads, so c->sync_fd stays. */

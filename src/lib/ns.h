@@ -55,6 +55,12 @@ struct cb_child_config {
     int lower_idmap_errno;   /* out: errno when the kernel refused the idmap
                                 (the lower layer is then attached as it is,
                                 host root showing as nobody), else 0 */
+    /* A network namespace made ahead of time (netns.h), or -1: the child
+     * is cloned into it instead of a new one (loopback is already up, and
+     * the mount table attaches its sysfs). The caller keeps and closes it. */
+    int netns_fd;
+    int attach_errno;        /* out: errno when attaching a detached mount of
+                                the table (the spare's sysfs) failed, else 0 */
     int time_ns_errno;       /* out: errno when the sandbox could not get its
                                 own clocks (no time namespace or offsets
                                 refused: it runs on the host's), else 0 */

@@ -111,6 +111,7 @@ int cb_runtime_open(const struct cb_runtime_config *cfg, struct cb_runtime **out
     }
     cb_quota_open(&rt->quota, rt->state_dir, cfg->volume_bytes, cfg->no_disk_quota);
     rt->dir_spares = cb_sbdir_open(rt->sandboxes_dir, CB_SBDIR_SPARES_MAX);
+    rt->netns_spares = cb_netns_open(CB_NETNS_SPARES_DEFAULT);
     *out = rt;
     return 0;
 }
@@ -123,6 +124,7 @@ void cb_runtime_free(struct cb_runtime *rt)
     cb_quota_clear(&rt->quota);
     cb_cgroup_manager_free(rt->cgroups);
     cb_sbdir_close(rt->dir_spares);
+    cb_netns_close(rt->netns_spares);
     cb_seccomp_program_clear(&rt->seccomp);
     if (rt->slots_dirfd >= 0)
         close(rt->slots_dirfd);

@@ -7,6 +7,7 @@
 #include <sys/resource.h>
 
 #include "cgroup.h"
+#include "netns.h"
 #include "quota.h"
 #include "sbdir.h"
 #include "seccomp_bpf.h"
@@ -21,6 +22,8 @@ struct cb_runtime {
     uint32_t slot_hint; /* next uid slot to try (atomic; only a hint) */
     struct cb_cgroup_manager *cgroups;
     struct cb_sbdir_spares *dir_spares; /* retired sandbox directories (sbdir.h) */
+    struct cb_netns_spares *netns_spares; /* network namespaces made ahead (netns.h) */
+    bool netns_refused; /* the kernel refused a spare's sysfs in a sandbox: none used */
     struct cb_seccomp_program seccomp;
     struct cb_quota quota;
     int last_cap;

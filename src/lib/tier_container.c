@@ -561,6 +561,7 @@ struct start_plan {
     char *argv[4];
     int init_fd, control_fd, log_fd;
     int lower_fd;    /* detached clone of the template's root, or -1 */
+    int netns_fd, sysfs_fd; /* a spare network namespace and its sysfs, or -1 */
     char *lower_dir; /* the overlay's lowerdir as the child sees it */
     char *empty_dir; /* source of the masked directories */
 };
@@ -577,6 +578,10 @@ static void start_plan_clear(struct start_plan *p)
         close(p->log_fd);
     if (p->lower_fd >= 0)
         close(p->lower_fd);
+    if (p->netns_fd >= 0)
+        close(p->netns_fd);
+    if (p->sysfs_fd >= 0)
+        close(p->sysfs_fd);
     free(p->lower_dir);
     free(p->empty_dir);
 }
@@ -705,6 +710,12 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
     c->disk_target = sb->disk_fd >= 0 ? sb->layer_dir : NULL;
     c->lower_fd = p->lower_fd;
     c->lower_target = p->lower_fd >= 0 ? p->lower_dir : NULL;
+    c->netns_fd = -1;
+    if (!__atomic_load_n(&rt->netns_refused, __ATOMIC_RELAXED) &&
+        cb_netns_take(rt->netns_spares, &p->netns_fd, &p->sysfs_fd) == 0) {
+        cb_mounts_attach_sysfs(&p->mounts, p->sysfs_fd);
+        c->netns_fd = p->netns_fd;
+    }
     if (rt->cfg.allow_weaken) { /* security battery control runs only */
         _cleanup_close_ int wfd = open(sb->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
         _cleanup_free_ char *w = NULL;
@@ -757,14 +768,16 @@ static void warn_time_ns(int e)
 }
 
 static int spawn_init(struct cb_sandbox *sb, pid_t *pid, int *pidfd, int *disk_errno,
-                      struct cb_error **err)
+                      int *attach_errno, struct cb_error **err)
 {
-    struct start_plan plan = {.init_fd = -1, .control_fd = -1, .log_fd = -1, .lower_fd = -1};
+    struct start_plan plan = {.init_fd = -1, .control_fd = -1, .log_fd = -1, .lower_fd = -1,
+                              .netns_fd = -1, .sysfs_fd = -1};
     int r = plan_start(sb, &plan, err);
     trace_phase("plan");
     if (r == 0)
         r = cb_ns_spawn(&plan.child, pid, pidfd, err);
     *disk_errno = plan.child.disk_errno;
+    *attach_errno = plan.child.attach_errno;
     warn_lower_idmap(plan.child.lower_idmap_errno);
     warn_time_ns(plan.child.time_ns_errno);
     start_plan_clear(&plan);
@@ -777,8 +790,22 @@ static int spawn_init(struct cb_sandbox *sb, pid_t *pid, int *pidfd, int *disk_e
  * mounts (quota.h) and spawn once more. */
 static int spawn_with_disk(struct cb_sandbox *sb, pid_t *pid, int *pidfd, struct cb_error **err)
 {
-    int disk_errno = 0;
-    int r = spawn_init(sb, pid, pidfd, &disk_errno, err);
+    int disk_errno = 0, attach_errno = 0;
+    int r = spawn_init(sb, pid, pidfd, &disk_errno, &attach_errno, err);
+    if (r < 0 && attach_errno) {
+        /* The kernel would not move a spare namespace's sysfs into the
+         * sandbox (netns.h): no spares from now on, each sandbox clones
+         * its own namespace and mounts its own sysfs, as before them. */
+        fprintf(stderr, "cellbox: attaching a prepared sysfs in a sandbox failed (%s); "
+                        "sandboxes make their own network namespace from now on\n",
+                strerror(attach_errno));
+        __atomic_store_n(&sb->rt->netns_refused, true, __ATOMIC_RELAXED);
+        if (err) {
+            cb_error_free(*err);
+            *err = NULL;
+        }
+        r = spawn_init(sb, pid, pidfd, &disk_errno, &attach_errno, err);
+    }
     if (r < 0 && disk_errno && sb->disk_fd >= 0) {
         fprintf(stderr, "cellbox: moving a disk image mount into a sandbox's namespace failed "
                         "(%s); mounting disk images in the host namespace from now on\n",
@@ -790,7 +817,7 @@ static int spawn_with_disk(struct cb_sandbox *sb, pid_t *pid, int *pidfd, struct
         }
         r = ready_disk(sb, err);
         if (r == 0)
-            r = spawn_init(sb, pid, pidfd, &disk_errno, err);
+            r = spawn_init(sb, pid, pidfd, &disk_errno, &attach_errno, err);
     }
     /* Spawned or not, the child holds the mount now or no one needs it. */
     if (sb->disk_fd >= 0)

@@ -7,6 +7,8 @@
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/nsfs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -773,6 +775,70 @@ TEST(runtime_sandbox_has_its_own_clocks)
     T->release(a);
     T->destroy(b, NULL);
     T->release(b);
+    cb_runtime_free(rt);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
+
+/* The sandbox's init pid, from its pidfd. */
+static pid_t init_pid(struct cb_sandbox *sb)
+{
+    char path[64], *text = NULL;
+    snprintf(path, sizeof path, "/proc/self/fdinfo/%d", T->init_pidfd(sb));
+    int dfd = open("/", O_PATH | O_CLOEXEC);
+    ASSERT_EQ(cb_read_file_at(dfd, path + 1, 4096, &text, NULL), 0);
+    close(dfd);
+    const char *p = strstr(text, "\nPid:");
+    ASSERT(p != NULL);
+    pid_t pid = (pid_t)strtol(p + 5, NULL, 10);
+    free(text);
+    return pid;
+}
+
+/* Inode of the user namespace that owns the network namespace at path. */
+static ino_t netns_owner(const char *path)
+{
+    int ns = open(path, O_RDONLY | O_CLOEXEC);
+    ASSERT(ns >= 0);
+    int user = ioctl(ns, NS_GET_USERNS);
+    ASSERT(user >= 0);
+    struct stat st;
+    ASSERT_EQ(fstat(user, &st), 0);
+    close(user);
+    close(ns);
+    return st.st_ino;
+}
+
+/* Network namespaces made ahead of time (netns.h): the sandbox runs in
+ * one that the host's user namespace owns (its root cannot reconfigure
+ * it), with loopback up, low ports and ping open to every user, and the
+ * namespace's sysfs read-only down to the superblock. */
+TEST(runtime_spare_network_namespace)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    usleep(200 * 1000); /* the maker thread fills its spares */
+    struct cb_sandbox *sb = start_sandbox(rt, "sb_netns", 0);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/net", (int)init_pid(sb));
+    struct stat self_user;
+    ASSERT_EQ(stat("/proc/self/ns/user", &self_user), 0);
+    ASSERT_EQ(netns_owner(path), self_user.st_ino);
+    ASSERT_EQ(run(sb, 1000, "python3 -c \"import socket\n"
+                            "s = socket.socket(); s.bind(('127.0.0.1', 80)); s.listen()\n"
+                            "socket.create_connection(('127.0.0.1', 80)).close()\n"
+                            "socket.socket(socket.AF_INET, socket.SOCK_DGRAM, "
+                            "socket.IPPROTO_ICMP).close()\""),
+              0);
+    ASSERT_NE(run(sb, 0, "python3 -c 'import socket; socket.socket(socket.AF_INET, "
+                         "socket.SOCK_RAW, 1)' 2>/dev/null"),
+              0);
+    ASSERT_EQ(run(sb, 0, "test -e /sys/class/net/lo && ! touch /sys/x 2>/dev/null && "
+                         "grep -Eq ' / /sys ro,[^ ]*( [^ ]+)* - sysfs sysfs ro(,|$)' "
+                         "/proc/self/mountinfo"),
+              0);
+    T->destroy(sb, NULL);
+    T->release(sb);
     cb_runtime_free(rt);
     cb_rootfs_remove_tree(state);
     remove_parent_cgroups();

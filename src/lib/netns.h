@@ -1,0 +1,56 @@
+/* netns.h — network namespaces made ahead of time for new sandboxes.
+ *
+ * Why: a new network namespace is most of what cloning a sandbox costs
+ * (measured here: clone with user, mount, pid, ipc and uts namespaces
+ * 0.11 ms, 0.49 ms with a new network namespace as well: every pernet
+ * subsystem of the kernel sets itself up). One thread of ours makes them
+ * in advance, so a start takes a ready one instead of paying that.
+ *
+ * What a spare is: a network namespace with loopback up, made by root in
+ * the host's user namespace, so the namespace belongs to the host's user
+ * namespace rather than the sandbox's. Root in a sandbox therefore holds
+ * no capability over its own network (no interface, route or firewall
+ * change, no raw socket); the capabilities a sandbox keeps (caps.c, like
+ * Docker's) have no network administration in them anyway, and the two
+ * things they did give are set for everyone in the namespace instead:
+ * binding ports below 1024 (net.ipv4.ip_unprivileged_port_start = 0) and
+ * ping (ICMP datagram sockets, net.ipv4.ping_group_range for every gid).
+ * With it comes the namespace's sysfs, made by the same thread: sysfs can
+ * only be mounted by one who administers the network namespace, which the
+ * sandbox's root no longer does. It is a detached, read-only mount of a
+ * read-only superblock owned by the host; the child moves it into place.
+ *
+ * When none is ready (a burst of starts), cb_netns_take makes one in the
+ * caller's thread: every sandbox of a host gets the same kind of network
+ * namespace, whatever the timing. Only where the host refuses to make
+ * them (unshare refused, e.g. inside a container without CAP_SYS_ADMIN)
+ * does take fail, and callers clone a namespace of the sandbox's own, as
+ * before. CB_NETNS_SPARES=N sets how many are kept ready (0: none made
+ * ahead, each made at its start). Thread-safe. */
+#ifndef CB_NETNS_H
+#define CB_NETNS_H
+
+#define CB_NETNS_SPARES_DEFAULT 4
+
+struct cb_netns_spares;
+
+/* Start the maker thread keeping up to max spares ready (max 0, or
+ * CB_NETNS_SPARES=0: no thread; takes make theirs). */
+struct cb_netns_spares *cb_netns_open(int max);
+/* Stop the maker; spares not taken are released. NULL is fine. */
+void cb_netns_close(struct cb_netns_spares *s);
+
+/* Take a ready spare, or make one now: 0 with *netns_fd (the namespace)
+ * and *sysfs_fd (its detached sysfs mount), both CLOEXEC and the caller's
+ * to close; -EAGAIN when this host does not make them (or s is NULL). */
+int cb_netns_take(struct cb_netns_spares *s, int *netns_fd, int *sysfs_fd);
+
+/* Bring loopback up in the calling thread's network namespace. -errno. */
+int cb_netns_loopback_up(void);
+
+/* The calling thread's own network namespace before any setns: opened once
+ * per process (the namespace the maker and the clone step return to).
+ * -errno when it cannot be opened. */
+int cb_netns_host_fd(void);
+
+#endif
