@@ -815,6 +815,9 @@ static ino_t netns_owner(const char *path)
  * namespace's sysfs read-only down to the superblock. */
 TEST(runtime_spare_network_namespace)
 {
+    char *host_ports = read_text("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    char *host_ping = read_text("/proc/sys/net/ipv4/ping_group_range");
+    ASSERT(host_ports && host_ping);
     char state[] = "/tmp/cb-runtime-XXXXXX";
     struct cb_runtime *rt = open_runtime(state);
     usleep(200 * 1000); /* the maker thread fills its spares */
@@ -840,6 +843,15 @@ TEST(runtime_spare_network_namespace)
     T->destroy(sb, NULL);
     T->release(sb);
     cb_runtime_free(rt);
+    /* The sysctls were set in the sandbox's namespace, never the host's. */
+    char *ports_after = read_text("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    char *ping_after = read_text("/proc/sys/net/ipv4/ping_group_range");
+    ASSERT(ports_after && strcmp(ports_after, host_ports) == 0);
+    ASSERT(ping_after && strcmp(ping_after, host_ping) == 0);
+    free(host_ports);
+    free(host_ping);
+    free(ports_after);
+    free(ping_after);
     cb_rootfs_remove_tree(state);
     remove_parent_cgroups();
 }
