@@ -7,9 +7,15 @@
  * p50/p99 for 1, 10, 100 live sandboxes; exec round trip vs a bare
  * posix_spawn+wait of /bin/true; pause/resume; destroy; host memory per idle
  * sandbox (cgroup memory of the sandbox, init included); and bwrap's
- * spawn of /bin/true in the same run as a ratio. Needs root. */
+ * spawn of /bin/true in the same run as a ratio; the sustained create rate
+ * (one thread per CPU creating and starting sandboxes back to back, 150
+ * each, kept alive) and the rate at which they are then destroyed. Needs
+ * root. */
 #include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <unistd.h>
 #include <spawn.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -17,6 +23,7 @@
 #include <sys/wait.h>
 
 #include "proto.h"
+#include "runtime.h"
 #include "tier.h"
 
 extern char **environ;
@@ -201,6 +208,16 @@ static int idle_make(struct cb_runtime *rt, const char *id, uint64_t disk_bytes,
     return -1;
 }
 
+static void rmdir_cgroups(const char *parent)
+{
+    const char *hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer", ""};
+    for (size_t i = 0; i < sizeof hier / sizeof *hier; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "/sys/fs/cgroup/%s%s%s", hier[i], *hier[i] ? "/" : "", parent);
+        rmdir(p);
+    }
+}
+
 /* One timed round: create, start, first exec, destroy. */
 static int idle_round(struct cb_runtime *rt, int i, uint64_t disk_bytes,
                       uint64_t *t[IDLE_PHASES], struct cb_error **err)
@@ -322,15 +339,91 @@ static int idle_main(int argc, char **argv)
     free(sbs);
     cb_runtime_free(rt);
     free(init);
-    const char *hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer", ""};
-    for (size_t i = 0; i < sizeof hier / sizeof *hier; i++) {
-        char p[128];
-        snprintf(p, sizeof p, "/sys/fs/cgroup/%s%scellbox-bench-idle", hier[i], *hier[i] ? "/" : "");
-        rmdir(p);
-    }
+    rmdir_cgroups("cellbox-bench-idle");
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", state);
     return (system(cmd) == 0 && r == 0) ? 0 : 1;
+}
+
+/* Sustained create rate: threads creating and starting sandboxes back to
+ * back (they stay alive; the same threads destroy them afterwards, timed
+ * as the destroy rate). */
+struct rate_job {
+    struct cb_runtime *rt;
+    struct cb_sandbox **sbs;
+    int t, n, done;
+    bool destroy;
+    uint64_t disk_bytes; /* 0: no disk limit */
+};
+
+static void *rate_worker(void *arg)
+{
+    struct rate_job *j = arg;
+    for (int i = 0; i < j->n; i++) {
+        struct cb_error *err = NULL;
+        if (j->destroy) {
+            if (j->sbs[i]) {
+                T->destroy(j->sbs[i], NULL);
+                T->release(j->sbs[i]);
+                j->done++;
+            }
+            continue;
+        }
+        char id[48];
+        snprintf(id, sizeof id, "sb_rate%d_%d", j->t, i);
+        struct cb_sandbox_spec spec = {.id = id, .template_name = "host",
+                                       .limits = {.disk_bytes = j->disk_bytes}};
+        if (T->create(j->rt, &spec, &j->sbs[i], &err) < 0) {
+            j->sbs[i] = NULL;
+            cb_error_free(err);
+            continue;
+        }
+        if (T->start(j->sbs[i], &err) < 0)
+            cb_error_free(err);
+        else
+            j->done++;
+    }
+    return NULL;
+}
+
+/* Per second over all threads; *count gets how many succeeded. */
+static double rate_run(struct rate_job *jobs, int threads, bool destroy, int *count)
+{
+    pthread_t th[8];
+    uint64_t t0 = cb_now_ns();
+    for (int t = 0; t < threads; t++) {
+        jobs[t].destroy = destroy;
+        jobs[t].done = 0;
+        pthread_create(&th[t], NULL, rate_worker, &jobs[t]);
+    }
+    *count = 0;
+    for (int t = 0; t < threads; t++) {
+        pthread_join(th[t], NULL);
+        *count += jobs[t].done;
+    }
+    return *count / ((double)(cb_now_ns() - t0) / 1e9);
+}
+
+/* One thread per CPU (at most 8) creating and starting 150 sandboxes each,
+ * then destroying them: the create rate, *destroy_rate. */
+static double rate_measure(struct cb_runtime *rt, uint64_t disk_bytes, int *threads,
+                           int *created, double *destroy_rate)
+{
+    enum { RATE_PER_THREAD = 150 };
+    int n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    n = n < 1 ? 1 : n > 8 ? 8 : n;
+    struct rate_job jobs[8];
+    for (int t = 0; t < n; t++)
+        jobs[t] = (struct rate_job){.rt = rt, .t = t, .n = RATE_PER_THREAD,
+                                    .disk_bytes = disk_bytes,
+                                    .sbs = calloc(RATE_PER_THREAD, sizeof(struct cb_sandbox *))};
+    int destroyed = 0;
+    double rate = rate_run(jobs, n, false, created);
+    *destroy_rate = rate_run(jobs, n, true, &destroyed);
+    for (int t = 0; t < n; t++)
+        free(jobs[t].sbs);
+    *threads = n;
+    return rate;
 }
 
 int main(int argc, char **argv)
@@ -426,8 +519,36 @@ int main(int argc, char **argv)
         de[i] = cb_now_ns() - t0;
         T->release(sbs[i]);
     }
+    /* Sustained create rate, without and with a disk image per sandbox
+     * (this host's disk limit without project quotas: loop + ext4). */
+    int threads = 0, created = 0, created_img = 0;
+    double destroy_rate = 0, destroy_rate_img = 0;
+    double create_rate = rate_measure(rt, 0, &threads, &created, &destroy_rate);
+    double create_rate_img = -1;
+    char img_state[] = "/tmp/cb-bench-img-XXXXXX";
+    struct cb_runtime_config icfg = {.state_dir = img_state, .init_path = init,
+                                     .cgroup_parent = "cellbox-bench-img"};
+    struct cb_runtime *irt = NULL;
+    if (mkdtemp(img_state) && chmod(img_state, 0711) == 0 &&
+        cb_runtime_open(&icfg, &irt, &err) == 0 && cb_template_ensure_host(irt, &err) == 0 &&
+        cb_runtime_disk_images(irt))
+        create_rate_img = rate_measure(irt, 2048ull << 20, &threads, &created_img,
+                                       &destroy_rate_img);
+    else
+        fprintf(stderr, "bench: no disk images on this host: %s\n", err ? err->message : "quota");
+    cb_runtime_free(irt);
+    rmdir_cgroups("cellbox-bench-img");
+    char rmcmd[128];
+    snprintf(rmcmd, sizeof rmcmd, "rm -rf %s", img_state);
+    if (system(rmcmd) != 0)
+        fprintf(stderr, "bench: cannot remove %s\n", img_state);
     double bw50 = pct(bw, 20, 0.5);
     printf("create+start+first exec, %d sandboxes: p50 %.3f ms  p99 %.3f ms\n", nmax, p50[2], p99[2]);
+    printf("sustained create+start: %.0f/s (%d threads, %d sandboxes kept alive); destroy %.0f/s\n",
+           create_rate, threads, created, destroy_rate);
+    if (create_rate_img >= 0)
+        printf("  the same with a 2 GiB disk image each: %.0f/s (%d sandboxes); destroy %.0f/s\n",
+               create_rate_img, created_img, destroy_rate_img);
     printf("  %-28s %8s %8s\n", "", "p50 ms", "ours/it");
     printf("  %-28s %8.3f %8.2f\n", "bwrap /bin/true", bw50, p50[2] / bw50);
     if (nrc)
@@ -459,10 +580,15 @@ int main(int argc, char **argv)
              "  \"pause_ms_p50\": %.3f,\n  \"resume_ms_p50\": %.3f,\n  \"destroy_ms_p50\": %.3f,\n"
              "  \"idle_memory_bytes_per_sandbox\": %llu,\n  \"bwrap_true_ms_p50\": %.3f,\n"
              "  \"ratio_create_exec_vs_bwrap\": %.3f,\n"
+             "  \"create_rate_per_s\": %.0f,\n  \"create_rate_threads\": %d,\n"
+             "  \"create_rate_sandboxes\": %d,\n  \"destroy_rate_per_s\": %.0f,\n"
+             "  \"create_rate_disk_image_per_s\": %.0f,\n"
+             "  \"destroy_rate_disk_image_per_s\": %.0f,\n"
              "  %s\n}\n",
              sizes, pct(ex, R, 0.5),
              pct(host, R, 0.5), pct(pa, R, 0.5), pct(re, R, 0.5), pct(de, nd, 0.5),
-             (unsigned long long)(mem / (uint64_t)nmax), bw50, p50[2] / bw50, runc_json);
+             (unsigned long long)(mem / (uint64_t)nmax), bw50, p50[2] / bw50, create_rate,
+             threads, created, destroy_rate, create_rate_img, destroy_rate_img, runc_json);
     fputs(json, stdout);
     FILE *f = fopen("bench/results/runtime.json", "w");
     if (f) {
@@ -470,12 +596,7 @@ int main(int argc, char **argv)
         fclose(f);
     }
     cb_runtime_free(rt);
-    const char *hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
-    for (size_t i = 0; i < 5; i++) {
-        char p[128];
-        snprintf(p, sizeof p, "/sys/fs/cgroup/%s/cellbox-bench", hier[i]);
-        rmdir(p);
-    }
+    rmdir_cgroups("cellbox-bench");
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", state);
     return system(cmd) == 0 ? 0 : 1;

@@ -518,8 +518,9 @@ static int mount_detached(const char *dev)
  * removes them: each idle one keeps ~220 KiB of kernel memory (measured
  * here: the 10,000 left behind by a 10,000-sandbox peak held 2.2 GiB). So
  * the number of the device a sandbox's image was attached to is kept in
- * <dir>/disk.loop, and once the image has let go of it the device is
- * removed. The kernel refuses (EBUSY) to remove a device that is bound or
+ * <dir>/disk.loop, and once the sandbox is done with it the device is
+ * retired: kept for re-use while it is among the newest few, else removed
+ * (below). The kernel refuses (EBUSY) to remove a device that is bound or
  * open, so one that someone else has taken meanwhile stays. The devices
  * the host made at boot (loop0 .. max_loop-1) are the host's and stay. */
 #define LOOP_RECORD "disk.loop"
@@ -542,25 +543,42 @@ static void remember_loop(const char *dir, const char *dev)
     cb_write_file_at(AT_FDCWD, path, digits + 1, strlen(digits + 1), 0600, 0);
 }
 
-/* Devices to remove once the kernel has unbound them. A dead sandbox's
- * device lets go of its image a moment after the last unmount (autoclear
- * runs in the kernel's own time: 2-90 ms measured here under churn), and
- * waiting for that in the teardown held a worker for as long; one thread
- * of ours retries them instead, every 2 ms, for up to 10 s each (then the
- * device was taken by someone else, who owns it now). Under attach_lock,
- * so a removal never falls between a GET_FREE and its configure. */
-#define LOOP_REMOVE_MAX 1024
+/* Retired devices: the ones our sandboxes' images used, oldest first.
+ *
+ * Removing a device is slow (LOOP_CTL_REMOVE's del_gendisk waits for RCU
+ * grace periods: 40-56 ms each measured here), and a new sandbox needs a
+ * device again a moment later: LOOP_CTL_GET_FREE hands out the lowest
+ * unbound one, so an idle device kept is a device re-used, and one removed
+ * is one the kernel must make again (add_disk, uevents). So the newest
+ * LOOP_RESERVE retired devices stay for re-use (CB_LOOP_RESERVE=N in the
+ * environment; ~220 KiB of kernel memory each when idle) and only older
+ * ones are removed, by one thread of ours, never by a teardown and never
+ * under attach_lock: the kernel itself keeps a device being removed out
+ * of GET_FREE's hands, and an attach that finds its device gone asks
+ * again (attach_loop_locked). A device still bound (its image not yet let
+ * go by autoclear, 2-90 ms after the last unmount, or taken again by a new
+ * sandbox) is retried for up to 10 s, then left to whoever holds it: a
+ * sandbox of ours retires it again when it is done. */
+#define LOOP_RESERVE_DEFAULT 16
 #define LOOP_REMOVE_GIVE_UP_NS (10ull * 1000 * 1000 * 1000)
 static struct {
-    int n;
+    pthread_mutex_t lock;
+    long *dev;
+    uint64_t *since;
+    int n, cap;
     bool running;
-    long dev[LOOP_REMOVE_MAX];
-    uint64_t since[LOOP_REMOVE_MAX];
-} to_remove;
+} retired = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int loop_reserve(void)
+{
+    const char *env = getenv("CB_LOOP_RESERVE");
+    int n = env ? atoi(env) : LOOP_RESERVE_DEFAULT;
+    return n < 0 ? 0 : n;
+}
 
 /* 0 when gone (removed, or no such device), else -errno (-EBUSY: bound
- * or open). attach_lock held. */
-static int remove_loop_locked(long n)
+ * or open). */
+static int remove_loop(long n)
 {
     int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
     if (ctl < 0)
@@ -570,58 +588,93 @@ static int remove_loop_locked(long n)
     return r == -ENODEV || r == -ENXIO ? 0 : r;
 }
 
+/* retired.lock held. */
+static int retired_find(long n)
+{
+    for (int i = 0; i < retired.n; i++)
+        if (retired.dev[i] == n)
+            return i;
+    return -1;
+}
+
+/* retired.lock held. */
+static void retired_drop(int i)
+{
+    memmove(retired.dev + i, retired.dev + i + 1, (size_t)(retired.n - i - 1) * sizeof *retired.dev);
+    memmove(retired.since + i, retired.since + i + 1,
+            (size_t)(retired.n - i - 1) * sizeof *retired.since);
+    retired.n--;
+}
+
+/* retired.lock held. */
+static void retired_push(long n, uint64_t since)
+{
+    if (retired.n == retired.cap) {
+        int cap = retired.cap ? retired.cap * 2 : 64;
+        long *dev = realloc(retired.dev, (size_t)cap * sizeof *dev);
+        uint64_t *sn = dev ? realloc(retired.since, (size_t)cap * sizeof *sn) : NULL;
+        if (dev)
+            retired.dev = dev;
+        if (!dev || !sn)
+            return; /* the device stays (kernel memory only) */
+        retired.since = sn;
+        retired.cap = cap;
+    }
+    retired.dev[retired.n] = n;
+    retired.since[retired.n++] = since;
+}
+
 static void *loop_remover(void *arg)
 {
     (void)arg;
-    pthread_mutex_lock(&attach_lock);
-    while (to_remove.n > 0) {
-        uint64_t now = cb_now_ns();
-        for (int i = 0; i < to_remove.n;) {
-            if (remove_loop_locked(to_remove.dev[i]) == -EBUSY &&
-                now - to_remove.since[i] < LOOP_REMOVE_GIVE_UP_NS) {
-                i++;
-                continue;
-            }
-            to_remove.n--;
-            to_remove.dev[i] = to_remove.dev[to_remove.n];
-            to_remove.since[i] = to_remove.since[to_remove.n];
+    pthread_mutex_lock(&retired.lock);
+    int busy = 0; /* bound devices in a row: a whole pass of them waits a little */
+    while (retired.n > loop_reserve()) {
+        long n = retired.dev[0];
+        uint64_t since = retired.since[0];
+        retired_drop(0);
+        pthread_mutex_unlock(&retired.lock);
+        bool keep = remove_loop(n) == -EBUSY && cb_now_ns() - since < LOOP_REMOVE_GIVE_UP_NS;
+        pthread_mutex_lock(&retired.lock);
+        /* Still bound: back at the end (with its first retirement's time),
+         * unless a sandbox retired it again meanwhile. */
+        if (keep && retired_find(n) < 0)
+            retired_push(n, since);
+        busy = keep ? busy + 1 : 0;
+        if (busy >= retired.n) {
+            pthread_mutex_unlock(&retired.lock);
+            usleep(10000);
+            pthread_mutex_lock(&retired.lock);
+            busy = 0;
         }
-        if (to_remove.n == 0)
-            break;
-        pthread_mutex_unlock(&attach_lock);
-        usleep(2000);
-        pthread_mutex_lock(&attach_lock);
     }
-    to_remove.running = false;
-    pthread_mutex_unlock(&attach_lock);
+    retired.running = false;
+    pthread_mutex_unlock(&retired.lock);
     return NULL;
 }
 
-/* Remove device n now, or leave it to the remover. attach_lock held. */
-static void remove_loop_soon_locked(long n)
+/* A sandbox is done with device n: keep it for re-use, and let the remover
+ * remove what is beyond the reserve. */
+static void retire_loop(long n)
 {
-    if (remove_loop_locked(n) != -EBUSY)
-        return;
-    for (int i = 0; i < to_remove.n; i++)
-        if (to_remove.dev[i] == n)
-            return;
-    if (to_remove.n == LOOP_REMOVE_MAX)
-        return; /* the device stays (kernel memory only); never seen here */
-    to_remove.dev[to_remove.n] = n;
-    to_remove.since[to_remove.n++] = cb_now_ns();
-    if (to_remove.running)
-        return;
-    pthread_t t;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    /* A failed start leaves the entry to the next call that queues one. */
-    to_remove.running = pthread_create(&t, &attr, loop_remover, NULL) == 0;
-    pthread_attr_destroy(&attr);
+    pthread_mutex_lock(&retired.lock);
+    int i = retired_find(n);
+    if (i >= 0)
+        retired_drop(i);
+    retired_push(n, cb_now_ns()); /* newest last */
+    if (retired.n > loop_reserve() && !retired.running) {
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        /* A failed start leaves the entries to the next retirement. */
+        retired.running = pthread_create(&t, &attr, loop_remover, NULL) == 0;
+        pthread_attr_destroy(&attr);
+    }
+    pthread_mutex_unlock(&retired.lock);
 }
 
-/* Remove the loop device recorded for dir (now or, once the kernel lets go
- * of it, soon: above) and empty the record. */
+/* Retire the loop device recorded for dir (above) and empty the record. */
 static void forget_loop(const char *dir)
 {
     _cleanup_free_ char *path = cb_xasprintf("%s/" LOOP_RECORD, dir);
@@ -630,11 +683,8 @@ static void forget_loop(const char *dir)
         return;
     char *end;
     long n = strtol(text, &end, 10);
-    if (end != text && n >= boot_loop_devices() && n < (1 << 20)) {
-        pthread_mutex_lock(&attach_lock);
-        remove_loop_soon_locked(n);
-        pthread_mutex_unlock(&attach_lock);
-    }
+    if (end != text && n >= boot_loop_devices() && n < (1 << 20))
+        retire_loop(n);
     /* Emptied, not unlinked: the record's inode serves the next start and,
      * when the directory is recycled (sbdir.h), the next sandbox. An empty
      * record names no device. A failure leaves the number, which names a

@@ -37,10 +37,15 @@ def footprint(daemon, ids=()):
             "uid_slots": slots, "idle_loops": idle_loop_devices()}
 
 
+# Idle loop devices the runtime keeps for re-use (quota.c LOOP_RESERVE_DEFAULT):
+# removing one takes ~50 ms of RCU waits and the next sandbox needs one again.
+LOOP_RESERVE = 16
+
+
 def idle_loop_devices():
     """Unbound loop devices beyond the host's boot-time ones: the kernel
     makes them on demand and never removes them (~220 KiB each), so the
-    runtime removes those its sandboxes used."""
+    runtime removes those its sandboxes used beyond a small reserve."""
     try:
         boot = int(open("/sys/module/loop/parameters/max_loop").read()) or 8
     except (OSError, ValueError):
@@ -71,7 +76,7 @@ def settled(daemon, base, ids, timeout=30):
         # fds may differ by the couple the client connections leave in flight.
         if (now["mounts"] == base["mounts"] and now["cgroups"] == base["cgroups"]
                 and now["uid_slots"] == base["uid_slots"] and now["fds"] <= base["fds"] + 2
-                and now["idle_loops"] <= base["idle_loops"]):
+                and now["idle_loops"] <= base["idle_loops"] + LOOP_RESERVE):
             return now
         if time.time() > deadline:
             return now
@@ -106,7 +111,7 @@ def test_fifty_clients_no_leaks(daemon, sandbox_works):
     assert after["cgroups"] == base["cgroups"], (base, after)
     assert after["uid_slots"] == base["uid_slots"], (base, after)
     assert after["fds"] <= base["fds"] + 2, (base, after)
-    assert after["idle_loops"] <= base["idle_loops"], (base, after)
+    assert after["idle_loops"] <= base["idle_loops"] + LOOP_RESERVE, (base, after)
 
 
 def test_idle_sandbox_costs_one_daemon_fd(daemon, sandbox_works):
