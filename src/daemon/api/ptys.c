@@ -27,7 +27,10 @@
 #define WS_MAX_QUEUED ((size_t)1 << 20)   /* per viewer: more behind = slow viewer */
 #define MAX_STDIN_INFLIGHT 32
 #define CLOSE_TIMEOUT_MS 5000
-#define KILL_GRACE_MS 1000
+/* SIGHUP to SIGKILL when a terminal is ended: a shell saves its history
+ * and hangs up its jobs on SIGHUP; 1 s cut bash short while it was saving
+ * on a loaded host (seen once in CI: killed, status 137 instead of 129). */
+#define KILL_GRACE_MS 3000
 #define READ_BUF 65536
 
 /* ------------------------------------------------------------ helpers */
