@@ -51,7 +51,7 @@ def ready_members(d):
     base = os.path.join(d.state_dir, "sandboxes")
     n = 0
     for name in os.listdir(base):
-        if name.startswith("pool_"):
+        if os.path.exists(os.path.join(base, name, ".pool-member")):  # pool.h CB_POOL_MARKER
             try:
                 with open(os.path.join(base, name, "runtime.state")) as f:
                     n += "\nstate=2\n" in f.read()

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "runtime.h"
@@ -157,16 +158,47 @@ static void add_member(struct cb_pool *p, struct cb_sandbox *h)
     p->ready++;
 }
 
+static char *marker_path(const char *state_dir, const char *id)
+{
+    return cb_xasprintf("%s/sandboxes/%s/" CB_POOL_MARKER, state_dir, id);
+}
+
+int cb_pool_unmark(const char *state_dir, const char *id)
+{
+    _cleanup_free_ char *m = marker_path(state_dir, id);
+    return unlink(m) < 0 && errno != ENOENT ? -errno : 0;
+}
+
+static bool is_marked(const char *state_dir, const char *id)
+{
+    _cleanup_free_ char *m = marker_path(state_dir, id);
+    return access(m, F_OK) == 0;
+}
+
 static void refill_work_cb(uv_work_t *req)
 {
     struct job *j = req->data;
     const struct cb_tier_ops *t = j->pool->d->tier;
-    struct cb_sandbox_spec spec = {.id = j->id, .hostname = "sandbox",
+    /* Made under the id (and hostname) its sandbox will have: the claim
+     * then renames nothing. */
+    struct cb_sandbox_spec spec = {.id = j->id, .hostname = j->id,
                                    .template_name = CB_POOL_TEMPLATE, .limits = pool_limits};
     if (t->create(j->pool->d->rt, &spec, &j->h, &j->err) < 0) {
         j->h = NULL;
         return;
     }
+    /* Marked before it runs anything: a crash from here on leaves a member
+     * the next start adopts or destroys, never a sandbox to reap. (Before
+     * the mark, the next start reaps the unrecorded directory: also fine.) */
+    _cleanup_free_ char *m = marker_path(j->pool->d->cfg.state_dir, j->id);
+    int mfd = open(m, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (mfd < 0) {
+        cb_error_set(&j->err, errno, CB_ERR_INTERNAL, "pool member marker");
+        destroy_now(t, j->h, "unmarked");
+        j->h = NULL;
+        return;
+    }
+    close(mfd);
     if (t->start(j->h, &j->err) < 0) {
         destroy_now(t, j->h, "start failed");
         j->h = NULL;
@@ -201,7 +233,7 @@ static void refill(struct cb_pool *p)
         struct job *j = cb_xcalloc(1, sizeof(*j));
         char hex[17];
         cb_random_hex(hex, 8);
-        snprintf(j->id, sizeof(j->id), CB_POOL_PREFIX "%s", hex);
+        snprintf(j->id, sizeof(j->id), "sb_%s", hex);
         j->pool = p;
         j->w.data = j;
         p->refilling++;
@@ -235,6 +267,15 @@ struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name, co
     }
     refill(p);
     return NULL;
+}
+
+void cb_pool_give_back(struct cb_pool *p, struct cb_sandbox *h)
+{
+    if (!p->closing && p->d->tier->state(h) == CB_RUN_RUNNING && p->ready < p->size) {
+        add_member(p, h);
+        return;
+    }
+    destroy_now(p->d->tier, h, "given back");
 }
 
 /* ---- tearing down deleted sandboxes (cb_pool_reap) ---- */
@@ -354,12 +395,18 @@ static void recover(struct cb_pool *p)
          * tenant can reach it any more: finish the teardown. Records are
          * loaded (cb_sbx_recover runs first), so this never hits a live
          * sandbox. */
-        if (strncmp(de->d_name, "sb_", 3) == 0 && !has_record(p->d, de->d_name)) {
+        bool sandbox = strncmp(de->d_name, "sb_", 3) == 0;
+        if (sandbox && has_record(p->d, de->d_name)) {
+            /* Claimed; a leftover marker would only mislead a later run. */
+            cb_pool_unmark(p->d->cfg.state_dir, de->d_name);
+            continue;
+        }
+        if (sandbox && !is_marked(p->d->cfg.state_dir, de->d_name)) {
             cb_log_info(de->d_name, "no record: finishing an interrupted delete");
             cb_pool_reap(p, NULL, de->d_name);
             continue;
         }
-        if (strncmp(de->d_name, CB_POOL_PREFIX, strlen(CB_POOL_PREFIX)) != 0)
+        if (!sandbox && strncmp(de->d_name, CB_POOL_PREFIX, strlen(CB_POOL_PREFIX)) != 0)
             continue;
         ids = realloc(ids, (n + 1) * sizeof(*ids));
         if (!ids)

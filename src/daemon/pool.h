@@ -1,14 +1,18 @@
 /* pool.h — the warm pool: sandboxes of the default shape (template `host`,
  * tier `container`) created and started ahead of demand, so POST
- * /v1/sandboxes only has to give one its identity (cb_container_claim:
- * rename to the new id, hostname, limits) instead of building it.
+ * /v1/sandboxes only has to claim one (cb_container_claim: the name as
+ * hostname, limits) instead of building it.
  *
- * Pool members are tier sandboxes under internal ids "pool_<hex>". They
- * have no store record and are not in the daemon's registry, so no API call
- * lists, counts (tenant quotas) or reaches them. Once claimed, a member is
- * renamed to the sandbox's id (directory, cgroup, uid-slot owner), so it
- * cannot be told apart from one created cold, and a daemon restart adopts
- * it like any other sandbox.
+ * Pool members are tier sandboxes made under the id their sandbox will
+ * have ("sb_<hex>", hostname the same), marked as members by a file
+ * CB_POOL_MARKER in their directory. They have no store record and are not
+ * in the daemon's registry, so no API call lists, counts (tenant quotas)
+ * or reaches them. A create that takes one (cb_pool_take, at request time)
+ * gives the new sandbox the member's id, so the claim renames nothing
+ * (directory, cgroups and uid-slot owner already carry it; the hostname is
+ * rewritten only for a named sandbox) and only removes the marker; the
+ * store record's insert then makes it a sandbox like any other. Members
+ * of older daemons ("pool_<hex>") are claimed by renaming, as before.
  *
  * Life cycle: members are made on the worker pool, two at a time (refill
  * 20 ms after a claim, and after a member dies: the loop watches each
@@ -27,7 +31,12 @@
 
 #define CB_POOL_TEMPLATE "host"
 #define CB_POOL_TIER "container"
-#define CB_POOL_PREFIX "pool_"
+#define CB_POOL_PREFIX "pool_" /* members made by older daemons */
+/* In a member's sandbox directory (root's, outside the sandbox's root):
+ * "this directory without a store record is a warm-pool member", not the
+ * remains of a deleted sandbox (which are torn down, never reused). The
+ * claim removes it before the record is inserted. */
+#define CB_POOL_MARKER ".pool-member"
 
 struct cb_pool;
 
@@ -43,6 +52,14 @@ struct cb_pool *cb_pool_open(struct cb_daemon *d, unsigned size);
  * (cb_container_claim) or destroys and releases it. Schedules a refill. */
 struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name,
                                 const char *tier, const struct cb_limits *limits);
+
+/* A member taken (cb_pool_take) but not claimed after all (the create
+ * failed before it started): back into the pool, or destroyed if dead. */
+void cb_pool_give_back(struct cb_pool *p, struct cb_sandbox *h);
+
+/* Remove the member marker of sandbox <id> (claim, worker thread): 0, or
+ * -errno (the claim fails then: a marked directory is a pool member). */
+int cb_pool_unmark(const char *state_dir, const char *id);
 
 /* Members ready now / target size. */
 unsigned cb_pool_ready(const struct cb_pool *p);

@@ -62,6 +62,10 @@ void cb_sbx_unref(struct cb_sbx *s)
         return;
     if (s->h && s->d->tier)
         s->d->tier->release(s->h);
+    if (s->reserved && s->d->tier) { /* never started (daemon stopping) */
+        s->d->tier->destroy(s->reserved, NULL);
+        s->d->tier->release(s->reserved);
+    }
     json_decref(s->spec);
     cb_sb_record_clear(&s->rec);
     free(s);
@@ -118,7 +122,12 @@ struct cb_sbx *cb_sbx_find(struct cb_daemon *d, const char *tenant, bool is_admi
 
 void cb_sbx_limits(const struct cb_sbx *s, struct cb_limits *out)
 {
-    json_t *l = json_object_get(s->spec, "limits");
+    cb_limits_from_spec(s->spec, out);
+}
+
+void cb_limits_from_spec(const json_t *spec, struct cb_limits *out)
+{
+    json_t *l = json_object_get(spec, "limits");
     memset(out, 0, sizeof(*out));
     out->cpu = json_number_value(json_object_get(l, "cpu"));
     out->memory_bytes = (uint64_t)json_integer_value(json_object_get(l, "memory_mb")) << 20;
@@ -285,9 +294,15 @@ static void claim_pooled(struct cb_sbx *s, struct cb_sbx_work *w)
     struct cb_error *err = NULL;
     if (cb_container_claim(h, s->rec.id, s->rec.name ? s->rec.name : s->rec.id, &w->limits,
                            &err) == 0) {
-        s->h = h;
-        w->from_pool = true;
-        return;
+        /* No longer a member: from here a crash leaves an unrecorded
+         * sandbox directory, which the next start tears down (pool.h). */
+        int r = cb_pool_unmark(s->d->cfg.state_dir, s->rec.id);
+        if (r == 0) {
+            s->h = h;
+            w->from_pool = true;
+            return;
+        }
+        cb_error_set(&err, -r, CB_ERR_INTERNAL, "remove the pool member marker");
     }
     w->pool_miss = cb_xstrdup(err ? err->message : "claim failed");
     cb_error_free(err);
@@ -452,13 +467,18 @@ static void run_next(struct cb_sbx *s)
          * still be torn down in the background — never start or touch
          * them). */
         w->result = cb_error_set(&w->err, 0, CB_ERR_NOT_FOUND, "sandbox was deleted");
+        if (s->reserved && s->d->pool)
+            cb_pool_give_back(s->d->pool, steal_ptr(s->reserved));
         after_work_cb(&w->w, 0);
         return;
     }
     /* A brand-new sandbox (no tier handle, never started) of the pool's
-     * shape takes a warm member; claiming it runs on the worker below. */
+     * shape claims the warm member its create took (whose id it has), or
+     * takes one now; the claim runs on the worker below. */
     if (w->kind == OP_START && !s->h && strcmp(s->rec.state, "creating") == 0)
-        w->pooled = cb_pool_take(s->d->pool, s->rec.template_name, s->rec.tier, &w->limits);
+        w->pooled = s->reserved ? steal_ptr(s->reserved)
+                                : cb_pool_take(s->d->pool, s->rec.template_name, s->rec.tier,
+                                               &w->limits);
     if (w->kind == OP_STOP || w->kind == OP_KILL || w->kind == OP_DESTROY)
         detach_initc(s); /* we end init on purpose: no "init died" record */
     /* A kill leaves the dead sandbox's file systems mounted for the

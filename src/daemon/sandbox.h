@@ -45,6 +45,9 @@ struct cb_sbx {
     struct cb_sb_record rec;
     json_t *spec;        /* parsed rec.spec_json */
     struct cb_sandbox *h; /* tier handle, NULL when none */
+    struct cb_sandbox *reserved; /* warm-pool member taken for this new
+                                    sandbox (its id is the member's) until
+                                    its start claims it */
     struct cb_initc *initc;
     bool busy, deleted, deleting;
     bool stored;         /* has a store record (inserted once its create succeeded) */
@@ -101,6 +104,8 @@ void cb_sbx_ready(struct cb_sbx *s, cb_sbx_cb cb, void *arg);
 
 /* Limits from the spec. */
 void cb_sbx_limits(const struct cb_sbx *s, struct cb_limits *out);
+/* The same from a spec not yet registered. */
+void cb_limits_from_spec(const json_t *spec, struct cb_limits *out);
 
 void cb_sbx_add_exit_listener(struct cb_sbx *s, struct cb_exit_listener *l);
 void cb_sbx_remove_exit_listener(struct cb_sbx *s, struct cb_exit_listener *l);

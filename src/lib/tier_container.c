@@ -47,6 +47,7 @@ struct cb_sandbox {
     int pidfd;
     int disk_fd; /* detached mount of the disk image from create to start */
     int held_root; /* kill to destroy: holder.h handle of the dead sandbox's root (container_kill) */
+    int conn; /* the connection start made (HELLO answered), kept for the first connect */
     uint64_t start_time;
     bool is_our_child; /* reap with waitid; false after adopt */
 };
@@ -156,6 +157,8 @@ static void sandbox_free(struct cb_sandbox *sb)
         close(sb->pidfd);
     if (sb->disk_fd >= 0)
         close(sb->disk_fd);
+    if (sb->conn >= 0)
+        close(sb->conn);
     cb_holder_close(sb->held_root);
     cb_cgroup_free(sb->cg);
     free(sb->id);
@@ -177,6 +180,7 @@ static struct cb_sandbox *sandbox_new(struct cb_runtime *rt, const char *id)
     sb->pidfd = -1;
     sb->disk_fd = -1;
     sb->held_root = -1;
+    sb->conn = -1;
     sb->id = cb_xstrdup(id);
     sb->dir = cb_xasprintf("%s/%s", rt->sandboxes_dir, id);
     sb->rootfs = cb_xasprintf("%s/rootfs", sb->dir);
@@ -826,6 +830,14 @@ static int spawn_with_disk(struct cb_sandbox *sb, pid_t *pid, int *pidfd, struct
     return r;
 }
 
+/* Forget the connection start kept (the sandbox stops or goes). */
+static void drop_conn(struct cb_sandbox *sb)
+{
+    if (sb->conn >= 0)
+        close(sb->conn);
+    sb->conn = -1;
+}
+
 /* Let go of the root container_kill kept: the last reference to the
  * sandbox's overlay goes, and with it (in this thread, as the close
  * returns) its disk image's file system and loop device. */
@@ -859,7 +871,11 @@ static int container_start(struct cb_sandbox *sb, struct cb_error **err)
     int fd = connect_control(sb, HELLO_TIMEOUT_MS, err);
     if (fd < 0)
         return cb_error_wrap(err, "start %s", sb->id);
-    close(fd);
+    /* Kept: whoever starts a sandbox connects to it next (the daemon, at
+     * once or when a warm-pool member is claimed), and a connection costs
+     * a round trip to init (~0.25 ms). */
+    drop_conn(sb);
+    sb->conn = fd;
     trace_phase("hello");
     return 0;
 }
@@ -868,6 +884,10 @@ static int container_connect(struct cb_sandbox *sb, int *fd_out, struct cb_error
 {
     if (sb->state != CB_RUN_RUNNING && sb->state != CB_RUN_PAUSED)
         return cb_error_set(err, ESRCH, CB_ERR_CONFLICT, "sandbox %s is not running", sb->id);
+    if (sb->conn >= 0) { /* the one start made */
+        *fd_out = steal_fd(sb->conn);
+        return 0;
+    }
     int fd = connect_control(sb, HELLO_TIMEOUT_MS, err);
     if (fd < 0)
         return -1;
@@ -921,6 +941,7 @@ static int wait_init_gone(struct cb_sandbox *sb, int pidfd)
 
 static int container_stop(struct cb_sandbox *sb, struct cb_error **err)
 {
+    drop_conn(sb);
     if (sb->state == CB_RUN_CREATED || sb->state == CB_RUN_STOPPED)
         return 0;
     const struct cb_cgroup_ops *ops = sb->rt->cgroups->ops;
@@ -1193,29 +1214,40 @@ int cb_container_claim(struct cb_sandbox *sb, const char *new_id, const char *ho
         sb->pidfd = -1;
     }
     trace_phase(NULL);
-    _cleanup_free_ char *new_dir = cb_xasprintf("%s/%s", sb->rt->sandboxes_dir, new_id);
-    /* RENAME_NOREPLACE: an existing sandbox of that id is never overwritten. */
-    if (renameat2(AT_FDCWD, sb->dir, AT_FDCWD, new_dir, RENAME_NOREPLACE) < 0)
-        return cb_error_set(err, errno, errno == EEXIST ? CB_ERR_CONFLICT : CB_ERR_INTERNAL,
-                            "claim %s as %s", sb->id, new_id);
-    set_paths(sb, new_id);
-    trace_phase("claim_rename");
-    if (rename_cgroups(sb, new_id, err) < 0)
-        return cb_error_wrap(err, "claim %s", new_id);
-    /* Only informational (who holds the range), but kept truthful. */
-    cb_idmap_set_owner(sb->rt->slots_dirfd, sb->slot, new_id);
-    free(sb->hostname);
-    sb->hostname = cb_xstrndup(hostname && *hostname ? hostname : new_id, 63);
-    trace_phase("claim_cgroup");
-    if (set_hostname(sb, sb->hostname, err) < 0)
-        return cb_error_wrap(err, "claim %s", new_id);
-    trace_phase("claim_hostname");
+    /* A member made under the id its sandbox gets (the daemon's pool) has
+     * its directory, cgroups and uid-slot owner right already. */
+    bool same_id = strcmp(new_id, sb->id) == 0;
+    if (!same_id) {
+        _cleanup_free_ char *new_dir = cb_xasprintf("%s/%s", sb->rt->sandboxes_dir, new_id);
+        /* RENAME_NOREPLACE: an existing sandbox of that id is never overwritten. */
+        if (renameat2(AT_FDCWD, sb->dir, AT_FDCWD, new_dir, RENAME_NOREPLACE) < 0)
+            return cb_error_set(err, errno, errno == EEXIST ? CB_ERR_CONFLICT : CB_ERR_INTERNAL,
+                                "claim %s as %s", sb->id, new_id);
+        set_paths(sb, new_id);
+        trace_phase("claim_rename");
+        if (rename_cgroups(sb, new_id, err) < 0)
+            return cb_error_wrap(err, "claim %s", new_id);
+        /* Only informational (who holds the range), but kept truthful. */
+        cb_idmap_set_owner(sb->rt->slots_dirfd, sb->slot, new_id);
+        trace_phase("claim_cgroup");
+    }
+    _cleanup_free_ char *want = cb_xstrndup(hostname && *hostname ? hostname : new_id, 63);
+    bool rename_host = strcmp(want, sb->hostname) != 0;
+    if (rename_host) {
+        free(sb->hostname);
+        sb->hostname = steal_ptr(want);
+        if (set_hostname(sb, sb->hostname, err) < 0)
+            return cb_error_wrap(err, "claim %s", new_id);
+        trace_phase("claim_hostname");
+    }
     /* The common create asks for the default shape the member already has:
      * then only runtime.state (new id) needs writing, not every cgroup file. */
     bool same = sb->limits.cpu == limits->cpu && sb->limits.memory_bytes == limits->memory_bytes &&
                 sb->limits.disk_bytes == limits->disk_bytes && sb->limits.pids == limits->pids &&
                 sb->limits.nofile == limits->nofile;
-    if (same ? save_state(sb, err) < 0 : container_set_limits(sb, limits, err) < 0)
+    /* runtime.state names the id and hostname: unchanged, nothing to save. */
+    if (same ? (!same_id || rename_host) && save_state(sb, err) < 0
+             : container_set_limits(sb, limits, err) < 0)
         return cb_error_wrap(err, "claim %s", new_id);
     trace_phase("claim_limits");
     return 0;

@@ -199,4 +199,6 @@ def test_kill9_during_churn_leaks_nothing(own_daemon):
     for sid in seen:
         assert wait_gone(d, sid) == [], sid
     sandboxes = os.path.join(d.state_dir, "sandboxes")
-    assert [n for n in os.listdir(sandboxes) if n.startswith("sb_")] == []
+    # Only warm-pool members (marked, never a tenant's) may remain.
+    assert [n for n in os.listdir(sandboxes) if n.startswith("sb_") and
+            not os.path.exists(os.path.join(sandboxes, n, ".pool-member"))] == []

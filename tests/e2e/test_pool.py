@@ -14,11 +14,15 @@ import pytest
 from cellboxd import Daemon
 
 
+MARKER = ".pool-member"  # pool.h CB_POOL_MARKER
+
+
 def pool_ids(d, running=True):
+    """Warm-pool members: sandbox directories carrying the member marker."""
     base = os.path.join(d.state_dir, "sandboxes")
     out = []
     for n in sorted(os.listdir(base)) if os.path.isdir(base) else []:
-        if not n.startswith("pool_"):
+        if not os.path.exists(os.path.join(base, n, MARKER)):
             continue
         if running:
             try:
@@ -85,12 +89,17 @@ def pooled():
 def test_claim_gives_the_sandbox_its_identity(pooled):
     d = pooled
     before = set(pool_ids(d))
+    pids_before = {m: state_of(d, m)["pid"] for m in before}
     sb = d.create_sandbox(name="alpha", memory_mb=300, pids=100)
     sid = sb["id"]
     assert "%s claimed from the warm pool" % sid in d.log() or \
         re.search(r"%s.*claimed from the warm pool" % sid, d.log()), d.log()
-    # One pool member became this sandbox: it left the pool's names.
-    assert len(before - set(os.listdir(os.path.join(d.state_dir, "sandboxes")))) == 1
+    # One pool member became this sandbox: the sandbox has its id (members
+    # are made under the id their sandbox gets) and its init, and is no
+    # longer marked as a member.
+    assert sid in before, (sid, before)
+    assert sid not in pool_ids(d, running=False)
+    assert state_of(d, sid)["pid"] == pids_before[sid]
     # Its directory, runtime record, cgroups and uid slot carry the id.
     st = state_of(d, sid)
     assert st["id"] == sid and st["hostname"] == "alpha"
@@ -122,6 +131,22 @@ def test_claim_gives_the_sandbox_its_identity(pooled):
     assert not cgroup_dirs(sid)
     assert not os.path.exists(os.path.join(d.state_dir, "sandboxes", sid))
     assert sid not in slot_owners(d).values()
+
+
+def test_unnamed_claim_keeps_everything(pooled):
+    """A create without a name takes a member as it is: same directory,
+    cgroups, init and hostname (the member's id, which is the sandbox's)."""
+    d = pooled
+    before = set(pool_ids(d))
+    cg_before = {m: sorted(cgroup_dirs(m)) for m in before}
+    sb = d.create_sandbox()
+    sid = sb["id"]
+    assert sid in before and cg_before[sid], (sid, before)
+    assert sorted(cgroup_dirs(sid)) == cg_before[sid]
+    assert sh(d, sid, "hostname; cat /etc/hostname").split() == [sid, sid]
+    assert state_of(d, sid)["hostname"] == sid
+    assert not os.path.exists(os.path.join(d.state_dir, "sandboxes", sid, MARKER))
+    d.delete_sandbox(sid)
 
 
 def test_pool_members_are_invisible(pooled):

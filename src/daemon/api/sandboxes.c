@@ -7,6 +7,8 @@
 #include "json.h"
 #include "log.h"
 #include "metrics.h"
+#include "pool.h"
+#include "runtime.h"
 
 static bool valid_name(const char *n)
 {
@@ -217,11 +219,17 @@ void cb_api_sandbox_create(struct cb_http_req *req)
                     &err) < 0)
         goto fail;
     uint64_t t_checked = cb_now_ns();
+    /* A warm-pool member of this shape gives the sandbox its id (pool.h):
+     * taken now, claimed by the start below. */
+    struct cb_limits limits;
+    cb_limits_from_spec(spec, &limits);
+    struct cb_sandbox *member = cb_pool_take(d->pool, a.template_name, a.tier, &limits);
     char hex[17];
     cb_random_hex(hex, 8);
     double now = cb_wall_time();
     struct cb_sb_record rec = {
-        .id = cb_xasprintf("sb_%s", hex), .tenant = cb_xstrdup(req->tenant),
+        .id = member ? cb_xstrdup(cb_container_id(member)) : cb_xasprintf("sb_%s", hex),
+        .tenant = cb_xstrdup(req->tenant),
         .name = a.name ? cb_xstrdup(a.name) : NULL, .state = cb_xstrdup("creating"),
         .tier = cb_xstrdup(a.tier), .template_name = cb_xstrdup(a.template_name),
         .created_at = now, .expires_at = a.timeout > 0 ? now + a.timeout : 0,
@@ -229,8 +237,12 @@ void cb_api_sandbox_create(struct cb_http_req *req)
         .seq = d->next_seq++};
     struct cb_sbx *s = cb_sbx_register(d, &rec, steal_ptr(spec), &err);
     cb_sb_record_clear(&rec);
-    if (!s)
+    if (!s) {
+        if (member)
+            cb_pool_give_back(d->pool, member);
         goto fail;
+    }
+    s->reserved = member;
     struct create_ctx *cc = cb_xcalloc(1, sizeof(*cc));
     cc->req = req;
     cc->t0 = req->started_ns;
