@@ -100,9 +100,10 @@ static int mount_sysfs(void)
     return r;
 }
 
-/* Make one spare in this (the maker's own) thread and return to the
- * host's namespace. -errno; a failed return is reported as -ENOTRECOVERABLE
- * (the maker stops: its next namespaces would be made from inside one). */
+/* Make one spare in the calling thread (the maker, or a start that found
+ * none ready) and return the thread to the host's namespace. -errno; a
+ * failed return is -ENOTRECOVERABLE: the maker stops (its next namespaces
+ * would be made from inside one), any other thread aborts the process. */
 static int make_spare(int host, struct spare *sp)
 {
     if (unshare(CLONE_NEWNET) < 0)
