@@ -45,6 +45,12 @@ int cb_container_claim(struct cb_sandbox *sb, const char *new_id, const char *ho
  * (a crash before runtime.state was written): kill and remove its cgroups,
  * remove sandboxes/<id>, release uid slots whose owner is id. -errno. */
 int cb_container_reclaim(struct cb_runtime *rt, const char *id);
+/* Release the uid slots whose owner has no sandbox directory: a process
+ * killed between a destroy's last two steps (directory gone, slot not yet
+ * released) leaves one. Only while no create or destroy runs on this state
+ * dir (the daemon's start): a destroy in that window would otherwise lose
+ * its slot to a new sandbox. Returns how many. */
+int cb_container_release_orphan_slots(struct cb_runtime *rt);
 /* Disk limits enforced by a fixed-size image per sandbox (quota.h): a
  * sandbox's disk_mb is then fixed at create. */
 bool cb_runtime_disk_images(struct cb_runtime *rt);

@@ -1258,26 +1258,45 @@ const char *cb_container_id(const struct cb_sandbox *sb)
     return sb->id;
 }
 
+
 /* Release every uid slot whose recorded owner is id. */
-static void release_slots_owned_by(struct cb_runtime *rt, const char *id)
+/* Release every uid slot whose recorded owner is id, or, with id NULL,
+ * whose owner has no sandbox directory. Returns how many. */
+static int release_slots(struct cb_runtime *rt, const char *id)
 {
+    int n = 0;
     int dup_fd = openat(rt->slots_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
     if (!d) {
         if (dup_fd >= 0)
             close(dup_fd);
-        return;
+        return 0;
     }
     struct dirent *de;
     while ((de = readdir(d)) != NULL) {
         if (de->d_name[0] < '0' || de->d_name[0] > '9')
             continue;
         _cleanup_free_ char *owner = NULL;
-        if (cb_read_file_at(rt->slots_dirfd, de->d_name, 128, &owner, NULL) == 0 &&
-            strcmp(owner, id) == 0)
-            unlinkat(rt->slots_dirfd, de->d_name, 0);
+        if (cb_read_file_at(rt->slots_dirfd, de->d_name, 128, &owner, NULL) < 0)
+            continue;
+        bool release;
+        if (id) {
+            release = strcmp(owner, id) == 0;
+        } else {
+            struct stat st;
+            _cleanup_free_ char *dir = cb_xasprintf("%s/%s", rt->sandboxes_dir, owner);
+            release = id_ok(owner) && lstat(dir, &st) < 0 && errno == ENOENT;
+        }
+        if (release && unlinkat(rt->slots_dirfd, de->d_name, 0) == 0)
+            n++;
     }
     closedir(d);
+    return n;
+}
+
+int cb_container_release_orphan_slots(struct cb_runtime *rt)
+{
+    return release_slots(rt, NULL);
 }
 
 int cb_container_reclaim(struct cb_runtime *rt, const char *id)
@@ -1292,7 +1311,7 @@ int cb_container_reclaim(struct cb_runtime *rt, const char *id)
      * fail with EBUSY; one mounted in the sandbox died with its init. */
     cb_quota_image_remove(dir);
     int rr = cb_rootfs_remove_tree(dir);
-    release_slots_owned_by(rt, id);
+    release_slots(rt, id);
     return r < 0 ? r : rr;
 }
 

@@ -857,3 +857,35 @@ TEST(runtime_spare_network_namespace)
     cb_rootfs_remove_tree(state);
     remove_parent_cgroups();
 }
+
+/* A daemon killed between a destroy's removal of the sandbox directory and
+ * the release of its uid slot leaves the slot owned by a sandbox that no
+ * longer exists; the next start releases it, and only such slots. */
+TEST(runtime_orphan_uid_slots_released)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    struct cb_sandbox *sb = start_sandbox(rt, "sb_alive", 0);
+    char *orphan = cb_xasprintf("%s/uidslots/77", state);
+    char *stray = cb_xasprintf("%s/uidslots/78", state);
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, orphan, "sb_gone", 7, 0600, 0), 0);
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, stray, "../x", 4, 0600, 0), 0); /* not an id */
+    ASSERT_EQ(cb_container_release_orphan_slots(rt), 1);
+    ASSERT(access(orphan, F_OK) < 0);
+    ASSERT(access(stray, F_OK) == 0);
+    char *alive = cb_xasprintf("%s/uidslots/0", state);
+    char *owner = read_text(alive);
+    ASSERT(owner && strcmp(owner, "sb_alive") == 0);
+    ASSERT_EQ(run(sb, 1000, "true"), 0);
+    unlink(stray);
+    T->destroy(sb, NULL);
+    T->release(sb);
+    ASSERT(access(alive, F_OK) < 0);
+    free(orphan);
+    free(stray);
+    free(alive);
+    free(owner);
+    cb_runtime_free(rt);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
