@@ -20,6 +20,7 @@
 
 #include "api/api.h"
 #include "daemon.h"
+#include "runtime.h"
 #include "log.h"
 #include "metrics.h"
 #include "pool.h"
@@ -243,8 +244,18 @@ static int start_http(struct cb_daemon *d, struct cb_error **err)
 static int run(struct cb_daemon *d)
 {
     struct cb_error *err = NULL;
-    if (open_store(d, &err) < 0 || start_runtime(d, &err) < 0 ||
-        cb_sbx_recover(d, &err) < 0) {
+    if (open_store(d, &err) < 0 || start_runtime(d, &err) < 0) {
+        cb_log_error(NULL, "startup failed: %s", err ? err->message : "?");
+        cb_error_free(err);
+        return 1;
+    }
+    /* First, while nothing creates or destroys yet (recovery below queues
+     * work): uid slots whose sandbox directory is gone are what a crash
+     * between a teardown's last two steps left (runtime.h). */
+    int orphans = cb_container_release_orphan_slots(d->rt);
+    if (orphans > 0)
+        cb_log_info(NULL, "released %d uid slot(s) of sandboxes already removed", orphans);
+    if (cb_sbx_recover(d, &err) < 0) {
         cb_log_error(NULL, "startup failed: %s", err ? err->message : "?");
         cb_error_free(err);
         return 1;

@@ -381,11 +381,6 @@ static bool has_record(struct cb_daemon *d, const char *id)
 
 static void recover(struct cb_pool *p)
 {
-    /* Nothing creates or destroys yet: slots whose sandbox directory is
-     * gone are leftovers of a teardown the crash cut short (runtime.h). */
-    int orphans = cb_container_release_orphan_slots(p->d->rt);
-    if (orphans > 0)
-        cb_log_info(NULL, "released %d uid slot(s) of sandboxes already removed", orphans);
     _cleanup_free_ char *dir = cb_xasprintf("%s/sandboxes", p->d->cfg.state_dir);
     DIR *dp = opendir(dir);
     if (!dp)
