@@ -5,7 +5,6 @@
 #include <net/if.h>
 #include <pthread.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "thread.h"
 #include "util.h"
 
 #define SPARES_MAX 16
@@ -194,13 +194,7 @@ struct cb_netns_spares *cb_netns_open(int max)
     pthread_cond_init(&s->cond, NULL);
     if (s->max == 0)
         return s;
-    /* All signals blocked in the maker: the daemon's handlers run on the
-     * loop thread. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    s->threaded = pthread_create(&s->thread, NULL, maker_main, s) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    s->threaded = cb_thread_start(&s->thread, maker_main, s) == 0;
     return s;
 }
 
@@ -208,12 +202,8 @@ void cb_netns_close(struct cb_netns_spares *s)
 {
     if (!s)
         return;
-    pthread_mutex_lock(&s->lock);
-    s->closing = true;
-    pthread_cond_broadcast(&s->cond);
-    pthread_mutex_unlock(&s->lock);
     if (s->threaded)
-        pthread_join(s->thread, NULL);
+        cb_thread_stop(s->thread, &s->lock, &s->cond, &s->closing);
     for (int i = 0; i < s->n; i++) {
         close(s->ready[i].netns);
         close(s->ready[i].sysfs);

@@ -1,9 +1,12 @@
 #include "quota.h"
 
+#include <dirent.h>
 #include <endian.h>
 #include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
+#include <stdlib.h>
 #include <linux/dqblk_xfs.h>
 #include <linux/fs.h>
 #include <linux/loop.h>
@@ -18,6 +21,8 @@
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
+
+#include "thread.h"
 
 #ifndef SYS_quotactl_fd
 #define SYS_quotactl_fd 443
@@ -260,8 +265,11 @@ static void cb_quota_open_xfs(struct cb_quota *q, const char *state_dir, uint64_
     q->enabled = true;
 }
 
+static void spares_close(struct cb_quota *q);
+
 void cb_quota_clear(struct cb_quota *q)
 {
+    spares_close(q);
     free(q->state_dir);
     free(q->volume_dir);
     free(q->reason);
@@ -745,14 +753,20 @@ int cb_quota_image_mount(struct cb_quota *q, const char *dir, struct cb_error **
     return 0;
 }
 
+/* The size an image of bytes really gets. */
+static uint64_t image_bytes(uint64_t bytes)
+{
+    if (bytes < (8ull << 20))
+        bytes = 8ull << 20; /* ext4's metadata needs a few MiB */
+    return bytes & ~((1ull << 20) - 1); /* whole MiB: one golden image per size */
+}
+
 int cb_quota_image_create(struct cb_quota *q, const char *dir, uint64_t bytes,
                           struct cb_error **err)
 {
     if (!q->images)
         return cb_error_set(err, ENOTSUP, CB_ERR_INTERNAL, "disk images unavailable");
-    if (bytes < (8ull << 20))
-        bytes = 8ull << 20; /* ext4's metadata needs a few MiB */
-    bytes &= ~((1ull << 20) - 1); /* whole MiB: one golden image per size */
+    bytes = image_bytes(bytes);
     _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
     _cleanup_free_ char *mnt = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, dir);
     int r = copy_golden(q, image, bytes);
@@ -808,4 +822,192 @@ int64_t cb_quota_image_used(const char *dir)
     _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
     struct stat st;
     return stat(image, &st) < 0 ? -1 : (int64_t)st.st_blocks * 512;
+}
+
+/* ---- images made ahead (quota.h cb_quota_image_take) ---- */
+
+#define IMAGE_SPARES_DEFAULT 2
+#define IMAGE_SPARES_MAX 8
+#define SPARE_PREFIX ".spare-"
+
+struct spare_image {
+    char *path; /* state_dir/images/.spare-<pid>-<n>.img */
+    char dev[64]; /* the loop device's number, for disk.loop */
+    int mfd;      /* the detached ext4 mount */
+    uint64_t bytes;
+};
+
+struct cb_image_spares {
+    struct cb_quota *q;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct spare_image ready[IMAGE_SPARES_MAX];
+    int n, max;
+    uint64_t bytes; /* the size last asked for; 0: none yet, make nothing */
+    unsigned seq;
+    bool closing, broken;
+    pthread_t thread;
+};
+
+static void spare_drop(struct spare_image *sp)
+{
+    close(sp->mfd); /* the mount goes, then autoclear lets go of the loop device */
+    unlink(sp->path);
+    free(sp->path);
+    sp->path = NULL;
+}
+
+/* One image of bytes, attached and mounted (detached), under path. */
+static int make_spare_image(struct cb_quota *q, const char *path, uint64_t bytes,
+                            struct spare_image *sp)
+{
+    int r = copy_golden(q, path, bytes);
+    _cleanup_close_ int img = r < 0 ? -1 : open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+    if (r == 0 && img < 0)
+        r = -errno;
+    char dev[4096];
+    int lfd = r < 0 ? r : attach_loop(q->state_dir, img, dev, sizeof dev);
+    if (lfd < 0) {
+        unlink(path);
+        return lfd;
+    }
+    int mfd = mount_detached(dev);
+    close(lfd); /* autoclear: the mount holds the device now */
+    if (strncmp(dev, "/dev/", 5) != 0)
+        unlink(dev);
+    if (mfd < 0) {
+        unlink(path);
+        return mfd;
+    }
+    const char *digits = strrchr(dev, 'p'); /* /dev/loopN or <state>/.loopN */
+    snprintf(sp->dev, sizeof sp->dev, "/dev/loop%s", digits ? digits + 1 : "");
+    sp->mfd = mfd;
+    sp->bytes = bytes;
+    sp->path = cb_xstrdup(path);
+    return 0;
+}
+
+static void *image_maker(void *arg)
+{
+    struct cb_image_spares *s = arg;
+    pthread_mutex_lock(&s->lock);
+    while (!s->closing) {
+        if (s->broken || !s->bytes || s->n >= s->max || s->q->host_mounts) {
+            pthread_cond_wait(&s->cond, &s->lock);
+            continue;
+        }
+        uint64_t bytes = s->bytes;
+        char *path = cb_xasprintf("%s/" GOLDEN_DIR "/" SPARE_PREFIX "%d-%u.img", s->q->state_dir,
+                                  (int)getpid(), s->seq++);
+        pthread_mutex_unlock(&s->lock);
+        struct spare_image sp;
+        int r = make_spare_image(s->q, path, bytes, &sp);
+        free(path);
+        pthread_mutex_lock(&s->lock);
+        if (r < 0) {
+            /* Creates make their own as before; not retried in a loop. */
+            fprintf(stderr, "cellbox: cannot make disk images ahead of time (%s)\n", strerror(-r));
+            s->broken = true;
+        } else if (s->closing || sp.bytes != s->bytes || s->n >= s->max) {
+            spare_drop(&sp);
+        } else {
+            s->ready[s->n++] = sp;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    return NULL;
+}
+
+/* Spares of processes that are gone: their mounts went with them. */
+static void remove_dead_spares(const char *state_dir)
+{
+    _cleanup_free_ char *dir = cb_xasprintf("%s/" GOLDEN_DIR, state_dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (strncmp(de->d_name, SPARE_PREFIX, strlen(SPARE_PREFIX)) != 0)
+            continue;
+        long pid = strtol(de->d_name + strlen(SPARE_PREFIX), NULL, 10);
+        if (pid > 0 && pid != getpid() && (kill((pid_t)pid, 0) == 0 || errno != ESRCH))
+            continue; /* a live process's */
+        unlinkat(dirfd(d), de->d_name, 0);
+    }
+    closedir(d);
+}
+
+void cb_quota_spares_open(struct cb_quota *q)
+{
+    const char *env = getenv("CB_IMAGE_SPARES");
+    int max = env ? atoi(env) : IMAGE_SPARES_DEFAULT;
+    if (!q->images || max <= 0)
+        return;
+    remove_dead_spares(q->state_dir);
+    struct cb_image_spares *s = cb_xcalloc(1, sizeof *s);
+    s->q = q;
+    s->max = max > IMAGE_SPARES_MAX ? IMAGE_SPARES_MAX : max;
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->cond, NULL);
+    if (cb_thread_start(&s->thread, image_maker, s) != 0) {
+        pthread_cond_destroy(&s->cond);
+        pthread_mutex_destroy(&s->lock);
+        free(s);
+        return;
+    }
+    q->spares = s;
+}
+
+static void spares_close(struct cb_quota *q)
+{
+    struct cb_image_spares *s = q->spares;
+    if (!s)
+        return;
+    cb_thread_stop(s->thread, &s->lock, &s->cond, &s->closing);
+    for (int i = 0; i < s->n; i++)
+        spare_drop(&s->ready[i]);
+    pthread_cond_destroy(&s->cond);
+    pthread_mutex_destroy(&s->lock);
+    free(s);
+    q->spares = NULL;
+}
+
+int cb_quota_image_take(struct cb_quota *q, const char *dir, uint64_t bytes)
+{
+    struct cb_image_spares *s = q->spares;
+    if (!s || __atomic_load_n(&q->host_mounts, __ATOMIC_RELAXED))
+        return -EAGAIN;
+    bytes = image_bytes(bytes);
+    struct spare_image sp = {.mfd = -1};
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < s->n; i++) {
+        if (s->ready[i].bytes == bytes) {
+            sp = s->ready[i];
+            s->ready[i] = s->ready[--s->n];
+            break;
+        }
+    }
+    if (s->bytes != bytes) { /* make this size from now on */
+        s->bytes = bytes;
+        for (int i = 0; i < s->n; i++)
+            spare_drop(&s->ready[i]);
+        s->n = 0;
+    }
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->lock);
+    if (sp.mfd < 0)
+        return -EAGAIN;
+    _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
+    _cleanup_free_ char *mnt = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, dir);
+    /* Same file system (the state dir): the loop device keeps its file. */
+    if (renameat2(AT_FDCWD, sp.path, AT_FDCWD, image, RENAME_NOREPLACE) < 0 ||
+        (mkdir(mnt, 0711) < 0 && errno != EEXIST)) {
+        int e = errno;
+        unlink(image); /* only if the rename made it ours */
+        spare_drop(&sp);
+        return -e;
+    }
+    free(sp.path);
+    remember_loop(dir, sp.dev);
+    return sp.mfd;
 }

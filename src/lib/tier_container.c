@@ -359,13 +359,16 @@ static int prepare_image_layers(struct cb_sandbox *sb, struct cb_error **err)
 {
     struct cb_quota *q = &sb->rt->quota;
     if (q->host_mounts) {
+        if (sb->disk_fd >= 0) { /* made ahead, before the fallback was chosen */
+            close(sb->disk_fd);
+            sb->disk_fd = -1; /* cb_quota_image_mount waits for its release */
+        }
         if (cb_quota_image_mount(q, sb->dir, err) < 0)
             return -1;
         chmod(sb->layer_dir, 0711); /* the sandbox's root traverses it */
         return cb_rootfs_prepare_upper(sb->upper, sb->work, sb->base, sb->hostname, err);
     }
-    sb->disk_fd = cb_quota_image_open(q, sb->dir, err);
-    if (sb->disk_fd < 0)
+    if (sb->disk_fd < 0 && (sb->disk_fd = cb_quota_image_open(q, sb->dir, err)) < 0)
         return -1;
     /* The mount's root as a real directory fd (the mount fd is O_PATH-like
      * and refuses fchmod). */
@@ -391,7 +394,11 @@ static int create_layers(struct cb_sandbox *sb, struct cb_error **err)
          * file system, so filling it hits ENOSPC there and nowhere else. */
         _cleanup_free_ char *ld = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, sb->dir);
         set_layer_dir(sb, ld);
-        if (cb_quota_image_create(&rt->quota, sb->dir, sb->limits.disk_bytes, err) < 0)
+        /* One made ahead (quota.h), else made now. */
+        int mfd = cb_quota_image_take(&rt->quota, sb->dir, sb->limits.disk_bytes);
+        if (mfd >= 0)
+            sb->disk_fd = mfd;
+        else if (cb_quota_image_create(&rt->quota, sb->dir, sb->limits.disk_bytes, err) < 0)
             return -1;
         if (mkdir(sb->rootfs, 0755) < 0 && errno != EEXIST) /* a recycled dir has it */
             return cb_error_set(err, errno, CB_ERR_INTERNAL, "sandbox rootfs dir");

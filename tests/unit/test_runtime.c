@@ -889,3 +889,55 @@ TEST(runtime_orphan_uid_slots_released)
     cb_rootfs_remove_tree(state);
     remove_parent_cgroups();
 }
+
+/* Inodes of the spare images in state/images (up to 8); how many. */
+static int spare_image_inodes(const char *state, ino_t *out)
+{
+    char *dir = cb_xasprintf("%s/images", state);
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *de;
+    while (d && n < 8 && (de = readdir(d)) != NULL)
+        if (strncmp(de->d_name, ".spare-", 7) == 0)
+            out[n++] = de->d_ino;
+    if (d)
+        closedir(d);
+    free(dir);
+    return n;
+}
+
+/* Disk images made ahead (quota.h): the first create of a size asks for
+ * them, a later one gets one (its disk.img is a spare's file, renamed) and
+ * is a normal disk-limited sandbox; the runtime's end removes the rest. */
+TEST(runtime_disk_images_made_ahead)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_image_runtime(state);
+    struct cb_sandbox *first = start_disk_sandbox(rt, "sb_first");
+    ino_t spares[8];
+    int n = 0;
+    for (int i = 0; i < 500 && (n = spare_image_inodes(state, spares)) < 2; i++)
+        usleep(10000);
+    ASSERT(n >= 1);
+    struct cb_sandbox *sb = start_disk_sandbox(rt, "sb_ahead");
+    char *image = cb_xasprintf("%s/sandboxes/sb_ahead/disk.img", state);
+    struct stat st;
+    ASSERT_EQ(stat(image, &st), 0);
+    bool from_spare = false;
+    for (int i = 0; i < n; i++)
+        from_spare |= st.st_ino == spares[i];
+    ASSERT(from_spare);
+    ASSERT_EQ((long long)st.st_size, 16ll << 20);
+    ASSERT(!mounted_under(state));
+    check_disk_limits(sb);
+    T->destroy(sb, NULL);
+    T->release(sb);
+    T->destroy(first, NULL);
+    T->release(first);
+    cb_runtime_free(rt);
+    ASSERT_EQ(spare_image_inodes(state, spares), 0); /* spares removed at the end */
+    ASSERT(!mounted_under(state));
+    free(image);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
