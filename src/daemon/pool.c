@@ -275,7 +275,7 @@ void cb_pool_give_back(struct cb_pool *p, struct cb_sandbox *h)
         add_member(p, h);
         return;
     }
-    destroy_now(p->d->tier, h, "given back");
+    cb_pool_reap(p, h, NULL); /* torn down on the worker pool, not here on the loop */
 }
 
 /* ---- tearing down deleted sandboxes (cb_pool_reap) ---- */

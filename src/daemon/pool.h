@@ -54,7 +54,8 @@ struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name,
                                 const char *tier, const struct cb_limits *limits);
 
 /* A member taken (cb_pool_take) but not claimed after all (the create
- * failed before it started): back into the pool, or destroyed if dead. */
+ * failed before it started): back into the pool, else (dead, pool full or
+ * closing) torn down in the background (cb_pool_reap). */
 void cb_pool_give_back(struct cb_pool *p, struct cb_sandbox *h);
 
 /* Remove the member marker of sandbox <id> (claim, worker thread): 0, or

@@ -467,8 +467,10 @@ static void run_next(struct cb_sbx *s)
          * still be torn down in the background — never start or touch
          * them). */
         w->result = cb_error_set(&w->err, 0, CB_ERR_NOT_FOUND, "sandbox was deleted");
+        /* Its id was this sandbox's, seen by its tenant (listed while
+         * creating): torn down, never handed to another create. */
         if (s->reserved && s->d->pool)
-            cb_pool_give_back(s->d->pool, steal_ptr(s->reserved));
+            cb_pool_reap(s->d->pool, steal_ptr(s->reserved), s->rec.id);
         after_work_cb(&w->w, 0);
         return;
     }

@@ -1000,10 +1000,11 @@ int cb_quota_image_take(struct cb_quota *q, const char *dir, uint64_t bytes)
     _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
     _cleanup_free_ char *mnt = cb_xasprintf("%s/" CB_QUOTA_IMAGE_DIR, dir);
     /* Same file system (the state dir): the loop device keeps its file. */
-    if (renameat2(AT_FDCWD, sp.path, AT_FDCWD, image, RENAME_NOREPLACE) < 0 ||
-        (mkdir(mnt, 0711) < 0 && errno != EEXIST)) {
+    bool moved = renameat2(AT_FDCWD, sp.path, AT_FDCWD, image, RENAME_NOREPLACE) == 0;
+    if (!moved || (mkdir(mnt, 0711) < 0 && errno != EEXIST)) {
         int e = errno;
-        unlink(image); /* only if the rename made it ours */
+        if (moved)
+            unlink(image); /* ours; an existing disk.img (EEXIST) is left alone */
         spare_drop(&sp);
         return -e;
     }

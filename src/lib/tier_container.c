@@ -9,6 +9,7 @@
  * is ever visible on the host or needs unmounting: they die with init. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <sched.h>
@@ -1265,12 +1266,43 @@ const char *cb_container_id(const struct cb_sandbox *sb)
     return sb->id;
 }
 
+/* Slots named by the runtime.state of some sandbox directory (a claim by
+ * rename, interrupted between the directory and the slot's owner file,
+ * leaves a live sandbox whose slot file names the old id): a bitmap of
+ * rt->cfg.uid_slots bits, or NULL when the directory cannot be read. */
+static uint8_t *slots_in_use(struct cb_runtime *rt)
+{
+    DIR *d = opendir(rt->sandboxes_dir);
+    if (!d)
+        return NULL;
+    uint8_t *used = cb_xcalloc(rt->cfg.uid_slots / 8 + 1, 1);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        _cleanup_free_ char *path = cb_xasprintf("%s/%s/runtime.state", rt->sandboxes_dir,
+                                                 de->d_name);
+        _cleanup_free_ char *text = NULL;
+        if (cb_read_file_at(AT_FDCWD, path, 64 << 10, &text, NULL) < 0)
+            continue;
+        const char *v = state_value(text, "slot");
+        char *end;
+        unsigned long n = v ? strtoul(v, &end, 10) : ULONG_MAX;
+        if (v && end != v && n < rt->cfg.uid_slots)
+            used[n / 8] |= (uint8_t)(1u << (n % 8));
+    }
+    closedir(d);
+    return used;
+}
 
-/* Release every uid slot whose recorded owner is id. */
 /* Release every uid slot whose recorded owner is id, or, with id NULL,
- * whose owner has no sandbox directory. Returns how many. */
+ * whose owner has no sandbox directory and whose number no sandbox's
+ * runtime.state names. Returns how many. */
 static int release_slots(struct cb_runtime *rt, const char *id)
 {
+    _cleanup_free_ uint8_t *used = NULL;
+    if (!id && !(used = slots_in_use(rt)))
+        return 0;
     int n = 0;
     int dup_fd = openat(rt->slots_dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
@@ -1292,7 +1324,9 @@ static int release_slots(struct cb_runtime *rt, const char *id)
         } else {
             struct stat st;
             _cleanup_free_ char *dir = cb_xasprintf("%s/%s", rt->sandboxes_dir, owner);
-            release = id_ok(owner) && lstat(dir, &st) < 0 && errno == ENOENT;
+            unsigned long slot = strtoul(de->d_name, NULL, 10);
+            release = id_ok(owner) && lstat(dir, &st) < 0 && errno == ENOENT &&
+                      slot < rt->cfg.uid_slots && !(used[slot / 8] & (1u << (slot % 8)));
         }
         if (release && unlinkat(rt->slots_dirfd, de->d_name, 0) == 0)
             n++;

@@ -304,6 +304,12 @@ static void cleanup_state(struct cb_runtime *rt, char *state)
     remove_parent_cgroups();
 }
 
+static void destroy_sandbox(struct cb_sandbox *sb)
+{
+    T->destroy(sb, NULL);
+    T->release(sb);
+}
+
 /* Fill the 16 MiB disk: ENOSPC, for root too; stats see what was written;
  * it survives stop + start. */
 static void check_disk_limits(struct cb_sandbox *sb)
@@ -773,13 +779,9 @@ TEST(runtime_sandbox_has_its_own_clocks)
     ASSERT(a_up - b_up >= 1.0);    /* each sandbox its own clock */
     ASSERT(a_mono - b_mono >= 1.0);
     ASSERT(b_up >= 0 && b_mono >= 0);
-    T->destroy(a, NULL);
-    T->release(a);
-    T->destroy(b, NULL);
-    T->release(b);
-    cb_runtime_free(rt);
-    cb_rootfs_remove_tree(state);
-    remove_parent_cgroups();
+    destroy_sandbox(a);
+    destroy_sandbox(b);
+    cleanup_state(rt, state);
 }
 
 /* The sandbox's init pid, from its pidfd. */
@@ -842,9 +844,8 @@ TEST(runtime_spare_network_namespace)
                          "grep -Eq ' / /sys ro,[^ ]*( [^ ]+)* - sysfs sysfs ro(,|$)' "
                          "/proc/self/mountinfo"),
               0);
-    T->destroy(sb, NULL);
-    T->release(sb);
-    cb_runtime_free(rt);
+    destroy_sandbox(sb);
+    cleanup_state(rt, state);
     /* The sysctls were set in the sandbox's namespace, never the host's. */
     char *ports_after = read_text("/proc/sys/net/ipv4/ip_unprivileged_port_start");
     char *ping_after = read_text("/proc/sys/net/ipv4/ping_group_range");
@@ -854,13 +855,13 @@ TEST(runtime_spare_network_namespace)
     free(host_ping);
     free(ports_after);
     free(ping_after);
-    cb_rootfs_remove_tree(state);
-    remove_parent_cgroups();
 }
 
 /* A daemon killed between a destroy's removal of the sandbox directory and
  * the release of its uid slot leaves the slot owned by a sandbox that no
- * longer exists; the next start releases it, and only such slots. */
+ * longer exists; the next start releases it, and only such slots: not one
+ * whose owner file names a directory a claim by rename had just moved
+ * (the live sandbox's runtime.state still names the slot). */
 TEST(runtime_orphan_uid_slots_released)
 {
     char state[] = "/tmp/cb-runtime-XXXXXX";
@@ -870,24 +871,24 @@ TEST(runtime_orphan_uid_slots_released)
     char *stray = cb_xasprintf("%s/uidslots/78", state);
     ASSERT_EQ(cb_write_file_at(AT_FDCWD, orphan, "sb_gone", 7, 0600, 0), 0);
     ASSERT_EQ(cb_write_file_at(AT_FDCWD, stray, "../x", 4, 0600, 0), 0); /* not an id */
+    char *alive = cb_xasprintf("%s/uidslots/0", state);
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, alive, "pool_moved", 10, 0600, 0), 0);
     ASSERT_EQ(cb_container_release_orphan_slots(rt), 1);
+    ASSERT(access(alive, F_OK) == 0); /* sb_alive's runtime.state names slot 0 */
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, alive, "sb_alive", 8, 0600, 0), 0);
     ASSERT(access(orphan, F_OK) < 0);
     ASSERT(access(stray, F_OK) == 0);
-    char *alive = cb_xasprintf("%s/uidslots/0", state);
     char *owner = read_text(alive);
     ASSERT(owner && strcmp(owner, "sb_alive") == 0);
     ASSERT_EQ(run(sb, 1000, "true"), 0);
     unlink(stray);
-    T->destroy(sb, NULL);
-    T->release(sb);
+    destroy_sandbox(sb);
     ASSERT(access(alive, F_OK) < 0);
     free(orphan);
     free(stray);
     free(alive);
     free(owner);
-    cb_runtime_free(rt);
-    cb_rootfs_remove_tree(state);
-    remove_parent_cgroups();
+    cleanup_state(rt, state);
 }
 
 /* Inodes of the spare images in state/images (up to 8); how many. */
@@ -930,10 +931,8 @@ TEST(runtime_disk_images_made_ahead)
     ASSERT_EQ((long long)st.st_size, 16ll << 20);
     ASSERT(!mounted_under(state));
     check_disk_limits(sb);
-    T->destroy(sb, NULL);
-    T->release(sb);
-    T->destroy(first, NULL);
-    T->release(first);
+    destroy_sandbox(sb);
+    destroy_sandbox(first);
     cb_runtime_free(rt);
     ASSERT_EQ(spare_image_inodes(state, spares), 0); /* spares removed at the end */
     ASSERT(!mounted_under(state));
