@@ -175,18 +175,19 @@ static int step_time_ns(struct cb_child_config *c, int *detail)
                      mono.tv_nsec > 0 ? 1000000000L - mono.tv_nsec : 0L, CLOCK_BOOTTIME,
                      -(long long)boot.tv_sec - (boot.tv_nsec > 0),
                      boot.tv_nsec > 0 ? 1000000000L - boot.tv_nsec : 0L);
-    /* Our own /proc (pivot_root is done): it describes our namespaces.
-     * Our credentials changed (become root), which made us undumpable and
-     * our /proc files the host root's: dumpable for the one write (no
-     * process of the sandbox exists yet to use it), off again after; init
-     * sets it off itself as well. */
-    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
-    int fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, text, (size_t)n) != n)
-        c->time_ns_errno = errno ? errno : EIO; /* offsets 0: the host's clocks */
+    /* Through the file child_main opened while we still had the daemon's
+     * credentials: the kernel checks CAP_SYS_TIME in the namespace's owner
+     * (ours) against the opener's credentials, and opening it now, as the
+     * sandbox's root, would need us dumpable, a flag of the memory we
+     * share with the daemon and every other child being set up. */
+    int fd = c->timens_fd;
+    c->timens_fd = -1;
+    if (fd < 0)
+        c->time_ns_errno = c->timens_open_errno; /* offsets 0: the host's clocks */
+    else if (write(fd, text, (size_t)n) != n)
+        c->time_ns_errno = errno ? errno : EIO;
     if (fd >= 0)
         close(fd);
-    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     return 0;
 }
 
@@ -296,6 +297,11 @@ static const struct child_step child_steps[] = {
 static int child_main(void *arg)
 {
     struct cb_child_config *c = arg;
+    /* Our clock offsets file, opened first (see step_time_ns): its owner is
+     * the host's root whatever the dumpable flag says, and that is still
+     * who we are. */
+    c->timens_fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
+    c->timens_open_errno = c->timens_fd < 0 ? errno : 0;
     for (size_t i = 0; i < CB_ARRAY_SIZE(child_steps); i++) {
         int detail = -1;
         int r = child_steps[i].run(c, &detail);

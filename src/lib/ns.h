@@ -70,6 +70,8 @@ struct cb_child_config {
     int sync_fd;
     int parent_sync_fd; /* the parent's end: the child closes its copy */
     int null_fd;
+    int timens_fd;          /* the child's /proc/self/timens_offsets */
+    int timens_open_errno;
     int cgroup_fds[CB_CGROUP_MAX_DIRS]; /* v1 "tasks" files the child joins itself */
     int ncgroup_fds;
     /* CLOCK_MONOTONIC after each child step. The child shares our memory

@@ -1,6 +1,8 @@
 /* A real sandbox on this host: create, start, exec, pause, stop, start,
  * adopt, run_inside, destroy — and nothing left behind. Needs root and
  * build/cellbox-init (CB_BUILD or ./build). */
+#include <pthread.h>
+#include <sys/prctl.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -781,6 +783,86 @@ TEST(runtime_sandbox_has_its_own_clocks)
     ASSERT(b_up >= 0 && b_mono >= 0);
     destroy_sandbox(a);
     destroy_sandbox(b);
+    cleanup_state(rt, state);
+}
+
+/* Sandboxes started at once, from several threads, each get their own
+ * clocks. The child shares the daemon's memory until it execs init, and
+ * with it the dumpable flag: a child that needed that flag to open its
+ * clock offsets lost it whenever another child changed credentials at the
+ * same moment, and its sandbox silently ran on the host's clocks (a
+ * thread clearing the flag in a loop stands for those other children). Judged
+ * on the host: init's /proc/<pid>/timens_offsets holds minus the host's
+ * monotonic time at start, not 0. */
+struct clock_job {
+    struct cb_runtime *rt;
+    int first, n;
+    struct cb_sandbox **sbs;
+};
+
+static void *start_clock_job(void *arg)
+{
+    struct clock_job *j = arg;
+    for (int i = 0; i < j->n; i++) {
+        char id[32];
+        snprintf(id, sizeof id, "sb_clk%d", j->first + i);
+        j->sbs[j->first + i] = start_sandbox(j->rt, id, 0);
+    }
+    return NULL;
+}
+
+static pid_t init_pid(struct cb_sandbox *sb);
+
+/* What another child's credential change does to the memory every child
+ * shares with us: clear the dumpable flag, here as often as we can. */
+static volatile int clearing_dumpable;
+
+static void *clear_dumpable(void *arg)
+{
+    while (clearing_dumpable)
+        prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    return NULL;
+}
+
+TEST(runtime_concurrent_starts_all_get_clocks)
+{
+    enum { THREADS = 2, EACH = 6 };
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    struct cb_sandbox *sbs[THREADS * EACH] = {0};
+    struct clock_job jobs[THREADS];
+    pthread_t th[THREADS], clearer;
+    clearing_dumpable = 1;
+    ASSERT_EQ(pthread_create(&clearer, NULL, clear_dumpable, NULL), 0);
+    for (int t = 0; t < THREADS; t++) {
+        jobs[t] = (struct clock_job){rt, t * EACH, EACH, sbs};
+        ASSERT_EQ(pthread_create(&th[t], NULL, start_clock_job, &jobs[t]), 0);
+    }
+    for (int t = 0; t < THREADS; t++)
+        pthread_join(th[t], NULL);
+    clearing_dumpable = 0;
+    pthread_join(clearer, NULL);
+    prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int own = 0;
+    for (int i = 0; i < THREADS * EACH; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/timens_offsets", (int)init_pid(sbs[i]));
+        char *text = read_text(path);
+        ASSERT(text != NULL);
+        /* "monotonic <sec> <nsec>\nboottime <sec> <nsec>" */
+        long long sec = 0;
+        ASSERT_EQ(sscanf(text, "monotonic %lld", &sec), 1);
+        if (sec < 0 && -sec <= (long long)now.tv_sec + 1)
+            own++;
+        else
+            fprintf(stderr, "  %s: %s", path, text);
+        free(text);
+    }
+    ASSERT_EQ(own, THREADS * EACH);
+    for (int i = 0; i < THREADS * EACH; i++)
+        destroy_sandbox(sbs[i]);
     cleanup_state(rt, state);
 }
 
