@@ -12,6 +12,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -26,6 +27,8 @@ struct spare {
 };
 
 struct cb_netns_spares {
+    int proc_fd;  /* the host's /proc (O_PATH): the maker leaves its tree */
+    bool shared;  /* the maker's root is the shared sysfs (share_sysfs) */
     pthread_mutex_t lock;
     pthread_cond_t cond;
     struct spare ready[SPARES_MAX];
@@ -50,17 +53,6 @@ int cb_netns_host_fd(void)
 {
     pthread_once(&host_once, open_host);
     return host_fd >= 0 ? host_fd : -host_errno;
-}
-
-static int write_sysctl(const char *path, const char *value)
-{
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    ssize_t n = write(fd, value, strlen(value));
-    int r = n == (ssize_t)strlen(value) ? 0 : n < 0 ? -errno : -EIO;
-    close(fd);
-    return r;
 }
 
 int cb_netns_loopback_up(void)
@@ -100,17 +92,57 @@ static int mount_sysfs(void)
     return r;
 }
 
-/* Make one spare in the calling thread (the maker, or a start that found
- * none ready) and return the thread to the host's namespace. -errno; a
- * failed return is -ENOTRECOVERABLE: the maker stops (its next namespaces
- * would be made from inside one), any other thread aborts the process. */
-static int make_spare(int host, struct spare *sp)
+static int write_sysctl_at(int proc, const char *path, const char *value)
+{
+    int fd = openat(proc, path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = write(fd, value, strlen(value));
+    int r = n == (ssize_t)strlen(value) ? 0 : n < 0 ? -errno : -EIO;
+    close(fd);
+    return r;
+}
+
+/* The sysfs every sandbox sees: mounted from a network namespace made for
+ * it and left at once, so that it shows no network device at all (sysfs
+ * shows those of the namespace it was mounted from; this one's loopback
+ * went away with it). A sandbox's own devices are where programs look for
+ * them: netlink, ioctls, /proc/net. Returns the detached mount or -errno;
+ * -ENOTRECOVERABLE when the thread could not return to the host's
+ * network namespace. */
+static int mount_deviceless_sysfs(int host)
 {
     if (unshare(CLONE_NEWNET) < 0)
         return -errno;
+    int fs = mount_sysfs();
+    if (setns(host, CLONE_NEWNET) < 0) {
+        if (fs >= 0)
+            close(fs);
+        return -ENOTRECOVERABLE;
+    }
+    return fs;
+}
+
+/* Make one spare in the calling thread (the maker, or a start that found
+ * none ready) and return the thread to the host's namespace. Its sysfs is
+ * a clone of the shared one when the caller is the maker and has it
+ * (share_sysfs), else a device-less one of its own. -errno; a failed
+ * return is -ENOTRECOVERABLE: the maker stops (its next namespaces would
+ * be made from inside one), any other thread aborts the process. */
+static int make_spare(const struct cb_netns_spares *s, int host, bool shared, struct spare *sp)
+{
+    sp->sysfs = shared ? (int)syscall(SYS_open_tree, AT_FDCWD, "/",
+                                      OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
+                       : mount_deviceless_sysfs(host);
+    if (sp->sysfs < 0)
+        return shared ? -errno : sp->sysfs;
+    if (unshare(CLONE_NEWNET) < 0) {
+        int e = errno;
+        close(sp->sysfs);
+        return -e;
+    }
     int r = 0;
-    sp->sysfs = -1;
-    sp->netns = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+    sp->netns = openat(s->proc_fd, "thread-self/ns/net", O_RDONLY | O_CLOEXEC);
     if (sp->netns < 0)
         r = -errno;
     /* What Docker's capabilities gave a sandbox's root in a namespace of its
@@ -118,19 +150,69 @@ static int make_spare(int host, struct spare *sp)
     if (r == 0)
         r = cb_netns_loopback_up();
     if (r == 0)
-        r = write_sysctl("/proc/sys/net/ipv4/ip_unprivileged_port_start", "0");
+        r = write_sysctl_at(s->proc_fd, "sys/net/ipv4/ip_unprivileged_port_start", "0");
     if (r == 0)
-        r = write_sysctl("/proc/sys/net/ipv4/ping_group_range", "0 2147483647");
-    if (r == 0 && (sp->sysfs = mount_sysfs()) < 0)
-        r = sp->sysfs;
+        r = write_sysctl_at(s->proc_fd, "sys/net/ipv4/ping_group_range", "0 2147483647");
     if (setns(host, CLONE_NEWNET) < 0)
         r = -ENOTRECOVERABLE;
     if (r < 0) {
         if (sp->netns >= 0)
             close(sp->netns);
-        if (sp->sysfs >= 0)
-            close(sp->sysfs);
+        close(sp->sysfs);
     }
+    return r;
+}
+
+/* One sysfs superblock for every sandbox the maker makes a namespace for,
+ * instead of one per namespace. Why: every superblock registers a
+ * memory-cgroup-aware shrinker, and every memory cgroup on the host keeps
+ * bookkeeping for every such shrinker (1 KiB per 64, allocated when the
+ * cgroup is made, sized by the most shrinkers the host has ever had at
+ * once), so superblocks x sandboxes grows quadratically: at 10,000
+ * sandboxes each superblock per sandbox costs every sandbox ~156 KiB.
+ *
+ * How: a detached mount cannot be cloned (before Linux 6.15), an attached
+ * one can. The maker thread takes a mount namespace of its own, attaches
+ * the device-less sysfs there and makes it its root, dropping the copy of
+ * the host's tree (which would otherwise keep every host file system
+ * mounted when the host unmounts it). Each spare then gets
+ * open_tree(OPEN_TREE_CLONE) of "/": a new mount of the same superblock,
+ * as read-only as the original (the superblock is "ro" and the host's user
+ * namespace owns it). A start that finds no spare ready makes one in its
+ * own thread, which cannot clone it: that sandbox gets a device-less sysfs
+ * of its own, the same to look at. On any refusal here the thread returns
+ * to the host's mount namespace and every spare mounts its own. 0 or
+ * -errno. */
+static int share_sysfs(struct cb_netns_spares *s, int host)
+{
+    int mnt = openat(s->proc_fd, "thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    if (mnt < 0)
+        return -errno;
+    /* A mount namespace (and file system context: CLONE_NEWNS implies
+     * CLONE_FS) for this thread only. */
+    if (unshare(CLONE_NEWNS) < 0) {
+        int e = errno;
+        close(mnt);
+        return -e;
+    }
+    int r = 0, fs = -1;
+    /* Nothing we do here may propagate to the host's mounts. */
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        r = -errno;
+    if (r == 0 && (fs = mount_deviceless_sysfs(host)) < 0)
+        r = fs;
+    /* Attach it over /sys (of this namespace: a directory every Linux has)
+     * and pivot into it; the old tree goes away with the detach. */
+    if (r == 0 && move_mount(fs, "", AT_FDCWD, "/sys", MOVE_MOUNT_F_EMPTY_PATH) < 0)
+        r = -errno;
+    if (r == 0 && (chdir("/sys") < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+                   umount2(".", MNT_DETACH) < 0 || chdir("/") < 0))
+        r = -errno;
+    if (fs >= 0)
+        close(fs);
+    if (r < 0 && r != -ENOTRECOVERABLE && setns(mnt, CLONE_NEWNS) < 0)
+        r = -ENOTRECOVERABLE;
+    close(mnt);
     return r;
 }
 
@@ -150,7 +232,17 @@ static void *maker_main(void *arg)
 {
     struct cb_netns_spares *s = arg;
     int host = cb_netns_host_fd();
+    int shared = host < 0 ? -EBADF : share_sysfs(s, host);
     pthread_mutex_lock(&s->lock);
+    if (shared == -ENOTRECOVERABLE) {
+        /* left in a namespace of its own: this thread makes none */
+        pthread_mutex_unlock(&s->lock);
+        return NULL;
+    }
+    s->shared = shared == 0;
+    if (shared < 0)
+        fprintf(stderr, "cellbox: no shared sysfs for sandboxes (%s): each mounts its own\n",
+                strerror(-shared));
     while (!s->closing && !s->broken) {
         if (s->n >= s->max) {
             pthread_cond_wait(&s->cond, &s->lock);
@@ -158,7 +250,7 @@ static void *maker_main(void *arg)
         }
         pthread_mutex_unlock(&s->lock);
         struct spare sp;
-        int r = host < 0 ? -EBADF : make_spare(host, &sp);
+        int r = host < 0 ? -EBADF : make_spare(s, host, s->shared, &sp);
         pthread_mutex_lock(&s->lock);
         if (r == -ENOTRECOVERABLE)
             break; /* stuck in a namespace of its own: this thread makes no more */
@@ -189,6 +281,7 @@ struct cb_netns_spares *cb_netns_open(int max)
     if (env)
         max = atoi(env);
     struct cb_netns_spares *s = cb_xcalloc(1, sizeof *s);
+    s->proc_fd = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
     s->max = max < 0 ? 0 : max > SPARES_MAX ? SPARES_MAX : max;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
@@ -208,6 +301,8 @@ void cb_netns_close(struct cb_netns_spares *s)
         close(s->ready[i].netns);
         close(s->ready[i].sysfs);
     }
+    if (s->proc_fd >= 0)
+        close(s->proc_fd);
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
     free(s);
@@ -235,7 +330,7 @@ int cb_netns_take(struct cb_netns_spares *s, int *netns_fd, int *sysfs_fd)
      * timing. */
     int host = cb_netns_host_fd();
     struct spare sp;
-    int r = host < 0 ? -EBADF : make_spare(host, &sp);
+    int r = host < 0 ? -EBADF : make_spare(s, host, false, &sp);
     if (r == -ENOTRECOVERABLE)
         abort(); /* a worker thread left in a sandbox's network: never go on */
     if (r < 0) {

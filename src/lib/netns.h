@@ -15,10 +15,15 @@
  * things they did give are set for everyone in the namespace instead:
  * binding ports below 1024 (net.ipv4.ip_unprivileged_port_start = 0) and
  * ping (ICMP datagram sockets, net.ipv4.ping_group_range for every gid).
- * With it comes the namespace's sysfs, made by the same thread: sysfs can
- * only be mounted by one who administers the network namespace, which the
- * sandbox's root no longer does. It is a detached, read-only mount of a
- * read-only superblock owned by the host; the child moves it into place.
+ * With it comes a sysfs, made by the same thread (sysfs can only be
+ * mounted by one who administers the network namespace, which the
+ * sandbox's root no longer does): a detached, read-only mount of a
+ * read-only superblock owned by the host, which the child moves into
+ * place. It is one superblock shared by every sandbox (netns.c,
+ * share_sysfs: a superblock per sandbox costs every memory cgroup), mounted
+ * from a namespace of its own that is then left, so it lists no network
+ * device of any namespace; a sandbox's own loopback shows in /proc/net and
+ * netlink, where programs look.
  *
  * When none is ready (a burst of starts), cb_netns_take makes one in the
  * caller's thread: every sandbox of a host gets the same kind of network

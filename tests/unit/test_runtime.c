@@ -922,10 +922,29 @@ TEST(runtime_spare_network_namespace)
     ASSERT_NE(run(sb, 0, "python3 -c 'import socket; socket.socket(socket.AF_INET, "
                          "socket.SOCK_RAW, 1)' 2>/dev/null"),
               0);
-    ASSERT_EQ(run(sb, 0, "test -e /sys/class/net/lo && ! touch /sys/x 2>/dev/null && "
+    /* /sys: read-only down to the superblock, no network device of any
+     * namespace in it (the host's least of all); the sandbox's own
+     * loopback is where programs look for it (/proc/net, netlink). */
+    ASSERT_EQ(run(sb, 0, "test -d /sys/class/net && test -z \"$(ls /sys/class/net)\" && "
+                         "grep -q '^ *lo:' /proc/net/dev && "
+                         "! touch /sys/x 2>/dev/null && "
                          "grep -Eq ' / /sys ro,[^ ]*( [^ ]+)* - sysfs sysfs ro(,|$)' "
                          "/proc/self/mountinfo"),
               0);
+    /* One sysfs superblock for all sandboxes (each one per sandbox costs
+     * every memory cgroup shrinker bookkeeping), not the host's. */
+    usleep(100 * 1000); /* the maker made the next spares */
+    struct cb_sandbox *other = start_sandbox(rt, "sb_netns2", 0);
+    char sys_a[64], sys_b[64];
+    snprintf(sys_a, sizeof sys_a, "/proc/%d/root/sys", (int)init_pid(sb));
+    snprintf(sys_b, sizeof sys_b, "/proc/%d/root/sys", (int)init_pid(other));
+    struct stat st_a, st_b, st_host;
+    ASSERT_EQ(stat(sys_a, &st_a), 0);
+    ASSERT_EQ(stat(sys_b, &st_b), 0);
+    ASSERT_EQ(stat("/sys", &st_host), 0);
+    ASSERT_EQ(st_a.st_dev, st_b.st_dev);
+    ASSERT_NE(st_a.st_dev, st_host.st_dev);
+    destroy_sandbox(other);
     destroy_sandbox(sb);
     cleanup_state(rt, state);
     /* The sysctls were set in the sandbox's namespace, never the host's. */
