@@ -130,14 +130,24 @@ static int write_owned_file(int dirfd, const char *name, const char *text, uid_t
 {
     /* Not atomic and no fsync: the directory was made by us a moment ago,
      * nothing reads it before the sandbox starts, and a crash mid-create
-     * leaves a sandbox that create never reported (its files are removed). */
-    int r = cb_write_file_at(dirfd, name, text, strlen(text), 0644, 0);
-    if (r < 0)
-        return r;
-    return fchownat(dirfd, name, uid, gid, AT_SYMLINK_NOFOLLOW) < 0 ? -errno : 0;
+     * leaves a sandbox that create never reported (its files are removed).
+     * The file may be one a retired sandbox left (sbdir.c keeps it,
+     * truncated): owner and mode are set on the open file either way. */
+    int fd = CB_RETRY(openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
+                             0644));
+    if (fd < 0)
+        return -errno;
+    int r = cb_write_all(fd, text, strlen(text));
+    if (r == 0 && (fchown(fd, uid, gid) < 0 || fchmod(fd, 0644) < 0))
+        r = -errno;
+    close(fd);
+    return r;
 }
 
-/* Fill the upper directory u (owned by base already). */
+/* Fill the upper directory u (owned by base already). sbdir.c keeps these
+ * entries, emptied, when it recycles a sandbox directory (its upper_kept
+ * list): keep the two in step. Each is made, or re-owned and re-moded when
+ * it is there already. */
 static int prepare_upper_contents(int u, uint32_t base, const char *hostname,
                                   struct cb_error **err)
 {
@@ -171,7 +181,8 @@ int cb_rootfs_prepare_upper(const char *upper, const char *work, uint32_t base,
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "sandbox layer directories");
     /* upper is the sandbox's "/" (owned by its root); work belongs to the
      * overlay mounter, which is the sandbox's root too. */
-    if (chown(upper, base, base) < 0 || chown(work, base, base) < 0)
+    if (chown(upper, base, base) < 0 || chown(work, base, base) < 0 ||
+        chmod(upper, 0755) < 0 || chmod(work, 0700) < 0)
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "chown sandbox layers");
     _cleanup_close_ int u = open(upper, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
     if (u < 0)

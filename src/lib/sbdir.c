@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include "quota.h"
@@ -23,55 +24,96 @@ struct cb_sbdir_spares {
     char *names[CB_SBDIR_SPARES_MAX];
 };
 
-/* What every sandbox directory holds again: the mount points (rootfs, the
- * template's idmapped lower, the disk image's) and the files the runtime
- * rewrites in place (disk.loop: quota.c). Everything else is removed. */
-static const char *const kept_dirs[] = {"rootfs", "lower", CB_QUOTA_IMAGE_DIR};
-static const char *const kept_files[] = {"runtime.state", "init.log", "disk.loop"};
+/* What every sandbox directory holds again, emptied: the mount points
+ * (rootfs, the template's idmapped lower, the disk image's), the files the
+ * runtime rewrites in place (disk.loop: quota.c), and, for a sandbox
+ * without a disk image (its layers are here, not in the image), the
+ * skeleton of its upper layer that cb_rootfs_prepare_upper fills again
+ * (rootfs.c: prepare_upper_contents; keep the two lists in step) and the
+ * overlay's work directory. Kept directories are emptied; kept files are
+ * truncated; both lose every extended attribute (overlay's opaque or
+ * redirect marks, ACLs, whatever the sandbox set), and their owner and
+ * mode are set again by the next create. Everything else is removed. */
+struct keep {
+    const char *name;
+    bool dir;
+    const struct keep *sub; /* what a kept directory keeps (NULL: nothing) */
+    size_t nsub;
+};
+static const struct keep etc_kept[] = {{"hostname", false, NULL, 0}, {"hosts", false, NULL, 0}};
+static const struct keep home_kept[] = {{"user", true, NULL, 0}};
+static const struct keep upper_kept[] = {
+    {"home", true, home_kept, CB_ARRAY_SIZE(home_kept)},
+    {"workspace", true, NULL, 0},
+    {"tmp", true, NULL, 0},
+    {"root", true, NULL, 0},
+    {"etc", true, etc_kept, CB_ARRAY_SIZE(etc_kept)},
+};
+static const struct keep top_kept[] = {
+    {"rootfs", true, NULL, 0},
+    {"lower", true, NULL, 0},
+    {CB_QUOTA_IMAGE_DIR, true, NULL, 0},
+    {"upper", true, upper_kept, CB_ARRAY_SIZE(upper_kept)},
+    {"work", true, NULL, 0}, /* emptied: overlay makes work/work fresh
+                                 at each mount, faster than clearing one */
+    {"runtime.state", false, NULL, 0},
+    {"init.log", false, NULL, 0},
+    {"disk.loop", false, NULL, 0},
+};
 
-static bool is_one_of(const char *name, const char *const *list, size_t n)
+static const struct keep *find_keep(const struct keep *k, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
-        if (strcmp(name, list[i]) == 0)
-            return true;
-    return false;
+        if (strcmp(name, k[i].name) == 0)
+            return &k[i];
+    return NULL;
 }
 
-static bool dir_is_empty(int parent, const char *name)
+/* Remove every extended attribute of the open file fd. 0 or -errno. */
+static int clear_xattrs(int fd)
 {
-    int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0)
-            close(fd);
-        return false;
-    }
-    struct dirent *de;
-    bool empty = true;
-    while (empty && (de = readdir(d)) != NULL)
-        empty = strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0;
-    closedir(d);
-    return empty;
+    char names[4096];
+    ssize_t len = flistxattr(fd, names, sizeof names);
+    if (len < 0)
+        return errno == ENOTSUP ? 0 : -errno; /* too many to list: not kept */
+    for (ssize_t i = 0; i < len; i += (ssize_t)strlen(names + i) + 1)
+        if (fremovexattr(fd, names + i) < 0 && errno != ENODATA)
+            return -errno;
+    return 0;
 }
+
+static int clean_dir(int dfd, dev_t dev, const struct keep *keep, size_t nkeep, int depth);
 
 /* Keep one entry of a retired directory (emptied), or remove it. A mount
  * point is an error: something of the sandbox still holds it. */
-static int clean_entry(int dfd, dev_t dev, const char *name)
+static int clean_entry(int dfd, dev_t dev, const char *name, const struct keep *keep,
+                       size_t nkeep, int depth)
 {
     struct stat st;
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
         return errno == ENOENT ? 0 : -errno;
     if (S_ISDIR(st.st_mode) && st.st_dev != dev)
         return -EBUSY;
-    if (S_ISDIR(st.st_mode) && is_one_of(name, kept_dirs, CB_ARRAY_SIZE(kept_dirs)) &&
-        dir_is_empty(dfd, name))
-        return 0;
-    if (S_ISREG(st.st_mode) && st.st_nlink == 1 &&
-        is_one_of(name, kept_files, CB_ARRAY_SIZE(kept_files))) {
+    const struct keep *k = find_keep(keep, nkeep, name);
+    if (k && k->dir && S_ISDIR(st.st_mode)) {
+        int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            return -errno;
+        struct stat fst;
+        int r = fstat(fd, &fst) < 0 ? -errno : fst.st_dev != dev ? -EBUSY : 0;
+        if (r == 0)
+            r = clean_dir(fd, dev, k->sub, k->nsub, depth + 1);
+        if (r == 0)
+            r = clear_xattrs(fd);
+        close(fd);
+        return r;
+    }
+    if (k && !k->dir && S_ISREG(st.st_mode) && st.st_nlink == 1) {
         /* Truncated: nothing the old sandbox wrote (its init's log, its
-         * state) reaches the next one. Only a file with no other name:
-         * truncating a hard link would empty whatever else it names (the
-         * fstat below rechecks on the open file, against a swap). */
+         * state, its /etc/hosts) reaches the next one. Only a file with no
+         * other name: truncating a hard link would empty whatever else it
+         * names (the fstat below rechecks on the open file, against a
+         * swap). */
         int fd = openat(dfd, name, O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0)
             return -errno;
@@ -81,6 +123,8 @@ static int clean_entry(int dfd, dev_t dev, const char *name)
             r = -EXDEV;
         if (r == 0 && (ftruncate(fd, 0) < 0 || fchmod(fd, 0600) < 0))
             r = -errno;
+        if (r == 0)
+            r = clear_xattrs(fd);
         close(fd);
         return r == -EXDEV ? cb_rootfs_remove_tree_at(dfd, name) : r;
     }
@@ -88,11 +132,10 @@ static int clean_entry(int dfd, dev_t dev, const char *name)
 }
 
 /* Empty the directory dfd down to the kept entries. */
-static int clean_dir(int dfd)
+static int clean_dir(int dfd, dev_t dev, const struct keep *keep, size_t nkeep, int depth)
 {
-    struct stat st;
-    if (fstat(dfd, &st) < 0 || fchmod(dfd, 0711) < 0)
-        return -errno;
+    if (depth > 8)
+        return -ELOOP;
     int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
     DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
     if (!d) {
@@ -104,7 +147,7 @@ static int clean_dir(int dfd)
     struct dirent *de;
     while (r == 0 && (de = readdir(d)) != NULL)
         if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            r = clean_entry(dfd, st.st_dev, de->d_name);
+            r = clean_entry(dfd, dev, de->d_name, keep, nkeep, depth);
     closedir(d);
     return r;
 }
@@ -114,7 +157,10 @@ static int clean_path(const char *path)
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    int r = clean_dir(fd);
+    struct stat st;
+    int r = fstat(fd, &st) < 0 || fchmod(fd, 0711) < 0 ? -errno : 0;
+    if (r == 0)
+        r = clean_dir(fd, st.st_dev, top_kept, CB_ARRAY_SIZE(top_kept), 0);
     close(fd);
     return r;
 }

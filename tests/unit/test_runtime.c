@@ -3,6 +3,7 @@
  * build/cellbox-init (CB_BUILD or ./build). */
 #include <pthread.h>
 #include <sys/prctl.h>
+#include <sys/xattr.h>
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -489,6 +490,43 @@ static char *only_spare(const char *state)
  * three truncated files, kept as a spare, and becomes the next sandbox's
  * directory: no inode made again, nothing of the old sandbox seen by the
  * new one. */
+/* Without a disk image a sandbox's layers are in its directory, and a
+ * recycled directory keeps its upper layer's skeleton (no new inodes for
+ * the next create: sbdir.h) but nothing of the tenant: not its files, not
+ * the overlay marks its deletions left (an opaque /home would hide the
+ * template's), not its modes. Judged on the host's copy of the layer. */
+TEST(runtime_directory_recycled_without_disk)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    struct cb_sandbox *sb = start_sandbox(rt, "sb_tenant", 0);
+    ASSERT_EQ(run(sb, 0, "echo secret > /workspace/f && echo t > /tmp/t && "
+                         "rm -rf /home && mkdir /home && echo pw > /root/r && "
+                         "chmod 777 / /tmp && echo tenant >> /etc/hosts"),
+              0);
+    char *upper_home = cb_xasprintf("%s/sandboxes/sb_tenant/upper/home", state);
+    ASSERT(getxattr(upper_home, "user.overlay.opaque", NULL, 0) >= 0); /* what it left */
+    destroy_sandbox(sb);
+    sb = start_sandbox(rt, "sb_next", 0);
+    char *home = cb_xasprintf("%s/sandboxes/sb_next/upper/home", state);
+    char *upper = cb_xasprintf("%s/sandboxes/sb_next/upper", state);
+    struct stat st, ust;
+    ASSERT_EQ(stat(home, &st), 0);
+    ASSERT_EQ(stat(upper, &ust), 0);
+    ASSERT(getxattr(home, "user.overlay.opaque", NULL, 0) < 0 && errno == ENODATA);
+    ASSERT_EQ(ust.st_mode & 07777, 0755);
+    ASSERT_EQ(run(sb, 0, "test ! -e /workspace/f && test ! -e /tmp/t && test ! -e /root/r && "
+                         "test -d /home/user && test \"$(stat -c %a /tmp)\" = 1777 && "
+                         "! grep -q tenant /etc/hosts && grep -q sb_next /etc/hosts && "
+                         "test \"$(hostname)\" = sb_next"),
+              0);
+    destroy_sandbox(sb);
+    free(upper_home);
+    free(home);
+    free(upper);
+    cleanup_state(rt, state);
+}
+
 TEST(runtime_directory_recycled)
 {
     char state[] = "/tmp/cb-runtime-XXXXXX";

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 
 #include "holder.h"
 #include "rootfs.h"
@@ -50,8 +51,10 @@ static int count_entries(const char *path, const char *prefix)
 
 /* A directory full of what a sandbox could have left — data in kept
  * directories, symlinks under kept names pointing at a host canary, a hard
- * link to it, deep trees — is retired: the canary is untouched, the spare
- * holds only the empty kept entries, and the next make returns it. */
+ * link to it, deep trees, extended attributes (overlay's opaque mark) on
+ * its upper layer's skeleton — is retired: the canary is untouched, the
+ * spare holds only the emptied kept entries, without attributes, and the
+ * next make returns it. */
 TEST(sbdir_retire_keeps_only_empty_skeleton)
 {
     char *tmp = make_temp();
@@ -83,6 +86,19 @@ TEST(sbdir_retire_keeps_only_empty_skeleton)
     free(p);
     write_text((p = cb_xasprintf("%s/upper/a/file", dir)), "tenant data");
     free(p);
+    /* The upper layer's skeleton (a sandbox without a disk image): /etc
+     * made opaque by the tenant, its hostname file with data and an
+     * attribute, hosts a hard link out, /tmp a symlink out. */
+    ASSERT_EQ(mkdir((p = cb_xasprintf("%s/upper/etc", dir)), 0777), 0);
+    ASSERT_EQ(setxattr(p, "user.overlay.opaque", "y", 1, 0), 0);
+    free(p);
+    write_text((p = cb_xasprintf("%s/upper/etc/hostname", dir)), "tenant's name");
+    ASSERT_EQ(setxattr(p, "user.overlay.metacopy", "", 0, 0), 0);
+    free(p);
+    ASSERT_EQ(link(canary, (p = cb_xasprintf("%s/upper/etc/hosts", dir))), 0);
+    free(p);
+    ASSERT_EQ(symlink(tmp, (p = cb_xasprintf("%s/upper/tmp", dir))), 0);
+    free(p);
     ASSERT_EQ(cb_sbdir_retire(s, dir), 0);
     ASSERT(access(dir, F_OK) < 0);
     char *text = NULL;
@@ -91,13 +107,27 @@ TEST(sbdir_retire_keeps_only_empty_skeleton)
     free(text);
     ASSERT_EQ(count_entries(tmp, "canary"), 1);
     ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 1);
-    /* The next sandbox gets the spare: the empty lower/ and the emptied
-     * disk.loop; rootfs/ held a file, so it went (create makes it again);
-     * the symlinks, the hard link and upper/ went. */
+    /* The next sandbox gets the spare: rootfs/ and lower/ emptied, the
+     * emptied disk.loop, upper/ down to its skeleton (etc/ and an empty
+     * etc/hostname, neither with any attribute left); the symlinks, the
+     * hard links and the tenant's files went. */
     char *next = cb_xasprintf("%s/sb_b", parent);
     ASSERT_EQ(cb_sbdir_make(s, next), 0);
     ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 0);
-    ASSERT_EQ(count_entries(next, ""), 2);
+    ASSERT_EQ(count_entries(next, ""), 4);
+    ASSERT_EQ(count_entries((p = cb_xasprintf("%s/rootfs", next)), ""), 0);
+    free(p);
+    ASSERT_EQ(count_entries((p = cb_xasprintf("%s/upper", next)), ""), 1);
+    free(p);
+    ASSERT_EQ(count_entries((p = cb_xasprintf("%s/upper/etc", next)), ""), 1);
+    ASSERT_EQ(listxattr(p, NULL, 0), 0);
+    free(p);
+    struct stat hst;
+    ASSERT_EQ(lstat((p = cb_xasprintf("%s/upper/etc/hostname", next)), &hst), 0);
+    ASSERT(S_ISREG(hst.st_mode) && hst.st_size == 0);
+    ASSERT_EQ(listxattr(p, NULL, 0), 0);
+    free(p);
+    ASSERT_EQ(count_entries(tmp, ""), 2); /* canary and sandboxes: nothing followed */
     struct stat st;
     ASSERT_EQ(stat((p = cb_xasprintf("%s/lower", next)), &st), 0);
     free(p);
