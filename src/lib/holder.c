@@ -191,18 +191,24 @@ int cb_holder_open(const char *path)
     return r.handle;
 }
 
-void cb_holder_close(int handle)
+int cb_holder_take(int handle)
 {
     if (handle < 0)
-        return;
+        return -1;
     struct request r = {.is_open = false, .handle = handle};
     pthread_mutex_lock(&rx_lock);
     submit(&r);
     int fd = r.sent ? recv_fd(rx_fd) : -1;
     pthread_mutex_unlock(&rx_lock);
+    return fd;
+}
+
+void cb_holder_close(int handle)
+{
     /* The release (unmounts, for a sandbox's root) runs here, in parallel
      * with other closers. The fd sat in the shared table only between the
      * receive and this close. */
+    int fd = cb_holder_take(handle);
     if (fd >= 0)
         close(fd);
 }

@@ -23,5 +23,9 @@
 int cb_holder_open(const char *path);
 /* Close a handle cb_holder_open returned (ignored when < 0). */
 void cb_holder_close(int handle);
+/* Give up a handle and get its reference as an fd (O_CLOEXEC) in the
+ * caller's table instead, the caller's to close; -1 if handle < 0 or the
+ * holder could not send it (the reference is then released). */
+int cb_holder_take(int handle);
 
 #endif

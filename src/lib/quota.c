@@ -17,11 +17,13 @@
 #include <sys/mount.h>
 #include <sys/quota.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
 
+#include "sbdir.h"
 #include "thread.h"
 
 #ifndef SYS_quotactl_fd
@@ -980,10 +982,11 @@ int cb_quota_image_take(struct cb_quota *q, const char *dir, uint64_t bytes)
     bytes = image_bytes(bytes);
     struct spare_image sp = {.mfd = -1};
     pthread_mutex_lock(&s->lock);
-    for (int i = 0; i < s->n; i++) {
+    for (int i = s->n - 1; i >= 0; i--) { /* newest first: a recycled one is warm */
         if (s->ready[i].bytes == bytes) {
             sp = s->ready[i];
-            s->ready[i] = s->ready[--s->n];
+            memmove(&s->ready[i], &s->ready[i + 1], (size_t)(s->n - i - 1) * sizeof *s->ready);
+            s->n--;
             break;
         }
     }
@@ -1011,4 +1014,105 @@ int cb_quota_image_take(struct cb_quota *q, const char *dir, uint64_t bytes)
     free(sp.path);
     remember_loop(dir, sp.dev);
     return sp.mfd;
+}
+
+/* ---- images recycled (quota.h cb_quota_image_recycle) ---- */
+
+/* Is dev (a loop device node) bound to the file img? */
+static bool loop_backs(const char *dev, int img)
+{
+    struct stat st;
+    struct loop_info64 info;
+    _cleanup_close_ int lfd = open(dev, O_RDONLY | O_CLOEXEC);
+    return lfd >= 0 && fstat(img, &st) == 0 && ioctl(lfd, LOOP_GET_STATUS64, &info) == 0 &&
+           info.lo_inode == st.st_ino && info.lo_device == st.st_dev;
+}
+
+/* Above this many bytes of the image file on the host beyond what a fresh
+ * copy holds, the freed blocks are given back (FITRIM: ext4 discards its
+ * free space, the loop device punches those holes into the file). */
+#define RECYCLE_TRIM_BYTES (16ull << 20)
+
+int cb_quota_image_recycle(struct cb_quota *q, const char *dir, int rootfd)
+{
+    struct cb_image_spares *s = q->spares;
+    if (!s || __atomic_load_n(&q->host_mounts, __ATOMIC_RELAXED))
+        return -EAGAIN;
+    _cleanup_free_ char *image = cb_xasprintf("%s/disk.img", dir);
+    _cleanup_free_ char *record = cb_xasprintf("%s/" LOOP_RECORD, dir);
+    _cleanup_close_ int img = open(image, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    if (img < 0 || fstat(img, &st) < 0)
+        return -errno;
+    uint64_t bytes = (uint64_t)st.st_size;
+    pthread_mutex_lock(&s->lock);
+    /* Up to IMAGE_SPARES_MAX, beyond the maker's own number: a recycled
+     * image is cheaper than any the maker could make, which then has
+     * nothing to do while creates and destroys keep pace. */
+    bool wanted = !s->closing && s->bytes == bytes && s->n < IMAGE_SPARES_MAX;
+    pthread_mutex_unlock(&s->lock);
+    if (!wanted)
+        return -EAGAIN;
+    /* The device the sandbox's image is on, still bound to this file: the
+     * superblock is alive (rootfd holds it), so mounting the device again
+     * gives a new mount of that same superblock, not a second one. */
+    _cleanup_free_ char *text = NULL;
+    if (cb_read_file_at(AT_FDCWD, record, 32, &text, NULL) < 0)
+        return -ENOENT;
+    char *end;
+    long n = strtol(text, &end, 10);
+    if (end == text || n < 0 || n >= (1 << 20))
+        return -EINVAL;
+    char dev[64];
+    snprintf(dev, sizeof dev, "/dev/loop%ld", n);
+    struct statfs sfs;
+    if (!loop_backs(dev, img) || fstatfs(rootfd, &sfs) < 0 || sfs.f_type != EXT4_SUPER_MAGIC ||
+        (sfs.f_flags & ST_RDONLY))
+        return -EINVAL; /* gone read-only after an error, or not ours: not reused */
+    int r = cb_sbdir_clean_image(rootfd);
+    if (r < 0)
+        return r;
+    _cleanup_close_ int golden = open_golden(q, bytes);
+    struct stat gst;
+    _cleanup_close_ int dirfd = openat(rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (golden >= 0 && fstat(golden, &gst) == 0 && fstat(img, &st) == 0 && dirfd >= 0 &&
+        (st.st_blocks - gst.st_blocks) * 512 > (blkcnt_t)RECYCLE_TRIM_BYTES) {
+        struct fstrim_range range = {.start = 0, .len = UINT64_MAX, .minlen = 0};
+        if (ioctl(dirfd, FITRIM, &range) < 0) {
+            /* no discard here: the file keeps its size on the host */
+        }
+    }
+    int mfd = mount_detached(dev);
+    if (mfd < 0)
+        return mfd;
+    struct stat a, b;
+    if (fstat(mfd, &a) < 0 || fstat(rootfd, &b) < 0 || a.st_dev != b.st_dev) {
+        close(mfd); /* a superblock of its own: never two on one image */
+        return -EXDEV;
+    }
+    pthread_mutex_lock(&s->lock);
+    struct spare_image sp = {.mfd = mfd, .bytes = bytes};
+    snprintf(sp.dev, sizeof sp.dev, "%s", dev);
+    sp.path = cb_xasprintf("%s/" GOLDEN_DIR "/" SPARE_PREFIX "%d-%u.img", q->state_dir,
+                           (int)getpid(), s->seq++);
+    r = -EAGAIN;
+    if (!s->closing && s->bytes == bytes && s->n < IMAGE_SPARES_MAX) {
+        if (renameat2(AT_FDCWD, image, AT_FDCWD, sp.path, RENAME_NOREPLACE) == 0) {
+            s->ready[s->n++] = sp;
+            r = 0;
+        } else {
+            r = -errno;
+        }
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (r < 0) {
+        close(mfd);
+        free(sp.path);
+        return r;
+    }
+    /* The device went with the image: the record names none now (the old
+     * directory is retired with it, sbdir.h). */
+    if (truncate(record, 0) < 0 && errno != ENOENT)
+        unlink(record);
+    return 0;
 }

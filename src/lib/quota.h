@@ -74,6 +74,21 @@ int cb_quota_image_remove(const char *dir);
  * none is ready (the first ask of a size starts making that size). */
 void cb_quota_spares_open(struct cb_quota *q);
 int cb_quota_image_take(struct cb_quota *q, const char *dir, uint64_t bytes);
+/* Recycle the disk image of a destroyed sandbox instead of unmounting and
+ * deleting it: rootfd (any fd of its root directory) still holds its
+ * superblock and so its loop device. Why: tearing an image down and making
+ * the next one (the unmount's sync through the loop device, the copy,
+ * LOOP_CONFIGURE's fsync, the ext4 mount, the layers' directories) were
+ * most of the daemon's CPU per sandbox under create/delete churn. Only
+ * when the spares want an image of its size and have room; its contents
+ * are emptied to the layers' skeleton (sbdir.h cb_sbdir_clean_image:
+ * nothing of the tenant is left that the file system shows; blocks it
+ * freed are trimmed back to holes once they add up), it is mounted again
+ * detached (a new mount of the same superblock) and becomes a spare:
+ * <dir>/disk.img moves to the spares, <dir>/disk.loop is emptied. 0, or
+ * -errno with nothing changed but the emptied contents: the caller then
+ * closes rootfd and removes the image as before. */
+int cb_quota_image_recycle(struct cb_quota *q, const char *dir, int rootfd);
 /* Bytes used in the image of sandbox dir <dir> when it is mounted here,
  * else the bytes its image file occupies on the host; -1 if neither. */
 int64_t cb_quota_image_used(const char *dir);

@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
@@ -61,6 +63,14 @@ static const struct keep top_kept[] = {
     {"disk.loop", false, NULL, 0},
 };
 
+/* The root of a sandbox's disk image (quota.h): its layers and the
+ * lost+found directory mkfs made. */
+static const struct keep image_kept[] = {
+    {"upper", true, upper_kept, CB_ARRAY_SIZE(upper_kept)},
+    {"work", true, NULL, 0},
+    {"lost+found", true, NULL, 0},
+};
+
 static const struct keep *find_keep(const struct keep *k, size_t n, const char *name)
 {
     for (size_t i = 0; i < n; i++)
@@ -80,6 +90,20 @@ static int clear_xattrs(int fd)
         if (fremovexattr(fd, names + i) < 0 && errno != ENODATA)
             return -errno;
     return 0;
+}
+
+/* Clear the inode flags a tenant may set on its own files (chattr: sync
+ * writes, no atime, ...), so a kept directory behaves for the next one as
+ * a new one would. File systems without them: nothing to clear. */
+static void clear_flags(int fd)
+{
+    const int tenant = FS_SYNC_FL | FS_DIRSYNC_FL | FS_NOATIME_FL | FS_NODUMP_FL |
+                        FS_TOPDIR_FL | FS_NOCOW_FL | FS_COMPR_FL | FS_NOCOMP_FL;
+    int flags = 0; /* the kernel reads and writes an int, whatever the macro says */
+    if (ioctl(fd, FS_IOC_GETFLAGS, &flags) == 0 && (flags & tenant)) {
+        flags &= ~tenant;
+        ioctl(fd, FS_IOC_SETFLAGS, &flags);
+    }
 }
 
 static int clean_dir(int dfd, dev_t dev, const struct keep *keep, size_t nkeep, int depth);
@@ -105,6 +129,8 @@ static int clean_entry(int dfd, dev_t dev, const char *name, const struct keep *
             r = clean_dir(fd, dev, k->sub, k->nsub, depth + 1);
         if (r == 0)
             r = clear_xattrs(fd);
+        if (r == 0)
+            clear_flags(fd);
         close(fd);
         return r;
     }
@@ -125,6 +151,8 @@ static int clean_entry(int dfd, dev_t dev, const char *name, const struct keep *
             r = -errno;
         if (r == 0)
             r = clear_xattrs(fd);
+        if (r == 0)
+            clear_flags(fd);
         close(fd);
         return r == -EXDEV ? cb_rootfs_remove_tree_at(dfd, name) : r;
     }
@@ -276,4 +304,17 @@ int cb_sbdir_retire(struct cb_sbdir_spares *s, const char *dir)
     if (s && s->max > 0 && clean_path(dir) == 0 && keep_spare(s, dir) == 0)
         return 0;
     return cb_rootfs_remove_tree(dir);
+}
+
+int cb_sbdir_clean_image(int dirfd)
+{
+    int fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    int r = fstat(fd, &st) < 0 ? -errno : 0;
+    if (r == 0)
+        r = clean_dir(fd, st.st_dev, image_kept, CB_ARRAY_SIZE(image_kept), 0);
+    close(fd);
+    return r;
 }

@@ -41,4 +41,11 @@ int cb_sbdir_make(struct cb_sbdir_spares *s, const char *dir);
  * cannot be cleaned. 0 or -errno (of the removal). */
 int cb_sbdir_retire(struct cb_sbdir_spares *s, const char *dir);
 
+/* Empty the root of a retired sandbox's disk image (dirfd, any kind of
+ * directory fd) down to the skeleton the next sandbox's layers reuse, as
+ * cb_sbdir_retire does for a sandbox directory: upper/ (its skeleton),
+ * work/ and lost+found/, emptied and without extended attributes; nothing
+ * of the tenant is left. 0 or -errno (the image is then not reused). */
+int cb_sbdir_clean_image(int dirfd);
+
 #endif

@@ -48,6 +48,8 @@ struct cb_sandbox {
     int pidfd;
     int disk_fd; /* detached mount of the disk image from create to start */
     int held_root; /* kill to destroy: holder.h handle of the dead sandbox's root (container_kill) */
+    int held_disk; /* start to destroy: holder.h handle of its disk image's root, which keeps
+                      the image's file system for cb_quota_image_recycle (hold_disk) */
     int conn; /* the connection start made (HELLO answered), kept for the first connect */
     uint64_t start_time;
     bool is_our_child; /* reap with waitid; false after adopt */
@@ -161,6 +163,7 @@ static void sandbox_free(struct cb_sandbox *sb)
     if (sb->conn >= 0)
         close(sb->conn);
     cb_holder_close(sb->held_root);
+    cb_holder_close(sb->held_disk);
     cb_cgroup_free(sb->cg);
     free(sb->id);
     free(sb->hostname);
@@ -181,6 +184,7 @@ static struct cb_sandbox *sandbox_new(struct cb_runtime *rt, const char *id)
     sb->pidfd = -1;
     sb->disk_fd = -1;
     sb->held_root = -1;
+    sb->held_disk = -1;
     sb->conn = -1;
     sb->id = cb_xstrdup(id);
     sb->dir = cb_xasprintf("%s/%s", rt->sandboxes_dir, id);
@@ -797,6 +801,31 @@ static int spawn_init(struct cb_sandbox *sb, pid_t *pid, int *pidfd, int *disk_e
     return r;
 }
 
+/* Keep a reference to the disk image's file system that outlives the
+ * sandbox's mount namespace, so that its destroy can hand the image, file
+ * system and loop device as they are, to the next sandbox
+ * (cb_quota_image_recycle) instead of unmounting, deleting and making one
+ * again. In the holder's fd table (holder.h), not ours: every new
+ * sandbox's first process copies ours. Nothing is held when the holder
+ * cannot: destroy then removes the image as before. */
+static void hold_disk(struct cb_sandbox *sb)
+{
+    char path[96];
+    snprintf(path, sizeof path, "/proc/self/task/%d/fd/%d", (int)gettid(), sb->disk_fd);
+    cb_holder_close(sb->held_disk);
+    int h = cb_holder_open(path);
+    sb->held_disk = h >= 0 ? h : -1;
+}
+
+/* Let go of the image's file system (hold_disk): before a start mounts the
+ * image again (its file system must be gone first: cb_quota_image_open
+ * waits for the loop device to let go of the file), and at destroy. */
+static void drop_held_disk(struct cb_sandbox *sb)
+{
+    cb_holder_close(sb->held_disk);
+    sb->held_disk = -1;
+}
+
 /* Spawn; if the kernel refuses to move the detached disk mount into the
  * sandbox's mount namespace, switch this runtime to host-namespace image
  * mounts (quota.h) and spawn once more. */
@@ -832,6 +861,8 @@ static int spawn_with_disk(struct cb_sandbox *sb, pid_t *pid, int *pidfd, struct
             r = spawn_init(sb, pid, pidfd, &disk_errno, &attach_errno, err);
     }
     /* Spawned or not, the child holds the mount now or no one needs it. */
+    if (r == 0 && sb->disk_fd >= 0)
+        hold_disk(sb);
     if (sb->disk_fd >= 0)
         close(sb->disk_fd);
     sb->disk_fd = -1;
@@ -860,6 +891,7 @@ static int container_start(struct cb_sandbox *sb, struct cb_error **err)
     if (sb->state != CB_RUN_CREATED && sb->state != CB_RUN_STOPPED)
         return cb_error_set(err, EBUSY, CB_ERR_CONFLICT, "sandbox %s is running", sb->id);
     drop_held_root(sb); /* a start after kill (tier.h forbids it; be safe) */
+    drop_held_disk(sb);
     trace_phase(NULL);
     if (ready_disk(sb, err) < 0)
         return cb_error_wrap(err, "start %s", sb->id);
@@ -983,6 +1015,17 @@ static int container_stop(struct cb_sandbox *sb, struct cb_error **err)
     return save_state(sb, err);
 }
 
+/* Stop for good or for a later start: the image's file system is let go
+ * too (hold_disk keeps it only for a destroy to recycle), so a stopped
+ * sandbox holds no loop device or mount, as before recycling. */
+static int container_stop_op(struct cb_sandbox *sb, struct cb_error **err)
+{
+    int r = container_stop(sb, err);
+    if (r == 0)
+        drop_held_disk(sb);
+    return r;
+}
+
 /* Stop, for a sandbox about to be destroyed, keeping its root mounted
  * until destroy. Why: when init exits, its mount namespace goes, and the
  * last reference to the overlay and to the ext4 disk image under it went
@@ -1021,7 +1064,17 @@ static int container_destroy(struct cb_sandbox *sb, struct cb_error **err)
     int r = 0;
     if (sb->cg && cb_cgroup_destroy(sb->cg, STOP_TIMEOUT_MS, err) < 0)
         return cb_error_wrap(err, "destroy %s", sb->id);
-    if (has_disk_image(sb)) {
+    /* Every process is gone and the overlay with them: the image's file
+     * system is ours alone now, to recycle (quota.h), else to let go. */
+    int disk = cb_holder_take(sb->held_disk);
+    sb->held_disk = -1;
+    bool recycled = disk >= 0 && has_disk_image(sb) &&
+                    cb_quota_image_recycle(&sb->rt->quota, sb->dir, disk) == 0;
+    if (disk >= 0)
+        close(disk);
+    if (recycled) {
+        /* the image is a spare now: nothing of it left here */
+    } else if (has_disk_image(sb)) {
         r = cb_quota_image_remove(sb->dir); /* its contents go with it */
     } else if (strcmp(sb->layer_dir, sb->dir) != 0) {
         if (sb->rt->quota.enabled)
@@ -1518,7 +1571,7 @@ const struct cb_tier_ops cb_tier_container = {
     .connect = container_connect,
     .pause = container_pause,
     .resume = container_resume,
-    .stop = container_stop,
+    .stop = container_stop_op,
     .kill = container_kill,
     .destroy = container_destroy,
     .stats = container_stats,

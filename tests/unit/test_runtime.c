@@ -1079,3 +1079,55 @@ TEST(runtime_disk_images_made_ahead)
     cb_rootfs_remove_tree(state);
     remove_parent_cgroups();
 }
+
+/* A destroyed sandbox's disk image is handed, file system and loop device
+ * as they are, to the next sandbox of its size (quota.h
+ * cb_quota_image_recycle): the next disk.img is the same file. Nothing of
+ * the tenant reaches the next one (files, the space they took, modes,
+ * inode flags), the limit holds, and a stop and start of the new sandbox
+ * (which mounts the image again) works. */
+TEST(runtime_disk_image_recycled)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_image_runtime(state);
+    struct cb_sandbox *a = start_disk_sandbox(rt, "sb_rec_a");
+    ASSERT_EQ(run(a, 0, "dd if=/dev/urandom of=/workspace/big bs=1M count=6 2>/dev/null && "
+                        "echo secret > /tmp/s && mkdir -p /opt/x && chmod 777 /workspace && "
+                        "chattr +S /tmp"),
+              0);
+    char *image_a = cb_xasprintf("%s/sandboxes/sb_rec_a/disk.img", state);
+    struct stat st_a, st_b;
+    ASSERT_EQ(stat(image_a, &st_a), 0);
+    destroy_sandbox(a);
+    usleep(20 * 1000);
+    struct timespec between;
+    clock_gettime(CLOCK_REALTIME, &between);
+    usleep(20 * 1000);
+    struct cb_sandbox *b = start_disk_sandbox(rt, "sb_rec_b");
+    char *image_b = cb_xasprintf("%s/sandboxes/sb_rec_b/disk.img", state);
+    ASSERT_EQ(stat(image_b, &st_b), 0);
+    /* The same file, born before A went (an inode number alone could be
+     * a new file's that re-used it). */
+    struct statx sx;
+    ASSERT_EQ(statx(AT_FDCWD, image_b, 0, STATX_BTIME, &sx), 0);
+    if (!(sx.stx_mask & STATX_BTIME))
+        SKIP("no birth times on this file system");
+    ASSERT_EQ((long long)st_b.st_ino, (long long)st_a.st_ino);
+    ASSERT((long long)sx.stx_btime.tv_sec * 1000000000 + sx.stx_btime.tv_nsec <
+           (long long)between.tv_sec * 1000000000 + between.tv_nsec);
+    ASSERT_EQ(run(b, 0, "test ! -e /workspace/big && test ! -e /tmp/s && test ! -e /opt/x && "
+                        "test \"$(stat -c %a:%U /workspace)\" = 755:user && "
+                        "test \"$(stat -c %a /tmp)\" = 1777 && "
+                        "! lsattr -d /tmp | cut -d' ' -f1 | grep -q S && "
+                        "test \"$(df -k --output=used /workspace | tail -1)\" -lt 2048 && "
+                        "test \"$(hostname)\" = sb_rec_b"),
+              0);
+    check_disk_limits(b);
+    destroy_sandbox(b);
+    cb_runtime_free(rt);
+    ASSERT(!mounted_under(state));
+    free(image_a);
+    free(image_b);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
