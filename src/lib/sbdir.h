@@ -12,7 +12,9 @@
  * directory is emptied of everything a sandbox left (files truncated, no
  * data of the old sandbox kept) and renamed to
  * sandboxes/.spare-dir-<pid>-<n>; the next create of that process renames
- * it to its id. Renames allocate no inode.
+ * it to its id. Renames allocate no inode. When destroys leave too few, a
+ * thread of the set makes new ones ahead of time (CB_SBDIR_AHEAD_DEFAULT),
+ * with the entries a create would make, so a create allocates none.
  *
  * Thread-safe (one lock per spare set). */
 #ifndef CB_SBDIR_H
@@ -21,6 +23,9 @@
 #include "error.h"
 
 #define CB_SBDIR_SPARES_MAX 64
+/* Spares a thread of the set keeps made ahead, when destroys leave too few
+ * (CB_SBDIR_AHEAD=N; 0: none made ahead). */
+#define CB_SBDIR_AHEAD_DEFAULT 4
 #define CB_SBDIR_SPARE_PREFIX ".spare-dir-"
 
 struct cb_sbdir_spares;

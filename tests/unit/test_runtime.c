@@ -529,6 +529,7 @@ TEST(runtime_directory_recycled_without_disk)
 
 TEST(runtime_directory_recycled)
 {
+    setenv("CB_SBDIR_AHEAD", "0", 1); /* the one spare is the retired directory */
     char state[] = "/tmp/cb-runtime-XXXXXX";
     struct cb_runtime *rt = open_image_runtime(state);
     struct cb_error *err = NULL;

@@ -5,10 +5,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/xattr.h>
+#include <unistd.h>
 
 #include "holder.h"
 #include "rootfs.h"
@@ -57,6 +59,7 @@ static int count_entries(const char *path, const char *prefix)
  * next make returns it. */
 TEST(sbdir_retire_keeps_only_empty_skeleton)
 {
+    setenv("CB_SBDIR_AHEAD", "0", 1); /* only what retire keeps */
     char *tmp = make_temp();
     char *canary = cb_xasprintf("%s/canary", tmp);
     write_text(canary, "host secret\n");
@@ -151,6 +154,7 @@ TEST(sbdir_retire_keeps_only_empty_skeleton)
  * spare stays a spare, the caller gets EEXIST. */
 TEST(sbdir_make_existing_is_eexist)
 {
+    setenv("CB_SBDIR_AHEAD", "0", 1); /* only what retire keeps */
     char *tmp = make_temp();
     struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4);
     char *a = cb_xasprintf("%s/sb_a", tmp), *b = cb_xasprintf("%s/sb_b", tmp);
@@ -188,6 +192,7 @@ TEST(sbdir_make_existing_is_eexist)
  * those of a live process (here: our parent) are left alone. */
 TEST(sbdir_open_removes_only_dead_owners_spares)
 {
+    setenv("CB_SBDIR_AHEAD", "0", 1); /* only what retire keeps */
     char *tmp = make_temp();
     pid_t child = fork();
     if (child == 0)
@@ -212,6 +217,7 @@ TEST(sbdir_open_removes_only_dead_owners_spares)
 /* CB_SBDIR_SPARES=0: retire removes the directory. */
 TEST(sbdir_disabled_removes)
 {
+    setenv("CB_SBDIR_AHEAD", "0", 1); /* only what retire keeps */
     setenv("CB_SBDIR_SPARES", "0", 1);
     char *tmp = make_temp();
     struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4);
@@ -229,6 +235,43 @@ TEST(sbdir_disabled_removes)
 /* The holder's references are in no fd table of ours (a child forked now
  * copies nothing), yet keep what they name in use: a tmpfs the holder has
  * open cannot be unmounted (EBUSY) until the holder lets go. */
+/* With no destroy to leave one, a thread makes spares ahead: each has the
+ * entries a create makes (so the create allocates no inode), a make takes
+ * one, the thread makes the next, and close removes them all. */
+TEST(sbdir_made_ahead)
+{
+    setenv("CB_SBDIR_AHEAD", "3", 1);
+    char *tmp = make_temp();
+    char *parent = cb_xasprintf("%s/sandboxes", tmp);
+    ASSERT_EQ(mkdir(parent, 0711), 0);
+    struct cb_sbdir_spares *s = cb_sbdir_open(parent, 64);
+    for (int i = 0; i < 500 && count_entries(parent, CB_SBDIR_SPARE_PREFIX) < 3; i++)
+        usleep(10000);
+    ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 3);
+    char *dir = cb_xasprintf("%s/sb_a", parent);
+    ASSERT_EQ(cb_sbdir_make(s, dir), 0);
+    static const char *const made[] = {"rootfs", "upper/etc/hosts", "upper/home/user",
+                                       "upper/workspace", "work", "runtime.state", "init.log"};
+    for (size_t i = 0; i < sizeof made / sizeof *made; i++) {
+        char *p = cb_xasprintf("%s/%s", dir, made[i]);
+        if (access(p, F_OK) != 0)
+            FAIL("%s missing", made[i]);
+        free(p);
+    }
+    struct stat st;
+    ASSERT_EQ(stat(dir, &st), 0);
+    ASSERT_EQ(st.st_mode & 07777, 0711);
+    for (int i = 0; i < 500 && count_entries(parent, CB_SBDIR_SPARE_PREFIX) < 3; i++)
+        usleep(10000);
+    ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 3); /* made again */
+    cb_sbdir_close(s);
+    ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 0);
+    cb_rootfs_remove_tree(tmp);
+    free(dir);
+    free(parent);
+    free(tmp);
+}
+
 TEST(holder_keeps_references_outside_the_fd_table)
 {
     char *tmp = make_temp();
