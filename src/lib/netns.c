@@ -104,10 +104,13 @@ static int write_sysctl_at(int proc, const char *path, const char *value)
 }
 
 /* The sysfs every sandbox sees: mounted from a network namespace made for
- * it and left at once, so that it shows no network device at all (sysfs
- * shows those of the namespace it was mounted from; this one's loopback
- * went away with it). A sandbox's own devices are where programs look for
- * them: netlink, ioctls, /proc/net. Returns the detached mount or -errno;
+ * it and left at once, so that it shows no network device of the host's
+ * or of any sandbox's (sysfs shows those of the namespace it was mounted
+ * from; this one's loopback goes with it, once the kernel's asynchronous
+ * teardown of the namespace has run: until then "lo" may still be listed).
+ * A sandbox's own devices are where programs look for them: netlink,
+ * ioctls, /proc/net. Costs a network namespace made and dropped, ~0.4 ms:
+ * once per maker thread when shared, per start otherwise. Returns the detached mount or -errno;
  * -ENOTRECOVERABLE when the thread could not return to the host's
  * network namespace. */
 static int mount_deviceless_sysfs(int host)

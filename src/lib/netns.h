@@ -22,8 +22,9 @@
  * place. It is one superblock shared by every sandbox (netns.c,
  * share_sysfs: a superblock per sandbox costs every memory cgroup), mounted
  * from a namespace of its own that is then left, so it lists no network
- * device of any namespace; a sandbox's own loopback shows in /proc/net and
- * netlink, where programs look.
+ * device of the host's or of any sandbox's (briefly, that namespace's own
+ * "lo" until the kernel has torn it down); a sandbox's own loopback shows
+ * in /proc/net and netlink, where programs look.
  *
  * When none is ready (a burst of starts), cb_netns_take makes one in the
  * caller's thread: every sandbox of a host gets the same kind of network

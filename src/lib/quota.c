@@ -1032,6 +1032,10 @@ static bool loop_backs(const char *dev, int img)
  * copy holds, the freed blocks are given back (FITRIM: ext4 discards its
  * free space, the loop device punches those holes into the file). */
 #define RECYCLE_TRIM_BYTES (16ull << 20)
+/* Above this many inodes in use, emptying the image would cost more than
+ * removing it (one unlink per file, in the teardown): a tenant that made
+ * a million files gets its image removed, as before recycling. */
+#define RECYCLE_MAX_INODES 4096
 
 int cb_quota_image_recycle(struct cb_quota *q, const char *dir, int rootfd)
 {
@@ -1069,6 +1073,8 @@ int cb_quota_image_recycle(struct cb_quota *q, const char *dir, int rootfd)
     if (!loop_backs(dev, img) || fstatfs(rootfd, &sfs) < 0 || sfs.f_type != EXT4_SUPER_MAGIC ||
         (sfs.f_flags & ST_RDONLY))
         return -EINVAL; /* gone read-only after an error, or not ours: not reused */
+    if (sfs.f_files - sfs.f_ffree > RECYCLE_MAX_INODES)
+        return -EFBIG;
     int r = cb_sbdir_clean_image(rootfd);
     if (r < 0)
         return r;

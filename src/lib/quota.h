@@ -80,7 +80,9 @@ int cb_quota_image_take(struct cb_quota *q, const char *dir, uint64_t bytes);
  * the next one (the unmount's sync through the loop device, the copy,
  * LOOP_CONFIGURE's fsync, the ext4 mount, the layers' directories) were
  * most of the daemon's CPU per sandbox under create/delete churn. Only
- * when the spares want an image of its size and have room; its contents
+ * when the spares want an image of its size and have room, and the tenant
+ * left at most a few thousand files (emptying costs one unlink each; more
+ * and removing the image is cheaper); its contents
  * are emptied to the layers' skeleton (sbdir.h cb_sbdir_clean_image:
  * nothing of the tenant is left that the file system shows; blocks it
  * freed are trimmed back to holes once they add up), it is mounted again

@@ -191,7 +191,7 @@ static int clean_path(const char *path)
     if (fd < 0)
         return -errno;
     struct stat st;
-    int r = fstat(fd, &st) < 0 || fchmod(fd, 0711) < 0 ? -errno : 0;
+    int r = fstat(fd, &st) < 0 || fchmod(fd, 0700) < 0 ? -errno : 0;
     if (r == 0)
         r = clean_dir(fd, st.st_dev, top_kept, CB_ARRAY_SIZE(top_kept), 0);
     close(fd);
@@ -229,7 +229,7 @@ static void remove_dead_spares(const char *parent)
  * image leaves upper/ and work/ unused: they are in its image. */
 static int make_fresh(const char *path)
 {
-    if (mkdir(path, 0711) < 0)
+    if (mkdir(path, 0700) < 0) /* a spare: no one's business (cb_sbdir_make) */
         return -errno;
     _cleanup_free_ char *rootfs = cb_xasprintf("%s/rootfs", path);
     _cleanup_free_ char *upper = cb_xasprintf("%s/upper", path);
@@ -339,8 +339,12 @@ int cb_sbdir_make(struct cb_sbdir_spares *s, const char *dir)
     if (name) {
         _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->parent, name);
         /* RENAME_NOREPLACE: an existing sandbox of that id is never replaced. */
+        /* Spares are 0700: a fresh one's skeleton belongs to the host's
+         * uid 1000 until a create re-owns it (rootfs.c, base 0), and no
+         * host user may plant anything in a future sandbox. In place, the
+         * sandbox's root (an unprivileged host uid) must pass through. */
         if (renameat2(AT_FDCWD, path, AT_FDCWD, dir, RENAME_NOREPLACE) == 0)
-            return 0;
+            return chmod(dir, 0711) < 0 ? -errno : 0;
         int e = errno;
         if (e == EEXIST) {
             pthread_mutex_lock(&s->lock);

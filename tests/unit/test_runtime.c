@@ -559,7 +559,7 @@ TEST(runtime_directory_recycled)
     ASSERT_EQ((long long)st.st_size, 0);
     ASSERT_EQ(stat(spare, &st), 0);
     ASSERT_EQ((long long)st.st_ino, (long long)before.st_ino);
-    ASSERT_EQ(st.st_mode & 07777, 0711);
+    ASSERT_EQ(st.st_mode & 07777, 0700); /* a spare: closed to the host's users */
 
     sb = start_disk_sandbox(rt, "sb_new");
     char *new_dir = cb_xasprintf("%s/sandboxes/sb_new", state);
@@ -934,6 +934,17 @@ static ino_t netns_owner(const char *path)
     return st.st_ino;
 }
 
+/* What a sandbox sees of /sys: a read-only sysfs superblock with the CPU
+ * topology tools read, and no network device of the host's or of another
+ * sandbox's (at most a loopback: that of the namespace the sysfs was
+ * mounted from, until the kernel's asynchronous teardown of it); its own
+ * loopback is in /proc/net. */
+#define SYSFS_AS_SEEN_INSIDE                                                                  \
+    "test -d /sys/class/net && test -z \"$(ls /sys/class/net | grep -vx lo)\" && "            \
+    "grep -q '^ *lo:' /proc/net/dev && test -e /sys/devices/system/cpu/online && "            \
+    "! touch /sys/x 2>/dev/null && "                                                          \
+    "grep -Eq ' / /sys ro,[^ ]*( [^ ]+)* - sysfs sysfs ro(,|$)' /proc/self/mountinfo"
+
 /* Network namespaces made ahead of time (netns.h): the sandbox runs in
  * one that the host's user namespace owns (its root cannot reconfigure
  * it), with loopback up, low ports and ping open to every user, and the
@@ -961,14 +972,12 @@ TEST(runtime_spare_network_namespace)
     ASSERT_NE(run(sb, 0, "python3 -c 'import socket; socket.socket(socket.AF_INET, "
                          "socket.SOCK_RAW, 1)' 2>/dev/null"),
               0);
-    /* /sys: read-only down to the superblock, no network device of any
-     * namespace in it (the host's least of all); the sandbox's own
-     * loopback is where programs look for it (/proc/net, netlink). */
-    ASSERT_EQ(run(sb, 0, "test -d /sys/class/net && test -z \"$(ls /sys/class/net)\" && "
-                         "grep -q '^ *lo:' /proc/net/dev && "
-                         "! touch /sys/x 2>/dev/null && "
-                         "grep -Eq ' / /sys ro,[^ ]*( [^ ]+)* - sysfs sysfs ro(,|$)' "
-                         "/proc/self/mountinfo"),
+    /* /sys: read-only down to the superblock, no network device of the
+     * host's or of any sandbox's in it (at most the loopback of the left
+     * namespace it was mounted from, until the kernel's asynchronous
+     * teardown of that namespace removes it); the sandbox's own loopback
+     * is where programs look for it (/proc/net, netlink). */
+    ASSERT_EQ(run(sb, 0, SYSFS_AS_SEEN_INSIDE),
               0);
     /* One sysfs superblock for all sandboxes (each one per sandbox costs
      * every memory cgroup shrinker bookkeeping), not the host's. */
@@ -995,6 +1004,21 @@ TEST(runtime_spare_network_namespace)
     free(host_ping);
     free(ports_after);
     free(ping_after);
+}
+
+/* Without spare network namespaces (CB_NETNS_SPARES=0, or a burst that
+ * finds none ready) a start makes its namespace in its own thread and
+ * cannot clone the shared sysfs: it gets a device-less one of its own,
+ * the same to look at. */
+TEST(runtime_sysfs_without_spares)
+{
+    setenv("CB_NETNS_SPARES", "0", 1);
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    struct cb_sandbox *sb = start_sandbox(rt, "sb_nospare", 0);
+    ASSERT_EQ(run(sb, 0, SYSFS_AS_SEEN_INSIDE), 0);
+    destroy_sandbox(sb);
+    cleanup_state(rt, state);
 }
 
 /* A daemon killed between a destroy's removal of the sandbox directory and
@@ -1131,4 +1155,35 @@ TEST(runtime_disk_image_recycled)
     free(image_b);
     cb_rootfs_remove_tree(state);
     remove_parent_cgroups();
+}
+
+/* A tenant that left many files gets its image removed, not recycled:
+ * emptying costs one unlink per file in the teardown, removing the image
+ * does not (quota.c RECYCLE_MAX_INODES). */
+TEST(runtime_disk_image_with_many_files_not_recycled)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_image_runtime(state);
+    struct cb_sandbox *a = start_sandbox(rt, "sb_many_a", 128ull << 20); /* 8192 inodes */
+    ASSERT_EQ(run(a, 0, "mkdir /workspace/m && cd /workspace/m && seq 5000 | xargs touch"), 0);
+    char *image_a = cb_xasprintf("%s/sandboxes/sb_many_a/disk.img", state);
+    struct statx sa, sb_;
+    ASSERT_EQ(statx(AT_FDCWD, image_a, 0, STATX_BTIME, &sa), 0);
+    if (!(sa.stx_mask & STATX_BTIME))
+        SKIP("no birth times on this file system");
+    destroy_sandbox(a);
+    struct cb_sandbox *b = start_sandbox(rt, "sb_many_b", 128ull << 20);
+    char *image_b = cb_xasprintf("%s/sandboxes/sb_many_b/disk.img", state);
+    ASSERT_EQ(statx(AT_FDCWD, image_b, 0, STATX_BTIME, &sb_), 0);
+    /* Not A's file: a recycled image keeps both its inode number and its
+     * birth time. (Spares made together share a coarse birth time but not
+     * an inode; a file made after A's went may re-use its number but is
+     * born later.) */
+    ASSERT(sa.stx_ino != sb_.stx_ino || sa.stx_btime.tv_sec != sb_.stx_btime.tv_sec ||
+           sa.stx_btime.tv_nsec != sb_.stx_btime.tv_nsec);
+    ASSERT_EQ(run(b, 0, "test ! -e /workspace/m"), 0);
+    destroy_sandbox(b);
+    free(image_a);
+    free(image_b);
+    cleanup_state(rt, state);
 }

@@ -248,6 +248,21 @@ TEST(sbdir_made_ahead)
     for (int i = 0; i < 500 && count_entries(parent, CB_SBDIR_SPARE_PREFIX) < 3; i++)
         usleep(10000);
     ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 3);
+    /* Closed to the host's users while spares: the skeleton's home/user
+     * and workspace belong to the host's uid 1000 until a create. */
+    DIR *pd = opendir(parent);
+    ASSERT(pd != NULL);
+    struct dirent *de;
+    while ((de = readdir(pd)) != NULL) {
+        if (strncmp(de->d_name, CB_SBDIR_SPARE_PREFIX, strlen(CB_SBDIR_SPARE_PREFIX)) != 0)
+            continue;
+        struct stat sst;
+        char *sp = cb_xasprintf("%s/%s", parent, de->d_name);
+        ASSERT_EQ(stat(sp, &sst), 0);
+        ASSERT_EQ(sst.st_mode & 07777, 0700);
+        free(sp);
+    }
+    closedir(pd);
     char *dir = cb_xasprintf("%s/sb_a", parent);
     ASSERT_EQ(cb_sbdir_make(s, dir), 0);
     static const char *const made[] = {"rootfs", "upper/etc/hosts", "upper/home/user",
