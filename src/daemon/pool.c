@@ -169,6 +169,28 @@ int cb_pool_unmark(const char *state_dir, const char *id)
     return unlink(m) < 0 && errno != ENOENT ? -errno : 0;
 }
 
+/* The marker is a second name of the member's runtime.state (which every
+ * created sandbox directory has), not a file of its own: a new inode on
+ * the state file system costs 0.1-0.35 ms on a journal-less ext4 after
+ * churn (its allocator skips recently freed inodes one by one), a link
+ * only a directory entry. Only its existence means anything. A file of
+ * its own where links are refused (a file system without hard links).
+ * 0, or -1 with errno. */
+static int mark(const char *state_dir, const char *id)
+{
+    _cleanup_free_ char *m = marker_path(state_dir, id);
+    _cleanup_free_ char *state = cb_xasprintf("%s/sandboxes/%s/runtime.state", state_dir, id);
+    if (link(state, m) == 0)
+        return 0;
+    if (errno == EEXIST)
+        return -1;
+    int fd = open(m, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    close(fd);
+    return 0;
+}
+
 static bool is_marked(const char *state_dir, const char *id)
 {
     _cleanup_free_ char *m = marker_path(state_dir, id);
@@ -190,15 +212,12 @@ static void refill_work_cb(uv_work_t *req)
     /* Marked before it runs anything: a crash from here on leaves a member
      * the next start adopts or destroys, never a sandbox to reap. (Before
      * the mark, the next start reaps the unrecorded directory: also fine.) */
-    _cleanup_free_ char *m = marker_path(j->pool->d->cfg.state_dir, j->id);
-    int mfd = open(m, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (mfd < 0) {
+    if (mark(j->pool->d->cfg.state_dir, j->id) < 0) {
         cb_error_set(&j->err, errno, CB_ERR_INTERNAL, "pool member marker");
         destroy_now(t, j->h, "unmarked");
         j->h = NULL;
         return;
     }
-    close(mfd);
     if (t->start(j->h, &j->err) < 0) {
         destroy_now(t, j->h, "start failed");
         j->h = NULL;

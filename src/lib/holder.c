@@ -112,6 +112,7 @@ struct start {
 static void *holder_boot(void *arg)
 {
     struct start *s = arg;
+    pthread_setname_np(pthread_self(), "cb-holder");
     int r = unshare(CLONE_FILES) < 0 ? -errno : 0;
     if (r == 0 && tx_fd >= 0) {
         if (tx_fd > 0)

@@ -290,7 +290,7 @@ struct cb_netns_spares *cb_netns_open(int max)
     pthread_cond_init(&s->cond, NULL);
     if (s->max == 0)
         return s;
-    s->threaded = cb_thread_start(&s->thread, maker_main, s) == 0;
+    s->threaded = cb_thread_start(&s->thread, "cb-netns", maker_main, s) == 0;
     return s;
 }
 

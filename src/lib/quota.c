@@ -637,6 +637,7 @@ static void retired_push(long n, uint64_t since)
 static void *loop_remover(void *arg)
 {
     (void)arg;
+    pthread_setname_np(pthread_self(), "cb-loop-rm");
     pthread_mutex_lock(&retired.lock);
     int busy = 0; /* bound devices in a row: a whole pass of them waits a little */
     while (retired.n > loop_reserve()) {
@@ -951,7 +952,7 @@ void cb_quota_spares_open(struct cb_quota *q)
     s->max = max > IMAGE_SPARES_MAX ? IMAGE_SPARES_MAX : max;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
-    if (cb_thread_start(&s->thread, image_maker, s) != 0) {
+    if (cb_thread_start(&s->thread, "cb-images", image_maker, s) != 0) {
         pthread_cond_destroy(&s->cond);
         pthread_mutex_destroy(&s->lock);
         free(s);

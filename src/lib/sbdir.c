@@ -303,7 +303,7 @@ struct cb_sbdir_spares *cb_sbdir_open(const char *sandboxes_dir, int max)
     if (s->ahead > s->max)
         s->ahead = s->max;
     if (s->ahead > 0)
-        s->threaded = cb_thread_start(&s->thread, maker_main, s) == 0;
+        s->threaded = cb_thread_start(&s->thread, "cb-sbdirs", maker_main, s) == 0;
     return s;
 }
 

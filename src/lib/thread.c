@@ -3,13 +3,15 @@
 
 #include <signal.h>
 
-int cb_thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+int cb_thread_start(pthread_t *t, const char *name, void *(*fn)(void *), void *arg)
 {
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
     int e = pthread_create(t, NULL, fn, arg);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (e == 0)
+        pthread_setname_np(*t, name); /* top -H, perf, /proc/<pid>/task/<tid>/comm */
     return e;
 }
 

@@ -105,12 +105,18 @@ int cb_write_file_at(int dirfd, const char *name, const void *data, size_t len,
             return -ENAMETOOLONG;
         target = tmp;
     }
-    int fd = CB_RETRY(openat(dirfd, target,
-                             O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                             mode));
+    /* No O_TRUNC: ext4 (auto_da_alloc) flushes a file truncated to zero
+     * when it is closed, a synchronous writeback in the caller's thread for
+     * every small record rewritten (disk.loop at each start). Writing over
+     * the old bytes and cutting the file to the new length afterwards ends
+     * with the same content without the flush. Files that are not regular
+     * (EINVAL) have no length of ours to set. */
+    int fd = CB_RETRY(openat(dirfd, target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, mode));
     if (fd < 0)
         return -errno;
     int r = cb_write_all(fd, data, len);
+    if (r == 0 && ftruncate(fd, (off_t)len) < 0 && errno != EINVAL)
+        r = -errno;
     if (r == 0 && atomic && fsync(fd) < 0)
         r = -errno;
     if (close(fd) < 0 && r == 0)

@@ -149,6 +149,24 @@ def test_unnamed_claim_keeps_everything(pooled):
     d.delete_sandbox(sid)
 
 
+def test_marker_is_a_second_name_not_a_new_file(pooled):
+    """The member marker is a hard link to the member's runtime.state (no
+    inode of its own on the state file system); a claim removes the name
+    and leaves runtime.state with its single link."""
+    base = os.path.join(pooled.state_dir, "sandboxes")
+    for sid in pool_ids(pooled):
+        m = os.stat(os.path.join(base, sid, MARKER))
+        st = os.stat(os.path.join(base, sid, "runtime.state"))
+        assert (m.st_dev, m.st_ino) == (st.st_dev, st.st_ino)
+        assert st.st_nlink == 2
+    members = set(pool_ids(pooled))
+    sid = pooled.create_sandbox()["id"]
+    assert sid in members  # claimed, not made cold
+    assert not os.path.exists(os.path.join(base, sid, MARKER))
+    assert os.stat(os.path.join(base, sid, "runtime.state")).st_nlink == 1
+    assert sh(pooled, sid, "echo ok") == "ok\n"
+
+
 def test_pool_members_are_invisible(pooled):
     d = pooled
     members = pool_ids(d)

@@ -54,6 +54,43 @@ TEST(rootfs_template_conf_rejects_bad_paths)
     ASSERT(cb_template_name_ok("host"));
 }
 
+/* cb_write_file_at rewrites in place (no O_TRUNC: ext4 flushes a file
+ * truncated to zero at close) and must still end with exactly the new
+ * bytes: shorter, empty, longer; same file; never through a symlink. */
+TEST(write_file_rewrites_in_place_to_exact_length)
+{
+    char dir[] = "/tmp/cb-write-XXXXXX";
+    ASSERT(mkdtemp(dir));
+    char *f = cb_xasprintf("%s/record", dir);
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, f, "1234567", 7, 0600, 0), 0);
+    struct stat a, b;
+    ASSERT_EQ(stat(f, &a), 0);
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, f, "89", 2, 0600, 0), 0);
+    char *text = NULL;
+    size_t len = 0;
+    ASSERT_EQ(cb_read_file_at(AT_FDCWD, f, 64, &text, &len), 0);
+    ASSERT_EQ(len, 2);
+    ASSERT(memcmp(text, "89", 2) == 0);
+    free(text);
+    ASSERT_EQ(stat(f, &b), 0);
+    ASSERT_EQ(a.st_ino, b.st_ino);
+    ASSERT_EQ(b.st_size, 2);
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, f, "", 0, 0600, 0), 0);
+    ASSERT_EQ(stat(f, &b), 0);
+    ASSERT_EQ(b.st_size, 0);
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, f, "abcdefghij", 10, 0600, 1), 0); /* atomic */
+    ASSERT_EQ(cb_read_file_at(AT_FDCWD, f, 64, &text, &len), 0);
+    ASSERT_EQ(len, 10);
+    free(text);
+    char *target = cb_xasprintf("%s/target", dir), *link = cb_xasprintf("%s/link", dir);
+    ASSERT_EQ(cb_write_file_at(AT_FDCWD, target, "keep", 4, 0600, 0), 0);
+    ASSERT_EQ(symlink(target, link), 0);
+    ASSERT(cb_write_file_at(AT_FDCWD, link, "x", 1, 0600, 0) < 0); /* O_NOFOLLOW */
+    ASSERT_EQ(stat(target, &b), 0);
+    ASSERT_EQ(b.st_size, 4);
+    cb_rootfs_remove_tree(dir);
+}
+
 TEST(rootfs_remove_tree_never_follows_symlinks)
 {
     char outside[] = "/tmp/cb-outside-XXXXXX", tree[] = "/tmp/cb-tree-XXXXXX";
