@@ -1,5 +1,6 @@
 """Service routes, routing errors, input limits and auth — no sandbox needed."""
 import json
+import os
 import socket
 
 
@@ -179,3 +180,16 @@ def test_keys_admin(daemon):
     assert daemon.request("GET", "/v1/sandboxes", key=key).status == 401
     assert daemon.request("DELETE", "/v1/admin/keys/" + kid).status == 404
     assert daemon.request("POST", "/v1/admin/keys", {"tenant": "Bad Name"}).status == 400
+
+
+def test_helper_threads_are_named(daemon):
+    """docs/operations.md names the threads an operator sees in top -H."""
+    pid = daemon.proc.pid
+    names = set()
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/comm" % (pid, tid)) as f:
+                names.add(f.read().strip())
+        except OSError:
+            pass  # a thread that just ended
+    assert {"cb-netns", "cb-sbdirs", "cellboxd"} <= names, names
