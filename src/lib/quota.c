@@ -105,6 +105,18 @@ static int attach_loop(const char *state_dir, int image_fd, char *dev, size_t de
     return r;
 }
 
+/* Loop devices read and write their image with direct I/O: without it
+ * every block of a sandbox's file system sits in the page cache twice
+ * (the loop device's and the image file's on the host) and each write is
+ * copied once more, by the loop worker, into the host's page cache, from
+ * where the host's writeback writes it again. CB_LOOP_DIRECT_IO=0: the
+ * buffered behaviour (comparisons; an escape hatch). */
+static bool loop_direct_io(void)
+{
+    const char *env = getenv("CB_LOOP_DIRECT_IO");
+    return !env || strcmp(env, "0") != 0;
+}
+
 static int attach_loop_locked(const char *state_dir, int image_fd, char *dev, size_t devsize)
 {
     _cleanup_close_ int ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
@@ -132,8 +144,15 @@ static int attach_loop_locked(const char *state_dir, int image_fd, char *dev, si
         struct loop_config cfg;
         memset(&cfg, 0, sizeof cfg);
         cfg.fd = (unsigned)image_fd;
-        cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR;
-        if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0)
+        cfg.info.lo_flags = LO_FLAGS_AUTOCLEAR | (loop_direct_io() ? LO_FLAGS_DIRECT_IO : 0);
+        int r = ioctl(lfd, LOOP_CONFIGURE, &cfg);
+        if (r < 0 && errno == EINVAL && (cfg.info.lo_flags & LO_FLAGS_DIRECT_IO)) {
+            /* a backing file system without direct I/O (older kernels
+             * refuse instead of falling back): buffered, as before */
+            cfg.info.lo_flags &= ~(uint32_t)LO_FLAGS_DIRECT_IO;
+            r = ioctl(lfd, LOOP_CONFIGURE, &cfg);
+        }
+        if (r == 0)
             return lfd;
         int e = errno;
         close(lfd);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <linux/nsfs.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -1153,6 +1154,95 @@ TEST(runtime_disk_image_recycled)
     ASSERT(!mounted_under(state));
     free(image_a);
     free(image_b);
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
+
+/* The loop device backing path (a sandbox's image), or NULL: its
+ * /sys/block/loopN/loop directory. */
+static char *loop_sysfs_of(const char *path)
+{
+    DIR *d = opendir("/sys/block");
+    if (!d)
+        return NULL;
+    struct dirent *e;
+    char *found = NULL;
+    while (!found && (e = readdir(d))) {
+        if (strncmp(e->d_name, "loop", 4) != 0)
+            continue;
+        char *dir = cb_xasprintf("/sys/block/%s/loop", e->d_name);
+        char *file = cb_xasprintf("%s/backing_file", dir);
+        char *back = NULL;
+        size_t len = 0;
+        int r = cb_read_file_at(AT_FDCWD, file, 4096, &back, &len);
+        free(file);
+        if (r == 0) {
+            while (len && back[len - 1] == '\n')
+                back[--len] = 0;
+            if (strcmp(back, path) == 0)
+                found = dir;
+        }
+        free(back);
+        if (!found)
+            free(dir);
+    }
+    closedir(d);
+    return found;
+}
+
+/* Pages of path in the host's page cache (mincore of a mapping that is
+ * never touched). */
+static long resident_pages(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return -1;
+    size_t page = 4096, n = ((size_t)st.st_size + page - 1) / page;
+    void *m = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return -1;
+    unsigned char *vec = cb_xmalloc(n);
+    long count = -1;
+    if (mincore(m, (size_t)st.st_size, vec) == 0) {
+        count = 0;
+        for (size_t i = 0; i < n; i++)
+            count += vec[i] & 1;
+    }
+    free(vec);
+    munmap(m, (size_t)st.st_size);
+    return count;
+}
+
+/* A sandbox's disk image is read and written with direct I/O: what the
+ * sandbox writes is not kept a second time in the host's page cache of
+ * the image file (nor copied into it by the loop worker). */
+TEST(runtime_disk_image_direct_io)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_image_runtime(state);
+    struct cb_sandbox *a = start_disk_sandbox(rt, "sb_dio");
+    char *image = cb_xasprintf("%s/sandboxes/sb_dio/disk.img", state);
+    char *loop = loop_sysfs_of(image);
+    ASSERT(loop != NULL);
+    char *dio = NULL, *dio_file = cb_xasprintf("%s/dio", loop);
+    ASSERT_EQ(cb_read_file_at(AT_FDCWD, dio_file, 16, &dio, NULL), 0);
+    ASSERT_EQ(dio[0], '1');
+    long before = resident_pages(image);
+    ASSERT(before >= 0);
+    ASSERT_EQ(run(a, 0, "dd if=/dev/zero of=/workspace/f bs=1M count=8 conv=fsync 2>/dev/null"),
+              0);
+    long after = resident_pages(image);
+    /* 8 MiB written buffered would be 2,048 more pages */
+    ASSERT(after - before < 256);
+    destroy_sandbox(a);
+    cb_runtime_free(rt);
+    ASSERT(!mounted_under(state));
+    free(dio);
+    free(dio_file);
+    free(loop);
+    free(image);
     cb_rootfs_remove_tree(state);
     remove_parent_cgroups();
 }
