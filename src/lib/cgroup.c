@@ -15,11 +15,11 @@
 
 static int open_at_dir(const char *dir, const char *file, int flags);
 
-/* ---- recycled memory cgroups (cgroup.h: why) ---- */
+/* ---- recycled cgroups (cgroup.h: why) ---- */
 
 struct cb_cgroup_spares {
     pthread_mutex_t lock; /* the runtime creates and destroys on worker threads */
-    char *dir;            /* <memory hierarchy>/<parent>, resolved */
+    char *dir;            /* <hierarchy>/<parent>, resolved */
     unsigned long next;   /* suffix of the next spare we name */
     int n;
     char *names[CB_CGROUP_SPARES_MAX];
@@ -27,36 +27,22 @@ struct cb_cgroup_spares {
 
 int cb_cgroup_spare_count(const struct cb_cgroup_manager *m)
 {
-    if (!m->spares)
-        return 0;
-    pthread_mutex_lock(&m->spares->lock);
-    int n = m->spares->n;
-    pthread_mutex_unlock(&m->spares->lock);
-    return n;
-}
-
-/* Can the empty memory cgroup at dir be handed to another sandbox? Resets
- * the counters that can be reset; refuses when one that cannot (oom_kill)
- * or what is still charged would show the next sandbox its predecessor. */
-static bool spare_make_clean(const char *dir)
-{
-    char procs[64];
-    uint64_t oom_kills = 1, charged = UINT64_MAX;
-    if (cb_cgroup_read(dir, "cgroup.procs", procs, sizeof procs) != 0 ||
-        cb_cgroup_read_key(dir, "memory.oom_control", "oom_kill", &oom_kills) < 0 ||
-        oom_kills != 0 || cb_cgroup_read_u64(dir, "memory.usage_in_bytes", &charged) < 0 ||
-        charged > CB_CGROUP_SPARE_MAX_CHARGE)
-        return false;
-    /* memsw files exist only with swap accounting: their absence is fine. */
-    cb_cgroup_write(dir, "memory.memsw.max_usage_in_bytes", "0", NULL);
-    cb_cgroup_write(dir, "memory.memsw.failcnt", "0", NULL);
-    return cb_cgroup_write(dir, "memory.max_usage_in_bytes", "0", NULL) == 0 &&
-           cb_cgroup_write(dir, "memory.failcnt", "0", NULL) == 0;
+    int most = 0;
+    for (int h = 0; h < CB_CGROUP_MAX_DIRS; h++) {
+        struct cb_cgroup_spares *s = m->spares[h];
+        if (!s)
+            continue;
+        pthread_mutex_lock(&s->lock);
+        if (s->n > most)
+            most = s->n;
+        pthread_mutex_unlock(&s->lock);
+    }
+    return most;
 }
 
 /* Spares an earlier process left (a daemon restart, a crash): adopt the
  * clean ones up to the cap, remove the rest. */
-static void spares_adopt(struct cb_cgroup_spares *s)
+static void spares_adopt(const struct cb_cgroup_manager *m, int h, struct cb_cgroup_spares *s)
 {
     DIR *d = opendir(s->dir);
     if (!d)
@@ -67,7 +53,7 @@ static void spares_adopt(struct cb_cgroup_spares *s)
             e->d_type != DT_DIR)
             continue;
         _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->dir, e->d_name);
-        if (s->n < CB_CGROUP_SPARES_MAX && spare_make_clean(path))
+        if (s->n < CB_CGROUP_SPARES_MAX && m->ops->spare_clean(m, h, path))
             s->names[s->n++] = cb_xstrdup(e->d_name);
         else
             rmdir(path);
@@ -75,24 +61,21 @@ static void spares_adopt(struct cb_cgroup_spares *s)
     closedir(d);
 }
 
-/* v1 with a memory hierarchy only: v2 cannot rename cgroups. */
+/* v1 only (ops->spare_clean): v2 cannot rename cgroups. */
 static void spares_open(struct cb_cgroup_manager *m)
 {
-    /* CB_CGROUP_SPARES=0: every destroy removes its memory cgroup (the
-     * behaviour before recycling; for comparisons and as an escape hatch). */
+    /* CB_CGROUP_SPARES=0: every destroy removes its cgroups (the behaviour
+     * before recycling; for comparisons and as an escape hatch). */
     const char *env = getenv("CB_CGROUP_SPARES");
-    if (m->ops != &cb_cgroup_v1_ops || (env && strcmp(env, "0") == 0))
+    if (!m->ops->spare_clean || (env && strcmp(env, "0") == 0))
         return;
-    _cleanup_free_ char *hier = cb_xasprintf("%s/memory", m->root);
-    char real[PATH_MAX];
-    struct stat st;
-    if (stat(hier, &st) < 0 || !S_ISDIR(st.st_mode) || !realpath(hier, real))
-        return;
-    struct cb_cgroup_spares *s = cb_xcalloc(1, sizeof *s);
-    pthread_mutex_init(&s->lock, NULL);
-    s->dir = cb_xasprintf("%s/%s", real, m->parent);
-    spares_adopt(s);
-    m->spares = s;
+    for (int h = 0; h < m->nhier; h++) {
+        struct cb_cgroup_spares *s = cb_xcalloc(1, sizeof *s);
+        pthread_mutex_init(&s->lock, NULL);
+        s->dir = cb_xasprintf("%s/%s", m->hier[h], m->parent);
+        spares_adopt(m, h, s);
+        m->spares[h] = s;
+    }
 }
 
 /* Our spares go with us (removing them is the kernel's slow path, but
@@ -111,12 +94,12 @@ static void spares_free(struct cb_cgroup_spares *s)
     free(s);
 }
 
-/* Rename a spare to target. 0 when done; -1 when there is none or target
- * exists already (a restart after stop reuses its cgroup): mkdir then. A
- * spare another process removed or took (ENOENT) is dropped. */
-static int spare_take(const struct cb_cgroup_manager *m, const char *target)
+/* Rename a spare of hierarchy h to target. 0 when done; -1 when there is
+ * none or target exists already (a restart after stop reuses its cgroup):
+ * mkdir then. A spare another process removed or took (ENOENT) is dropped. */
+static int spare_take(const struct cb_cgroup_manager *m, int h, const char *target)
 {
-    struct cb_cgroup_spares *s = m->spares;
+    struct cb_cgroup_spares *s = h < CB_CGROUP_MAX_DIRS ? m->spares[h] : NULL;
     if (!s)
         return -1;
     int r = -1;
@@ -138,12 +121,12 @@ static int spare_take(const struct cb_cgroup_manager *m, const char *target)
     return r;
 }
 
-/* Keep the memory cgroup dir of a destroyed sandbox as a spare instead of
- * removing it. 0 when kept; -1: the caller removes it. */
-static int spare_put(const struct cb_cgroup_manager *m, const char *dir)
+/* Keep the cgroup dir of hierarchy h of a destroyed sandbox as a spare
+ * instead of removing it. 0 when kept; -1: the caller removes it. */
+static int spare_put(const struct cb_cgroup_manager *m, int h, const char *dir)
 {
-    struct cb_cgroup_spares *s = m->spares;
-    if (!s || !spare_make_clean(dir))
+    struct cb_cgroup_spares *s = h < CB_CGROUP_MAX_DIRS ? m->spares[h] : NULL;
+    if (!s || !m->ops->spare_clean(m, h, dir))
         return -1;
     int r = -1;
     pthread_mutex_lock(&s->lock);
@@ -197,7 +180,8 @@ void cb_cgroup_manager_free(struct cb_cgroup_manager *m)
 {
     if (!m)
         return;
-    spares_free(m->spares);
+    for (int h = 0; h < CB_CGROUP_MAX_DIRS; h++)
+        spares_free(m->spares[h]);
     for (int h = 0; h < m->nhier; h++)
         free(m->hier[h]);
     free(m->root);
@@ -225,7 +209,7 @@ int cb_cgroup_create(const struct cb_cgroup_manager *m, const char *id,
 {
     struct cb_cgroup *cg = cgroup_new(m, id);
     for (int i = 0; i < cg->ndirs; i++) {
-        if (i == cg->memory && spare_take(m, cg->dirs[i]) == 0)
+        if (spare_take(m, i, cg->dirs[i]) == 0)
             continue;
         if (mkdir(cg->dirs[i], 0755) < 0 && errno != EEXIST) {
             int e = errno;
@@ -306,7 +290,7 @@ int cb_cgroup_destroy(struct cb_cgroup *cg, int timeout_ms, struct cb_error **er
     for (int i = 0; i < cg->ndirs; i++) {
         /* A frozen-but-empty v1 cgroup can be removed; EBUSY means a process
          * is still being torn down, so retry briefly. */
-        if (i == cg->memory && spare_put(cg->mgr, cg->dirs[i]) == 0)
+        if (spare_put(cg->mgr, i, cg->dirs[i]) == 0)
             continue;
         int tries = 0;
         while (rmdir(cg->dirs[i]) < 0 && errno != ENOENT) {

@@ -12,10 +12,12 @@
 
 static const char *const v1_controllers[] = {"memory", "cpu", "cpuacct", "pids",
                                              "freezer"};
+enum { C_MEMORY, C_CPU, C_CPUACCT, C_PIDS, C_FREEZER }; /* their indices */
 
 static int *controller_slot(struct cb_cgroup *cg, int i)
 {
-    int *slots[] = {&cg->memory, &cg->cpu, &cg->cpuacct, &cg->pids, &cg->freezer};
+    int *slots[] = {[C_MEMORY] = &cg->memory, [C_CPU] = &cg->cpu, [C_CPUACCT] = &cg->cpuacct,
+                    [C_PIDS] = &cg->pids, [C_FREEZER] = &cg->freezer};
     return slots[i];
 }
 
@@ -171,6 +173,54 @@ static int v1_kill_all(struct cb_cgroup *cg, struct cb_error **err)
     return r < 0 ? cb_error_set(err, -r, CB_ERR_INTERNAL, "kill cgroup") : 0;
 }
 
+/* What a recycled cgroup must not carry over, controller by controller
+ * (cgroup.h "Recycled cgroups"). cpu needs nothing: every create writes
+ * its period, quota and shares again. */
+static bool memory_clean(const char *dir)
+{
+    uint64_t oom_kills = 1, charged = UINT64_MAX;
+    if (cb_cgroup_read_key(dir, "memory.oom_control", "oom_kill", &oom_kills) < 0 ||
+        oom_kills != 0 || cb_cgroup_read_u64(dir, "memory.usage_in_bytes", &charged) < 0 ||
+        charged > CB_CGROUP_SPARE_MAX_CHARGE)
+        return false;
+    /* memsw files exist only with swap accounting: their absence is fine. */
+    cb_cgroup_write(dir, "memory.memsw.max_usage_in_bytes", "0", NULL);
+    cb_cgroup_write(dir, "memory.memsw.failcnt", "0", NULL);
+    return cb_cgroup_write(dir, "memory.max_usage_in_bytes", "0", NULL) == 0 &&
+           cb_cgroup_write(dir, "memory.failcnt", "0", NULL) == 0;
+}
+
+static bool controller_clean(int controller, const char *dir)
+{
+    uint64_t v = 1;
+    char buf[32];
+    switch (controller) {
+    case C_MEMORY:
+        return memory_clean(dir);
+    case C_CPUACCT: /* the metrics' CPU seconds start from zero */
+        return cb_cgroup_write(dir, "cpuacct.usage", "0", NULL) == 0 &&
+               cb_cgroup_read_u64(dir, "cpuacct.usage", &v) == 0 && v == 0;
+    case C_PIDS: /* a refused fork is counted for good */
+        return cb_cgroup_read_key(dir, "pids.events", "max", &v) == 0 && v == 0;
+    case C_FREEZER:
+        return cb_cgroup_read(dir, "freezer.state", buf, sizeof buf) > 0 &&
+               strncmp(buf, "THAWED", 6) == 0;
+    default:
+        return true;
+    }
+}
+
+static bool v1_spare_clean(const struct cb_cgroup_manager *m, int h, const char *dir)
+{
+    char procs[64];
+    if (cb_cgroup_read(dir, "cgroup.procs", procs, sizeof procs) != 0)
+        return false; /* a process, or unreadable */
+    for (int i = 0; i < (int)CB_ARRAY_SIZE(v1_controllers); i++)
+        if (m->hier_of[i] == h && !controller_clean(i, dir))
+            return false;
+    return true;
+}
+
 const struct cb_cgroup_ops cb_cgroup_v1_ops = {
     .version = "v1",
     .layout = v1_layout,
@@ -179,4 +229,5 @@ const struct cb_cgroup_ops cb_cgroup_v1_ops = {
     .freeze = v1_freeze,
     .stats = v1_stats,
     .kill_all = v1_kill_all,
+    .spare_clean = v1_spare_clean,
 };

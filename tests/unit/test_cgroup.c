@@ -1,4 +1,5 @@
 /* cgroup v1 and v2 back ends against fake trees in a temp dir. */
+#include <dirent.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -194,6 +195,101 @@ TEST(cgroup_v1_memory_cgroup_recycled)
     cb_cgroup_manager_free(m2);
     cb_cgroup_manager_free(m);
     cb_rootfs_remove_tree(root);
+}
+
+static int count_spares(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        n += strncmp(e->d_name, CB_CGROUP_SPARE_PREFIX, strlen(CB_CGROUP_SPARE_PREFIX)) == 0;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* The fake cgroups of id in every hierarchy, as the kernel would show
+ * them after the sandbox died: pids.max refused `refused` forks, the
+ * freezer is in `freezer`. */
+static void fake_dead_sandbox(const char *root, const char *id, int refused, const char *freezer)
+{
+    free(fake_dead_memcg(root, id, 0));
+    static const char *const others[] = {"cpu", "cpuacct", "pids", "freezer"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(others); i++) {
+        char *dir = cb_xasprintf("%s/%s/cellbox/%s", root, others[i], id);
+        cb_cgroup_write(dir, "cgroup.procs", "", NULL); /* empty */
+        free(dir);
+    }
+    char *d = cb_xasprintf("%s/cpuacct/cellbox/%s", root, id);
+    cb_cgroup_write(d, "cpuacct.usage", "123456789\n", NULL);
+    free(d);
+    d = cb_xasprintf("%s/pids/cellbox/%s", root, id);
+    char ev[32];
+    snprintf(ev, sizeof ev, "max %d\n", refused);
+    cb_cgroup_write(d, "pids.events", ev, NULL);
+    free(d);
+    d = cb_xasprintf("%s/freezer/cellbox/%s", root, id);
+    cb_cgroup_write(d, "freezer.state", freezer, NULL);
+    free(d);
+}
+
+/* Every v1 hierarchy is recycled, each only when clean: cpuacct's usage
+ * starts from zero again, a cgroup that refused a fork at pids.max or is
+ * not thawed is removed instead. */
+TEST(cgroup_v1_all_hierarchies_recycled)
+{
+    char *root = fake_root();
+    static const char *const hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(hier); i++) {
+        char *h = cb_xasprintf("%s/%s", root, hier[i]);
+        ASSERT_EQ(mkdir(h, 0755), 0);
+        free(h);
+    }
+    struct cb_cgroup_manager *m;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    struct cb_limits l = {.memory_bytes = 64 << 20, .pids = 100};
+    struct cb_cgroup *cg;
+    ASSERT_EQ(cb_cgroup_create(m, "sb_a", &l, &cg, &err), 0);
+    fake_dead_sandbox(root, "sb_a", 0, "THAWED\n");
+    ASSERT_EQ(cb_cgroup_destroy(cg, 0, &err), 0);
+    cb_cgroup_free(cg);
+    for (size_t i = 0; i < CB_ARRAY_SIZE(hier); i++) {
+        char *parent = cb_xasprintf("%s/%s/cellbox", root, hier[i]);
+        ASSERT_EQ(count_spares(parent), 1);
+        free(parent);
+    }
+    ASSERT_EQ(cb_cgroup_spare_count(m), 1);
+    /* The next sandbox takes them all, its counters from zero. */
+    ASSERT_EQ(cb_cgroup_create(m, "sb_b", &l, &cg, &err), 0);
+    ASSERT_EQ(cb_cgroup_spare_count(m), 0);
+    char *acct_b = cb_xasprintf("%s/cpuacct/cellbox/sb_b", root);
+    expect_file(acct_b, "cpuacct.usage", "0");
+    char *pids_b = cb_xasprintf("%s/pids/cellbox/sb_b", root);
+    expect_file(pids_b, "pids.max", "100");
+    /* A refused fork and a frozen freezer cannot be hidden: removed. */
+    fake_dead_sandbox(root, "sb_b", 3, "FROZEN\n");
+    cb_cgroup_destroy(cg, 0, NULL); /* rmdir fails on the fake tree's files */
+    cb_error_free(err);
+    err = NULL;
+    cb_cgroup_free(cg);
+    struct stat st;
+    ASSERT_EQ(stat(pids_b, &st), 0); /* not renamed to a spare */
+    char *pids_parent = cb_xasprintf("%s/pids/cellbox", root);
+    char *freezer_parent = cb_xasprintf("%s/freezer/cellbox", root);
+    char *mem_parent = cb_xasprintf("%s/memory/cellbox", root);
+    ASSERT_EQ(count_spares(pids_parent), 0);
+    ASSERT_EQ(count_spares(freezer_parent), 0);
+    ASSERT_EQ(count_spares(mem_parent), 1); /* the clean ones still are */
+    cb_cgroup_manager_free(m);
+    free(acct_b);
+    free(pids_b);
+    free(pids_parent);
+    free(freezer_parent);
+    free(mem_parent);
+    cb_rootfs_remove_tree(root);
+    free(root);
 }
 
 TEST(cgroup_write_changed_skips_equal_value)
