@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int write_file(const char *dir, const char *name, const char *text, int mode)
 {
@@ -205,42 +206,121 @@ int cb_rootfs_prepare_layers_at(int layer_fd, uint32_t base, const char *hostnam
     return prepare_upper_contents(u, base, hostname, err);
 }
 
-static int remove_contents(int dfd, int depth)
+/* Remove every entry of the directory dfd that unlinks as a file or as
+ * an empty directory; *full gets the name of the first directory that is
+ * not empty (NULL: dfd is empty now). 0 or -errno. The directory is read
+ * from its start with getdents64 on dfd itself: no second descriptor. */
+static int unlink_level(int dfd, char **full)
 {
-    if (depth > 4096)
-        return -ELOOP;
-    int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
-    if (dup_fd < 0)
+    *full = NULL;
+    if (lseek(dfd, 0, SEEK_SET) < 0)
         return -errno;
-    DIR *d = fdopendir(dup_fd);
-    if (!d) {
-        close(dup_fd);
-        return -errno;
+    char buf[8192];
+    for (;;) {
+        ssize_t n = getdents64(dfd, buf, sizeof buf);
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            return 0;
+        for (ssize_t off = 0; off < n;) {
+            struct dirent64 *de = (struct dirent64 *)(buf + off);
+            off += de->d_reclen;
+            const char *name = de->d_name;
+            if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+                continue;
+            if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
+                continue;
+            int e = errno;
+            if (e != EISDIR && e != EPERM)
+                return -e;
+            if (unlinkat(dfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+                continue;
+            if (errno == ENOTDIR)
+                return -e; /* a file unlink refused (EPERM) */
+            if (errno != ENOTEMPTY && errno != EEXIST)
+                return -errno;
+            *full = cb_xstrdup(name);
+            return 0;
+        }
     }
-    int r = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-            continue;
-        if (unlinkat(dfd, de->d_name, 0) == 0 || errno == ENOENT)
-            continue;
-        if (errno != EISDIR && errno != EPERM) {
-            r = -errno;
+}
+
+/* A directory the walk went down into: its name in its parent and what it
+ * is, to know it again when coming back up through "..". */
+struct level {
+    char *name;
+    dev_t dev;
+    ino_t ino;
+};
+
+/* Empty the directory top, depth first, with two descriptors open at most
+ * whatever the depth: a tenant's chain of directories 3,000 deep held
+ * 6,000 of the daemon's descriptors while it was removed one open level at
+ * a time (and a deeper one was refused and left behind). Going up is
+ * openat(".."), checked against the parent noted on the way down; a level
+ * is read again from its start after each return, which costs only what
+ * is still in it. Nothing moves the tree meanwhile (its sandbox is gone);
+ * if something did, the walk stops with ESTALE instead of leaving it. */
+static int remove_contents(int top)
+{
+    struct stat st;
+    if (fstat(top, &st) < 0)
+        return -errno;
+    struct level *stack = NULL;
+    size_t depth = 0, cap = 0;
+    int fd = fcntl(top, F_DUPFD_CLOEXEC, 0);
+    int r = fd < 0 ? -errno : 0;
+    while (r == 0) {
+        char *full = NULL;
+        if ((r = unlink_level(fd, &full)) < 0)
+            break;
+        if (full) { /* go down into it */
+            int sub = openat(fd, full, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+            struct stat sst;
+            if (sub < 0 || fstat(sub, &sst) < 0) {
+                r = -errno;
+                if (sub >= 0)
+                    close(sub);
+                free(full);
+                break;
+            }
+            if (depth == cap) {
+                cap = cap ? cap * 2 : 64;
+                stack = cb_xrealloc(stack, cap * sizeof *stack);
+            }
+            stack[depth++] = (struct level){full, sst.st_dev, sst.st_ino};
+            close(fd);
+            fd = sub;
             continue;
         }
-        int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (sub < 0) {
+        if (depth == 0)
+            break; /* top is empty */
+        /* fd is empty: up to its parent, which removes it */
+        struct level *l = &stack[depth - 1];
+        dev_t pdev = depth > 1 ? stack[depth - 2].dev : st.st_dev;
+        ino_t pino = depth > 1 ? stack[depth - 2].ino : st.st_ino;
+        int up = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        struct stat ust, cst;
+        if (up < 0) {
             r = -errno;
-            continue;
+            break;
         }
-        int rr = remove_contents(sub, depth + 1);
-        close(sub);
-        if (rr < 0)
-            r = rr;
-        else if (unlinkat(dfd, de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+        if (fstat(up, &ust) < 0 || ust.st_dev != pdev || ust.st_ino != pino ||
+            fstatat(up, l->name, &cst, AT_SYMLINK_NOFOLLOW) < 0 || cst.st_dev != l->dev ||
+            cst.st_ino != l->ino)
+            r = -ESTALE;
+        else if (unlinkat(up, l->name, AT_REMOVEDIR) < 0 && errno != ENOENT)
             r = -errno;
+        close(fd);
+        fd = up;
+        free(l->name);
+        depth--;
     }
-    closedir(d);
+    if (fd >= 0)
+        close(fd);
+    while (depth > 0)
+        free(stack[--depth].name);
+    free(stack);
     return r;
 }
 
@@ -251,7 +331,7 @@ int cb_rootfs_remove_tree_at(int dirfd, const char *name)
     int sub = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (sub < 0)
         return errno == ENOENT ? 0 : -errno;
-    int r = remove_contents(sub, 0);
+    int r = remove_contents(sub);
     close(sub);
     if (r == 0 && unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
         r = -errno;

@@ -14,6 +14,8 @@ import os
 import sqlite3
 import time
 
+from cellboxd import Daemon
+
 
 def sandbox_pids(sid):
     """Host pids of every process in the sandbox's cgroup (any hierarchy)."""
@@ -99,6 +101,37 @@ def test_teardown_finishes_in_the_background(daemon, sandbox_works):
             time.monotonic() < deadline:
         time.sleep(0.05)
     assert daemon.request("GET", "/v1/info").json()["warm_pool"]["teardowns_pending"] == 0
+
+
+def test_deep_directory_chain_is_removed_within_few_daemon_fds():
+    """A tenant's directory chain 3,000 deep is torn down even when the
+    daemon may open only 256 descriptors: the teardown walks it with a
+    handful, not one or two per level (which took 6,000 of the daemon's
+    descriptors, the table every other tenant's requests need, and left a
+    chain deeper than 4,096 behind). No disk image (--no-disk-quota): the
+    chain is on the state file system, removed entry by entry."""
+    import resource
+    d = Daemon(extra_args=["--no-disk-quota", "--pool-size", "0"])
+    d.start()
+    try:
+        sid = d.create_sandbox()["id"]
+        r = d.exec(sid, cmd="cd /workspace && python3 -c \"import os\n"
+                            "for _ in range(3000): os.mkdir('d'); os.chdir('d')\" && echo made")
+        assert r["stdout"] == "made\n", r
+        resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (256, 256))
+        assert d.delete_sandbox(sid).status == 204
+        assert wait_gone(d, sid) == [], sid
+        deadline = time.monotonic() + 20
+        while d.request("GET", "/v1/info").json()["warm_pool"]["teardowns_pending"] and \
+                time.monotonic() < deadline:
+            time.sleep(0.05)
+        base = os.path.join(d.state_dir, "sandboxes")
+        left = [n for n in os.listdir(base)
+                if os.path.exists(os.path.join(base, n, "upper", "workspace", "d"))]
+        assert left == [], left  # not even in a directory kept for reuse
+        assert d.request("GET", "/healthz").status == 200
+    finally:
+        d.stop()
 
 
 def test_graceful_stop_finishes_teardowns(own_daemon):

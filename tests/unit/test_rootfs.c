@@ -3,6 +3,7 @@
 #include <sched.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -89,6 +90,47 @@ TEST(write_file_rewrites_in_place_to_exact_length)
     ASSERT_EQ(stat(target, &b), 0);
     ASSERT_EQ(b.st_size, 4);
     cb_rootfs_remove_tree(dir);
+}
+
+/* A tree far deeper than the daemon could hold a descriptor per level
+ * for (a tenant's directory chain) is removed with a handful of them: run
+ * with RLIMIT_NOFILE 32, 5,000 levels, files and side branches on the way. */
+TEST(rootfs_remove_tree_deep_chain_bounded_fds)
+{
+    char tree[] = "/tmp/cb-deep-XXXXXX";
+    ASSERT(mkdtemp(tree));
+    int fd = open(tree, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    ASSERT(fd >= 0);
+    for (int i = 0; i < 5000; i++) {
+        ASSERT_EQ(mkdirat(fd, "d", 0755), 0);
+        if (i % 500 == 0) {
+            ASSERT_EQ(cb_write_file_at(fd, "f", "x", 1, 0644, 0), 0);
+            ASSERT_EQ(mkdirat(fd, "side", 0755), 0);
+            ASSERT_EQ(mkdirat(fd, "side/inner", 0755), 0);
+            char link[64];
+            snprintf(link, sizeof link, "/proc/self/fd/%d/side/inner/l", fd);
+            ASSERT_EQ(symlink("/etc", link), 0);
+        }
+        int sub = openat(fd, "d", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        ASSERT(sub >= 0);
+        close(fd);
+        fd = sub;
+    }
+    close(fd);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        struct rlimit few = {32, 32};
+        if (setrlimit(RLIMIT_NOFILE, &few) < 0)
+            _exit(10);
+        _exit(cb_rootfs_remove_tree(tree) == 0 ? 0 : 11);
+    }
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    ASSERT(access(tree, F_OK) < 0);
+    ASSERT_EQ(access("/etc/passwd", F_OK), 0); /* the symlinks' target stays */
 }
 
 TEST(rootfs_remove_tree_never_follows_symlinks)
