@@ -206,16 +206,11 @@ int cb_rootfs_prepare_layers_at(int layer_fd, uint32_t base, const char *hostnam
     return prepare_upper_contents(u, base, hostname, err);
 }
 
-/* Remove every entry of the directory dfd that unlinks as a file or as
- * an empty directory; *full gets the name of the first directory that is
- * not empty (NULL: dfd is empty now). 0 or -errno. The directory is read
- * from its start with getdents64 on dfd itself: no second descriptor. */
-static int unlink_level(int dfd, char **full)
+int cb_dir_each(int dfd, int (*fn)(int dfd, const char *name, void *arg), void *arg)
 {
-    *full = NULL;
     if (lseek(dfd, 0, SEEK_SET) < 0)
         return -errno;
-    char buf[8192];
+    char buf[4096];
     for (;;) {
         ssize_t n = getdents64(dfd, buf, sizeof buf);
         if (n < 0)
@@ -225,24 +220,42 @@ static int unlink_level(int dfd, char **full)
         for (ssize_t off = 0; off < n;) {
             struct dirent64 *de = (struct dirent64 *)(buf + off);
             off += de->d_reclen;
-            const char *name = de->d_name;
-            if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+            if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
                 continue;
-            if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
-                continue;
-            int e = errno;
-            if (e != EISDIR && e != EPERM)
-                return -e;
-            if (unlinkat(dfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
-                continue;
-            if (errno == ENOTDIR)
-                return -e; /* a file unlink refused (EPERM) */
-            if (errno != ENOTEMPTY && errno != EEXIST)
-                return -errno;
-            *full = cb_xstrdup(name);
-            return 0;
+            int r = fn(dfd, de->d_name, arg);
+            if (r != 0)
+                return r;
         }
     }
+}
+
+/* One entry of unlink_level: unlinked as a file or an empty directory, or
+ * (1) the first directory that is not empty, its name in *full. */
+static int unlink_entry(int dfd, const char *name, void *arg)
+{
+    if (unlinkat(dfd, name, 0) == 0 || errno == ENOENT)
+        return 0;
+    int e = errno;
+    if (e != EISDIR && e != EPERM)
+        return -e;
+    if (unlinkat(dfd, name, AT_REMOVEDIR) == 0 || errno == ENOENT)
+        return 0;
+    if (errno == ENOTDIR)
+        return -e; /* a file unlink refused (EPERM) */
+    if (errno != ENOTEMPTY && errno != EEXIST)
+        return -errno;
+    *(char **)arg = cb_xstrdup(name);
+    return 1;
+}
+
+/* Remove every entry of the directory dfd that unlinks as a file or as
+ * an empty directory; *full gets the name of the first directory that is
+ * not empty (NULL: dfd is empty now). 0 or -errno. */
+static int unlink_level(int dfd, char **full)
+{
+    *full = NULL;
+    int r = cb_dir_each(dfd, unlink_entry, full);
+    return r > 0 ? 0 : r;
 }
 
 /* A directory the walk went down into: its name in its parent and what it

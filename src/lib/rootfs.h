@@ -32,4 +32,11 @@ int cb_rootfs_prepare_layers_at(int layer_fd, uint32_t base, const char *hostnam
 int cb_rootfs_remove_tree(const char *path);
 int cb_rootfs_remove_tree_at(int dirfd, const char *name);
 
+/* Call fn(dfd, name, arg) for every entry of the directory open at dfd but
+ * "." and "..", from its start, read with getdents64 on dfd itself (no
+ * second descriptor, none of fdopendir's fstat and fcntl calls). fn may
+ * remove the entry it is given. Stops at the first nonzero return of fn
+ * and returns it; 0 at the end; -errno if the directory cannot be read. */
+int cb_dir_each(int dfd, int (*fn)(int dfd, const char *name, void *arg), void *arg);
+
 #endif

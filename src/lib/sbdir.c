@@ -165,24 +165,26 @@ static int clean_entry(int dfd, dev_t dev, const char *name, const struct keep *
 }
 
 /* Empty the directory dfd down to the kept entries. */
+struct clean_ctx {
+    dev_t dev;
+    const struct keep *keep;
+    size_t nkeep;
+    int depth;
+};
+
+static int clean_one(int dfd, const char *name, void *arg)
+{
+    const struct clean_ctx *c = arg;
+    int r = clean_entry(dfd, c->dev, name, c->keep, c->nkeep, c->depth);
+    return r > 0 ? 0 : r;
+}
+
 static int clean_dir(int dfd, dev_t dev, const struct keep *keep, size_t nkeep, int depth)
 {
     if (depth > 8)
         return -ELOOP;
-    int dup_fd = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = dup_fd >= 0 ? fdopendir(dup_fd) : NULL;
-    if (!d) {
-        if (dup_fd >= 0)
-            close(dup_fd);
-        return -ENOMEM;
-    }
-    int r = 0;
-    struct dirent *de;
-    while (r == 0 && (de = readdir(d)) != NULL)
-        if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
-            r = clean_entry(dfd, dev, de->d_name, keep, nkeep, depth);
-    closedir(d);
-    return r;
+    struct clean_ctx c = {dev, keep, nkeep, depth};
+    return cb_dir_each(dfd, clean_one, &c);
 }
 
 static int clean_path(const char *path)
