@@ -290,6 +290,10 @@ static int remove_contents(int top)
         if (full) { /* go down into it */
             int sub = openat(fd, full, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
             struct stat sst;
+            if (sub < 0 && errno == ENOENT) { /* removed meanwhile */
+                free(full);
+                continue;
+            }
             if (sub < 0 || fstat(sub, &sst) < 0) {
                 r = -errno;
                 if (sub >= 0)
