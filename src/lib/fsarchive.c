@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "fsops.h"
+#include "rootfs.h"
 #include "safepath.h"
 
 #define MEMBER_MAX_COMPONENTS 1024
@@ -488,6 +489,8 @@ static int add_file(struct create_ctx *c, int dfd, const char *name, const char 
     _cleanup_close_ int fd = CB_RETRY(
         openat(dfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC));
     struct stat sb;
+    if (fd < 0 && cb_safepath_out_of_resources(errno))
+        return cb_safepath_error(err, errno, "archive", c->top);
     if (fd < 0 || fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
         return 0; /* gone or replaced meanwhile */
     if (cb_safepath_check_fs(fd) < 0)
@@ -520,11 +523,26 @@ static int add_entry(struct create_ctx *c, int dfd, const char *name, const char
         return 0; /* devices, fifos, sockets are not archived */
     _cleanup_close_ int sub =
         CB_RETRY(openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (sub < 0 && cb_safepath_out_of_resources(errno))
+        return cb_safepath_error(err, errno, "archive", c->top);
     if (sub < 0 || fstat(sub, &sb) < 0 || cb_safepath_check_fs(sub) < 0)
         return 0; /* gone, or a pseudo file system: not descended */
     if (write_header(c, rel, &sb, NULL, err) < 0)
         return -1;
     return add_tree(c, sub, rel, depth + 1, err);
+}
+
+struct tree_walk {
+    struct create_ctx *c;
+    const char *prefix;
+    int depth;
+    struct cb_error **err;
+};
+
+static int add_one(int dfd, const char *name, void *arg)
+{
+    struct tree_walk *w = arg;
+    return add_entry(w->c, dfd, name, w->prefix, w->depth, w->err) < 0 ? 1 : 0;
 }
 
 static int add_tree(struct create_ctx *c, int dfd, const char *prefix, int depth,
@@ -533,20 +551,12 @@ static int add_tree(struct create_ctx *c, int dfd, const char *prefix, int depth
     if (depth > CREATE_MAX_DEPTH)
         return cb_error_set(err, 0, CB_ERR_BAD_REQUEST,
                             "archive %s: tree deeper than %d levels", c->top, CREATE_MAX_DEPTH);
-    _cleanup_close_ int dup = fcntl(dfd, F_DUPFD_CLOEXEC, 0);
-    DIR *d = dup >= 0 ? fdopendir(dup) : NULL;
-    if (!d)
-        return cb_safepath_error(err, errno, "archive", c->top);
-    steal_fd(dup);
-    int r = 0;
-    struct dirent *de;
-    while (r == 0 && (de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        r = add_entry(c, dfd, de->d_name, prefix, depth, err);
-    }
-    closedir(d);
-    return r;
+    /* One descriptor per level (cb_dir_each reads dfd itself), not two. */
+    struct tree_walk w = {c, prefix, depth, err};
+    int r = cb_dir_each(dfd, add_one, &w);
+    if (r < 0)
+        return cb_safepath_error(err, -r, "archive", c->top);
+    return r > 0 ? -1 : 0;
 }
 
 int cb_fs_archive_create_as(int root, const char *path, int out_fd,

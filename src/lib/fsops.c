@@ -18,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "rootfs.h"
 #include "safepath.h"
 
 /* Trees deeper than this are refused by remove -r (each level holds an fd
@@ -291,27 +292,37 @@ static int list_entry(struct list_ctx *c, int dfd, const char *dirpath,
         return 0;
     _cleanup_close_ int sub =
         CB_RETRY(openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (sub < 0 && cb_safepath_out_of_resources(errno))
+        return cb_safepath_error(err, errno, "list", c->top);
     if (sub < 0)
         return 0; /* swapped for something else meanwhile: list it, skip it */
     return list_dir(c, sub, path, level + 1, err);
 }
 
+/* The walks below read each directory through its own descriptor
+ * (cb_dir_each): one descriptor per level of a tree, not two (a DIR
+ * stream's copy), so a deep tree costs the daemon half as many. */
+struct list_walk {
+    struct list_ctx *c;
+    const char *dirpath;
+    int level;
+    struct cb_error **err;
+};
+
+static int list_one(int dfd, const char *name, void *arg)
+{
+    struct list_walk *w = arg;
+    return list_entry(w->c, dfd, w->dirpath, name, w->level, w->err) < 0 ? 1 : 0;
+}
+
 static int list_dir(struct list_ctx *c, int dfd, const char *dirpath, int level,
                     struct cb_error **err)
 {
-    _cleanup_(closedirp) DIR *d = open_dir_stream(dfd);
-    if (!d)
-        return cb_safepath_error(err, errno, "list", c->top);
-    struct dirent *de;
-    while ((errno = 0, de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        if (list_entry(c, dfd, dirpath, de->d_name, level, err) < 0)
-            return -1;
-    }
-    if (errno)
-        return cb_safepath_error(err, errno, "list", c->top);
-    return 0;
+    struct list_walk w = {c, dirpath, level, err};
+    int r = cb_dir_each(dfd, list_one, &w);
+    if (r < 0)
+        return cb_safepath_error(err, -r, "list", c->top);
+    return r > 0 ? -1 : 0;
 }
 
 static int compare_stat_path(const void *a, const void *b)
@@ -441,6 +452,8 @@ static int remove_entry(struct remove_ctx *c, int dfd, const char *name,
         return cb_safepath_error(err, errno, "remove", c->top);
     _cleanup_close_ int sub =
         CB_RETRY(openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+    if (sub < 0 && cb_safepath_out_of_resources(errno))
+        return cb_safepath_error(err, errno, "remove", c->top);
     if (sub < 0)
         return 0; /* swapped meanwhile; the final rmdir of the parent tells */
     if (remove_tree(c, sub, depth + 1, err) < 0)
@@ -448,6 +461,18 @@ static int remove_entry(struct remove_ctx *c, int dfd, const char *name,
     if (unlinkat(dfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT && errno != ENOTEMPTY)
         return cb_safepath_error(err, errno, "remove", c->top);
     return 0;
+}
+
+struct remove_walk {
+    struct remove_ctx *c;
+    int depth;
+    struct cb_error **err;
+};
+
+static int remove_one(int dfd, const char *name, void *arg)
+{
+    struct remove_walk *w = arg;
+    return remove_entry(w->c, dfd, name, w->depth, w->err) < 0 ? 1 : 0;
 }
 
 static int remove_tree(struct remove_ctx *c, int dfd, int depth, struct cb_error **err)
@@ -461,19 +486,11 @@ static int remove_tree(struct remove_ctx *c, int dfd, int depth, struct cb_error
         return cb_error_set(err, 0, CB_ERR_BAD_REQUEST,
                             "remove %s: tree deeper than %d levels", c->top,
                             REMOVE_MAX_DEPTH);
-    _cleanup_(closedirp) DIR *d = open_dir_stream(dfd);
-    if (!d)
-        return cb_safepath_error(err, errno, "remove", c->top);
-    struct dirent *de;
-    while ((errno = 0, de = readdir(d))) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
-            continue;
-        if (remove_entry(c, dfd, de->d_name, depth, err) < 0)
-            return -1;
-    }
-    if (errno)
-        return cb_safepath_error(err, errno, "remove", c->top);
-    return 0;
+    struct remove_walk w = {c, depth, err};
+    r = cb_dir_each(dfd, remove_one, &w);
+    if (r < 0)
+        return cb_safepath_error(err, -r, "remove", c->top);
+    return r > 0 ? -1 : 0;
 }
 
 int cb_fs_remove(int root, const char *path, bool recursive,

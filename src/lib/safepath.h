@@ -16,6 +16,7 @@
 #ifndef CB_SAFEPATH_H
 #define CB_SAFEPATH_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/stat.h>
@@ -52,6 +53,16 @@ int cb_safepath_own(int fd, uint32_t mode, const struct cb_fs_owner *own);
  * kind from the errno (see fsops.h). Returns <0. */
 int cb_safepath_error(struct cb_error **err, int code, const char *op,
                       const char *path);
+
+/* Did an open during a walk fail for want of the daemon's resources
+ * (EMFILE, ENFILE, ENOMEM) rather than because the tenant changed the
+ * entry meanwhile? A walk must then fail, never return a silently partial
+ * result (an archive or a listing missing a subtree, a delete that left
+ * one). */
+static inline bool cb_safepath_out_of_resources(int e)
+{
+    return e == EMFILE || e == ENFILE || e == ENOMEM;
+}
 
 /* Reopen an O_PATH fd as a real fd with `flags` through /proc/self/fd: the
  * kernel hands back the very same inode, so nothing can be swapped in

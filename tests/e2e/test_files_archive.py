@@ -416,3 +416,46 @@ def test_keepalive_and_chunked_upload(daemon, sandbox):
         conn.close()
     r = daemon.request("GET", sbpath(sandbox, "/files?path=/workspace/chunked/a/big.bin"))
     assert r.body == BIG
+
+
+def test_deep_tree_walks_hold_one_fd_per_level():
+    """Archive download, recursive listing and recursive delete of a
+    200-deep tree hold one daemon descriptor per level, not two (each level
+    also had a DIR stream of its own): they succeed with the daemon limited
+    to 330 descriptors, ~50 of them its own. Short of descriptors, a walk
+    fails with a clear error instead of answering 200 with the subtree it
+    could not open left out."""
+    import resource
+    from cellboxd import Daemon
+    d = Daemon(extra_args=["--pool-size", "0"])
+    d.start()
+    try:
+        sid = d.create_sandbox()["id"]
+        r = d.exec(sid, cmd="cd /workspace && python3 -c \"import os\n"
+                            "for top in 'de':\n"
+                            "    os.chdir('/workspace'); os.mkdir(top); os.chdir(top)\n"
+                            "    for _ in range(200): os.mkdir('d'); os.chdir('d')\n"
+                            "    open('leaf', 'w').write('x')\" && echo made")
+        assert r["stdout"] == "made\n", r
+        resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (330, 330))
+        r = d.request("GET", "/v1/sandboxes/%s/archive?path=/workspace/d" % sid)
+        assert r.status == 200, r.body[:300]
+        names = tarfile.open(fileobj=io.BytesIO(r.body)).getnames()
+        assert any(n.endswith("/leaf") and n.count("/") >= 199 for n in names), names[-1:]
+        r = d.request("GET", "/v1/sandboxes/%s/files/list?path=/workspace/d&depth=60" % sid)
+        assert r.status == 200, r.body[:300]
+        r = d.request("DELETE", "/v1/sandboxes/%s/files?path=/workspace/e&recursive=true" % sid)
+        assert r.status in (200, 204), r.body[:300]
+        r = d.exec(sid, cmd="test ! -e /workspace/e && echo gone")
+        assert r["stdout"] == "gone\n", r
+        resource.prlimit(d.pid, resource.RLIMIT_NOFILE, (150, 150))
+        # the archive streams: its headers are out before the walk fails,
+        # so the failure is a cut connection (no final chunk), never a
+        # complete-looking shorter archive
+        with pytest.raises(Exception):
+            r = d.request("GET", "/v1/sandboxes/%s/archive?path=/workspace/d" % sid)
+            tarfile.open(fileobj=io.BytesIO(r.body)).getnames()
+        assert "failed mid-body" in d.log()
+        assert d.request("GET", "/healthz").status == 200
+    finally:
+        d.stop()

@@ -13,6 +13,7 @@
 #include "api.h"
 #include "fsops.h"
 #include "json.h"
+#include "log.h"
 
 #define CHUNK (256 * 1024)
 
@@ -842,7 +843,14 @@ static void get_finish(struct fs_job *j)
     j->responded = true;
     if (j->result < 0 && !j->req->headers_sent)
         cb_http_respond_cb_error(j->req, j->err);
-    else
+    else if (j->result < 0) {
+        /* Failed mid-body: a clean end would hand the client a shorter
+         * archive as if it were whole. Cut the connection instead (no
+         * final chunk), which every HTTP client reports as an error. */
+        cb_log_warn(j->s->rec.id, "archive of %s failed mid-body: %s", j->path,
+                    j->err && j->err->message ? j->err->message : "?");
+        cb_http_stream_abort(j->req);
+    } else
         cb_http_stream_end(j->req);
     job_free(j);
 }
