@@ -46,6 +46,7 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO('T', 0x41)
@@ -133,6 +134,23 @@ static const char *env_path(char *const *env)
     return DEFAULT_PATH;
 }
 
+/* execve, retried while the file is busy for writing (ETXTBSY), for up to
+ * ~60 ms. A script just written through the files API can still be open
+ * for writing for a moment in a process the daemon was cloning at that
+ * instant (another sandbox starting: its first act is to close what it
+ * copied, but on a loaded host it may wait milliseconds to be scheduled).
+ * A file a process really keeps open for writing still fails, later. */
+static void exec_file(const char *path, char *const *argv, char *const *env)
+{
+    for (int attempt = 0;; attempt++) {
+        execve(path, argv, env);
+        if (errno != ETXTBSY || attempt >= 10)
+            return;
+        struct timespec ts = {0, (long)(attempt + 1) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* execvpe() looks PATH up in init's own environment; the spec wants the
  * PATH of the environment given in the request, so search here. Returns
  * only on failure with errno set the way execvp would report it. */
@@ -144,7 +162,7 @@ static void child_exec(char *const *argv, char *const *env)
         return;
     }
     if (strchr(file, '/')) {
-        execve(file, argv, env);
+        exec_file(file, argv, env);
         return;
     }
     size_t flen = strlen(file);
@@ -165,7 +183,7 @@ static void child_exec(char *const *argv, char *const *env)
                 path[off++] = '.'; /* empty PATH entry means cwd (POSIX) */
             path[off++] = '/';
             memcpy(path + off, file, flen + 1);
-            execve(path, argv, env);
+            exec_file(path, argv, env);
             if (errno == EACCES)
                 seen_eacces = true;
             else if (errno != ENOENT && errno != ENOTDIR)

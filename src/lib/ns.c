@@ -294,12 +294,56 @@ static const struct child_step child_steps[] = {
     {"exec init", step_exec},
 };
 
+/* Close every descriptor the clone copied from the daemon but those the
+ * steps below use (and 0-2, which step_fds replaces). The copy holds
+ * whatever any daemon thread had open at that instant, until step_fds
+ * closes it ~1-2 ms later: a file the files API was writing kept open for
+ * writing that long made a sandbox's exec of it fail with ETXTBSY (28 of
+ * 300 write-then-exec rounds during create/delete churn), and a pipe or
+ * socket end kept its peer from seeing EOF. */
+static void close_inherited(const struct cb_child_config *c)
+{
+    int keep[16 + CB_CGROUP_MAX_DIRS];
+    size_t n = 0;
+    keep[n++] = c->sync_fd;
+    keep[n++] = c->null_fd;
+    keep[n++] = c->log_fd;
+    keep[n++] = c->control_fd;
+    keep[n++] = c->init_fd;
+    if (c->disk_target)
+        keep[n++] = c->disk_fd;
+    if (c->lower_target)
+        keep[n++] = c->lower_fd;
+    for (int i = 0; i < c->ncgroup_fds; i++)
+        keep[n++] = c->cgroup_fds[i];
+    for (size_t i = 0; i < c->mounts->n && n < CB_ARRAY_SIZE(keep); i++)
+        if (c->mounts->steps[i].kind == CB_MNT_ATTACH)
+            keep[n++] = c->mounts->steps[i].fd;
+    for (size_t i = 1; i < n; i++) /* insertion sort: a handful */
+        for (size_t j = i; j > 0 && keep[j] < keep[j - 1]; j--) {
+            int t = keep[j];
+            keep[j] = keep[j - 1];
+            keep[j - 1] = t;
+        }
+    unsigned int from = 3;
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i] < 0 || (unsigned)keep[i] < from)
+            continue;
+        if ((unsigned)keep[i] > from)
+            syscall(SYS_close_range, from, (unsigned)keep[i] - 1, 0);
+        from = (unsigned)keep[i] + 1;
+    }
+    syscall(SYS_close_range, from, ~0u, 0);
+}
+
 static int child_main(void *arg)
 {
     struct cb_child_config *c = arg;
-    /* Our clock offsets file, opened first (see step_time_ns): its owner is
-     * the host's root whatever the dumpable flag says, and that is still
-     * who we are. */
+    /* Our clock offsets file, opened before anything else changes (see
+     * step_time_ns): its owner is the host's root whatever the dumpable
+     * flag says, and that is still who we are. Only the descriptors we
+     * copied go first: the sooner, the shorter they stay open. */
+    close_inherited(c);
     c->timens_fd = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
     c->timens_open_errno = c->timens_fd < 0 ? errno : 0;
     for (size_t i = 0; i < CB_ARRAY_SIZE(child_steps); i++) {
