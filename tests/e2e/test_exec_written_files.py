@@ -6,23 +6,6 @@ included, until it closes them: exec then failed with ETXTBSY), and a file
 really held open for writing must still be refused."""
 import threading
 
-import pytest
-
-from cellboxd import Daemon
-
-
-@pytest.fixture
-def busy_daemon():
-    d = Daemon()
-    d.start()
-    r = d.request("POST", "/v1/sandboxes", {})
-    if r.status != 201:
-        d.stop()
-        pytest.skip("runtime cannot create sandboxes on this host: %s" % r.body[:200])
-    d.delete_sandbox(r.json()["id"])
-    yield d
-    d.stop()
-
 
 def write_script(d, sid, path):
     r = d.request("PUT", "/v1/sandboxes/%s/files?path=%s&mode=0755" % (sid, path),
@@ -30,8 +13,8 @@ def write_script(d, sid, path):
     assert r.status in (200, 201, 204), r
 
 
-def test_write_then_exec_during_create_churn(busy_daemon):
-    d = busy_daemon
+def test_write_then_exec_during_create_churn(own_daemon):
+    d = own_daemon
     sid = d.create_sandbox()["id"]
     stop = threading.Event()
     errors = []
@@ -62,8 +45,8 @@ def test_write_then_exec_during_create_churn(busy_daemon):
     assert failed == [], "%d of 150 failed, e.g. %s" % (len(failed), failed[:3])
 
 
-def test_file_held_open_for_writing_is_still_busy(busy_daemon):
-    d = busy_daemon
+def test_file_held_open_for_writing_is_still_busy(own_daemon):
+    d = own_daemon
     sid = d.create_sandbox()["id"]
     write_script(d, sid, "/workspace/busy.sh")
     # a process of the sandbox keeps it open for writing
