@@ -543,6 +543,13 @@ static int spawn_prepared(struct cb_child_config *c, pid_t *pid_out, int *pidfd_
     return r;
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+static void unpoison_stack(void *p, size_t n) { __asan_unpoison_memory_region(p, n); }
+#else
+static void unpoison_stack(void *p, size_t n) { (void)p, (void)n; }
+#endif
+
 static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out,
                        int *pidfd_out, struct cb_error **err)
 {
@@ -554,6 +561,12 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
         close(child_end);
         return cb_error_set(err, e, CB_ERR_INTERNAL, "child stack");
     }
+    /* The child never returns from child_main (it execs or _exits), so
+     * AddressSanitizer's shadow of an earlier child's frames stays
+     * poisoned, and mmap may hand the same addresses back: clear it, or
+     * the next child's locals trip stale use-after-scope marks (sanitizer
+     * builds only). */
+    unpoison_stack(stack, CHILD_STACK_SIZE);
     memset(c->step_ns, 0, sizeof c->step_ns);
     c->disk_errno = 0;
     c->lower_idmap_errno = 0;
