@@ -4,11 +4,10 @@ whose daemon is gone, kill its sandboxes' inits, remove their cgroups and
 mounts, and delete the directory. Live daemons' dirs are left alone."""
 import os
 import re
-import shutil
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
-from cellboxd import reap_leftovers  # noqa: E402
+from cellboxd import reap_leftovers, remove_tree  # noqa: E402
 
 
 def live_daemon_dirs():
@@ -62,7 +61,7 @@ def main():
     dirs = {os.path.join("/tmp", n) for n in os.listdir("/tmp") if n.startswith("cbd-e2e-")}
     for d in sorted((dirs | orphaned_init_dirs()) - live):
         reap_leftovers(os.path.join(d, "state"))
-        shutil.rmtree(d, ignore_errors=True)
+        remove_tree(d)
         print("reaped", d)
     for cg in dead_spare_cgroups():
         try:
