@@ -134,12 +134,13 @@ static const char *env_path(char *const *env)
     return DEFAULT_PATH;
 }
 
-/* execve, retried while the file is busy for writing (ETXTBSY), for up to
- * ~60 ms. A script just written through the files API can still be open
- * for writing for a moment in a process the daemon was cloning at that
- * instant (another sandbox starting: its first act is to close what it
- * copied, but on a loaded host it may wait milliseconds to be scheduled).
- * A file a process really keeps open for writing still fails, later. */
+/* execve, retried while the file is busy for writing (ETXTBSY): 10 more
+ * tries over ~55 ms, init waiting meanwhile (vfork semantics). A script
+ * just written through the files API can still be open for writing for a
+ * moment in a process the daemon was cloning at that instant (another
+ * sandbox starting: its first act is to close what it copied, but on a
+ * loaded host it may wait milliseconds to be scheduled). A file a process
+ * really keeps open for writing still fails, later. */
 static void exec_file(const char *path, char *const *argv, char *const *env)
 {
     for (int attempt = 0;; attempt++) {

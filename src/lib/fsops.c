@@ -21,8 +21,8 @@
 #include "rootfs.h"
 #include "safepath.h"
 
-/* Trees deeper than this are refused by remove -r (each level holds an fd
- * and a directory stream). A path of CB_FS_MAX_PATH bytes cannot name
+/* Trees deeper than this are refused by remove -r (each level holds a
+ * descriptor of the daemon's). A path of CB_FS_MAX_PATH bytes cannot name
  * deeper trees through the API anyway except with 1-byte names. */
 #define REMOVE_MAX_DEPTH 256
 /* Entries remove -r deletes in one call: bounds the time a sandbox that

@@ -14,6 +14,9 @@
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h> /* unpoison_stack */
+#endif
 
 #include "caps.h"
 #include "idmap.h"
@@ -37,10 +40,10 @@ static int step_wait_parent(struct cb_child_config *c, int *detail)
      * sit in the sandbox's cgroups. EOF means the parent gave up. */
     char go;
     ssize_t n;
-    /* Our fd table is a copy of the daemon's: drop its end of the pair, or
-     * a daemon killed before releasing us would leave us blocked here
-     * forever, holding copies of its listening socket and database. */
-    close(c->parent_sync_fd);
+    /* The daemon's end of the pair is gone already (close_inherited, with
+     * every other descriptor we copied), so a daemon killed before
+     * releasing us ends this read with EOF instead of leaving us blocked.
+     * Not closed again here: its number may name the timens file by now. */
     do
         n = read(c->sync_fd, &go, 1);
     while (n < 0 && errno == EINTR);
@@ -544,7 +547,6 @@ static int spawn_prepared(struct cb_child_config *c, pid_t *pid_out, int *pidfd_
 }
 
 #if defined(__SANITIZE_ADDRESS__)
-#include <sanitizer/asan_interface.h>
 static void unpoison_stack(void *p, size_t n) { __asan_unpoison_memory_region(p, n); }
 #else
 static void unpoison_stack(void *p, size_t n) { (void)p, (void)n; }

@@ -26,15 +26,24 @@ static void expect_file(const char *dir, const char *file, const char *want)
     ASSERT_STREQ(buf, want);
 }
 
-TEST(cgroup_v1_fake_tree)
+/* A fake v1 root with one hierarchy per controller, none shared. */
+static const char *const v1_hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+
+static char *fake_v1_root(void)
 {
     char *root = fake_root();
-    const char *ctl[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
-    for (size_t i = 0; i < 5; i++) {
-        char *d = cb_xasprintf("%s/%s", root, ctl[i]);
-        ASSERT_EQ(mkdir(d, 0755), 0);
+    for (size_t i = 0; i < CB_ARRAY_SIZE(v1_hier); i++) {
+        char *d = cb_xasprintf("%s/%s", root, v1_hier[i]);
+        if (mkdir(d, 0755) < 0)
+            FAIL("mkdir %s", d);
         free(d);
     }
+    return root;
+}
+
+TEST(cgroup_v1_fake_tree)
+{
+    char *root = fake_v1_root();
     struct cb_cgroup_manager *m;
     struct cb_error *err = NULL;
     ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
@@ -239,13 +248,7 @@ static void fake_dead_sandbox(const char *root, const char *id, int refused, con
  * not thawed is removed instead. */
 TEST(cgroup_v1_all_hierarchies_recycled)
 {
-    char *root = fake_root();
-    static const char *const hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
-    for (size_t i = 0; i < CB_ARRAY_SIZE(hier); i++) {
-        char *h = cb_xasprintf("%s/%s", root, hier[i]);
-        ASSERT_EQ(mkdir(h, 0755), 0);
-        free(h);
-    }
+    char *root = fake_v1_root();
     struct cb_cgroup_manager *m;
     struct cb_error *err = NULL;
     ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
@@ -255,8 +258,8 @@ TEST(cgroup_v1_all_hierarchies_recycled)
     fake_dead_sandbox(root, "sb_a", 0, "THAWED\n");
     ASSERT_EQ(cb_cgroup_destroy(cg, 0, &err), 0);
     cb_cgroup_free(cg);
-    for (size_t i = 0; i < CB_ARRAY_SIZE(hier); i++) {
-        char *parent = cb_xasprintf("%s/%s/cellbox", root, hier[i]);
+    for (size_t i = 0; i < CB_ARRAY_SIZE(v1_hier); i++) {
+        char *parent = cb_xasprintf("%s/%s/cellbox", root, v1_hier[i]);
         ASSERT_EQ(count_spares(parent), 1);
         free(parent);
     }

@@ -269,6 +269,16 @@ static bool mounted_under(const char *path)
     return found;
 }
 
+/* End of a disk-image test: the runtime is freed, nothing of the state
+ * dir is mounted any more, and it is removed with the test's cgroups. */
+static void finish_image_runtime(struct cb_runtime *rt, char *state)
+{
+    cb_runtime_free(rt);
+    ASSERT(!mounted_under(state));
+    cb_rootfs_remove_tree(state);
+    remove_parent_cgroups();
+}
+
 /* Is path the backing file of a bound loop device? (Host-side evidence
  * that a sandbox's image is in use, wherever it is mounted.) */
 static bool loop_backs(const char *path)
@@ -1150,12 +1160,9 @@ TEST(runtime_disk_image_recycled)
               0);
     check_disk_limits(b);
     destroy_sandbox(b);
-    cb_runtime_free(rt);
-    ASSERT(!mounted_under(state));
     free(image_a);
     free(image_b);
-    cb_rootfs_remove_tree(state);
-    remove_parent_cgroups();
+    finish_image_runtime(rt, state);
 }
 
 /* The loop device backing path (a sandbox's image), or NULL: its
@@ -1237,14 +1244,11 @@ TEST(runtime_disk_image_direct_io)
     /* 8 MiB written buffered would be 2,048 more pages */
     ASSERT(after - before < 256);
     destroy_sandbox(a);
-    cb_runtime_free(rt);
-    ASSERT(!mounted_under(state));
     free(dio);
     free(dio_file);
     free(loop);
     free(image);
-    cb_rootfs_remove_tree(state);
-    remove_parent_cgroups();
+    finish_image_runtime(rt, state);
 }
 
 /* A tenant that left many files gets its image removed, not recycled:
