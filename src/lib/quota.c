@@ -1137,8 +1137,12 @@ int cb_quota_image_recycle(struct cb_quota *q, const char *dir, int rootfd)
         return r;
     }
     /* The device went with the image: the record names none now (the old
-     * directory is retired with it, sbdir.h). */
-    if (truncate(record, 0) < 0 && errno != ENOENT)
+     * directory is retired with it, sbdir.h). Emptied through an open
+     * file, not truncate(2) by path: ext4 marks a file cut to zero for a
+     * flush at its next close, which was then the next sandbox's write of
+     * its own record (a writeback per start); this close takes the mark
+     * with nothing to write. */
+    if (cb_write_file_at(AT_FDCWD, record, "", 0, 0600, 0) < 0)
         unlink(record);
     return 0;
 }

@@ -133,12 +133,17 @@ static int write_owned_file(int dirfd, const char *name, const char *text, uid_t
      * nothing reads it before the sandbox starts, and a crash mid-create
      * leaves a sandbox that create never reported (its files are removed).
      * The file may be one a retired sandbox left (sbdir.c keeps it,
-     * truncated): owner and mode are set on the open file either way. */
-    int fd = CB_RETRY(openat(dirfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC,
-                             0644));
+     * truncated): owner and mode are set on the open file either way.
+     * No O_TRUNC, for the reason in cb_write_file_at (util.c): that file
+     * is empty, and truncating it to zero again made ext4 flush the new
+     * bytes at close, a writeback per sandbox create. */
+    int fd = CB_RETRY(openat(dirfd, name, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
     if (fd < 0)
         return -errno;
-    int r = cb_write_all(fd, text, strlen(text));
+    size_t len = strlen(text);
+    int r = cb_write_all(fd, text, len);
+    if (r == 0 && ftruncate(fd, (off_t)len) < 0)
+        r = -errno;
     if (r == 0 && (fchown(fd, uid, gid) < 0 || fchmod(fd, 0644) < 0))
         r = -errno;
     close(fd);

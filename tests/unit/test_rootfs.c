@@ -168,6 +168,25 @@ TEST(rootfs_prepare_upper_ownership)
     ASSERT_EQ(st.st_mode & 07777, 01777);
     ASSERT_EQ(stat(upper, &st), 0);
     ASSERT_EQ(st.st_uid, 200000);
+    /* Prepared again over files already there (a recycled directory keeps
+     * them): written in place, no O_TRUNC (rootfs.c), yet exactly the new
+     * text, none of a longer old one left, same inode. */
+    char *hosts = cb_xasprintf("%s/etc/hosts", upper);
+    struct stat before;
+    ASSERT_EQ(stat(hosts, &before), 0);
+    FILE *f = fopen(hosts, "w");
+    ASSERT(f);
+    for (int i = 0; i < 64; i++)
+        fputs("10.0.0.1 a-much-longer-line-from-an-earlier-sandbox\n", f);
+    fclose(f);
+    ASSERT_EQ(cb_rootfs_prepare_upper(upper, work, 200000, "b2", NULL), 0);
+    _cleanup_free_ char *text = NULL;
+    ASSERT_EQ(cb_read_file_at(AT_FDCWD, hosts, 65536, &text, NULL), 0);
+    ASSERT_STREQ(text, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                       "127.0.1.1\tb2\n");
+    ASSERT_EQ(stat(hosts, &st), 0);
+    ASSERT_EQ(st.st_ino, before.st_ino);
+    ASSERT_EQ(st.st_uid, 200000);
     cb_rootfs_remove_tree(tmpl);
 }
 
