@@ -126,7 +126,12 @@ static int open_init_pidfd(struct cb_sandbox *sb)
     if (sb->pid <= 0 || !sb->start_time)
         return -1;
     int fd = (int)syscall(SYS_pidfd_open, sb->pid, 0); /* close-on-exec by default */
-    if (fd >= 0 && proc_start_time(sb->pid) != sb->start_time) {
+    /* An init this process started and has not reaped (exit signal 0: only
+     * wait_init_gone reaps it) keeps its pid even as a zombie, so the pidfd
+     * is of our init: no /proc read (~5 us; ~5 per create+exec+delete).
+     * An adopted one is another's child, and its pid can be reused. */
+    if (fd >= 0 && !__atomic_load_n(&sb->is_our_child, __ATOMIC_ACQUIRE) &&
+        proc_start_time(sb->pid) != sb->start_time) {
         close(fd);
         fd = -1;
     }
@@ -973,6 +978,9 @@ static int wait_init_gone(struct cb_sandbox *sb, int pidfd)
     if (r != 1)
         return -ETIMEDOUT;
     if (sb->is_our_child) {
+        /* From here on its pid can be reused: open_init_pidfd checks the
+         * start time again. */
+        __atomic_store_n(&sb->is_our_child, false, __ATOMIC_RELEASE);
         siginfo_t si;
         return CB_RETRY(waitid(P_PIDFD, pidfd, &si, WEXITED | __WALL)) < 0 ? -errno : 0;
     }
