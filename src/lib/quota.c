@@ -527,7 +527,18 @@ static int wait_image_free(int fd)
  * sandbox plants there means nothing wherever the mount ends up.
  * noinit_itable: the kernel's lazyinit thread would otherwise zero every
  * inode table in the background, un-sparsing the image (32 MiB per 2 GiB)
- * for nothing; uninitialized groups are flagged as such in the image. */
+ * for nothing; uninitialized groups are flagged as such in the image.
+ * nobarrier: the file system never asks its device for a cache flush.
+ * Each flush of a loop device is an fsync of the image file on the host,
+ * and with it a flush of the host disk's cache: one at every sandbox
+ * teardown (overlay syncs its upper when unmounted: a destroy waited on
+ * the host disk for data about to be thrown away), and one per fsync a
+ * tenant makes, so a sandbox looping on fsync kept the host's disk
+ * flushing for everyone. Data still reaches the image file at once (the
+ * loop device writes with direct I/O) and ordinary writeback persists it;
+ * what a tenant's fsync no longer promises is survival of a host power
+ * loss (as with Firecracker's default "Unsafe" block cache: docs/
+ * operations.md). */
 static int mount_detached(const char *dev)
 {
     _cleanup_close_ int fs = fsopen("ext4", FSOPEN_CLOEXEC);
@@ -536,6 +547,7 @@ static int mount_detached(const char *dev)
     if (fsconfig(fs, FSCONFIG_SET_STRING, "source", dev, 0) < 0 ||
         fsconfig(fs, FSCONFIG_SET_STRING, "errors", "remount-ro", 0) < 0 ||
         fsconfig(fs, FSCONFIG_SET_FLAG, "noinit_itable", NULL, 0) < 0 ||
+        fsconfig(fs, FSCONFIG_SET_FLAG, "nobarrier", NULL, 0) < 0 ||
         fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
         return -errno;
     int mfd = fsmount(fs, FSMOUNT_CLOEXEC,
