@@ -42,6 +42,8 @@ struct cb_mount_step {
 struct cb_mount_table {
     struct cb_mount_step *steps;
     size_t n, cap;
+    const char *root; /* the sandbox's rootfs: once it is mounted, apply
+                       * walks the steps below it from there (cwd) */
     char **strings; /* every string the steps point to */
     size_t nstrings, capstrings;
 };
