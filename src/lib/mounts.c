@@ -184,11 +184,31 @@ int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
 {
     memset(t, 0, sizeof *t);
     /* userxattr: overlay keeps its metadata in user.* xattrs, the only ones
-     * an unprivileged (user-namespace) mounter may write. */
-    const char *opts = keep(t, cb_xasprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr",
+     * an unprivileged (user-namespace) mounter may write.
+     * volatile: overlay never syncs its upper file system. Without it, the
+     * unmount at every teardown wrote the sandbox's dirty data out to its
+     * disk image (sync_filesystem of the upper) just before a destroy threw
+     * that data away (1% of all CPU in a create+exec+delete churn, plus
+     * the loop device's writes), and each tenant fsync did the same work.
+     * Durability is what the image already gives (quota.c mount_detached,
+     * nobarrier): data reaches the disk by writeback, at stop (the image's
+     * own unmount syncs it) or on a graceful host shutdown, not at a
+     * tenant's fsync: it does not survive a host crash or power loss in
+     * between (docs/operations.md). Overlay leaves work/work/incompat/
+     * volatile/dirty behind and refuses a later mount while it is there (it
+     * cannot know whether the host crashed): a start after a stop removes
+     * it first, accepting the upper as the file system holds it. */
+    const char *opts = keep(t, cb_xasprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr,volatile",
                                             lower, upper, work));
     if (strlen(opts) >= 4000)
         return cb_error_set(err, ENAMETOOLONG, CB_ERR_INTERNAL, "overlay options too long");
+    static const char *const volatile_marks[] = {"work/incompat/volatile/dirty",
+                                                 "work/incompat/volatile", "work/incompat"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(volatile_marks); i++) {
+        struct cb_mount_step *s = add(t, CB_MNT_REMOVE);
+        s->target = under(t, work, volatile_marks[i]);
+        s->optional = true;
+    }
     t->root = keep(t, cb_xstrdup(rootfs));
     add_mount(t, "overlay", t->root, "overlay", MS_NOSUID | MS_NODEV, opts);
     for (size_t i = 0; i < nbinds; i++) {
@@ -239,6 +259,7 @@ const char *cb_mount_step_name(const struct cb_mount_step *s)
     case CB_MNT_MKFILE: return "mount point file";
     case CB_MNT_SYMLINK: return "symlink";
     case CB_MNT_ATTACH: return "attach";
+    case CB_MNT_REMOVE: return "remove";
     }
     return "?";
 }
@@ -304,6 +325,10 @@ static int apply_one(const struct cb_mount_step *s, const char *root, size_t roo
         return symlink(s->source, target) < 0 && errno != EEXIST ? -errno : 0;
     case CB_MNT_ATTACH:
         return move_mount(s->fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH) < 0 ? -errno : 0;
+    case CB_MNT_REMOVE:
+        if (rmdir(target) == 0 || (errno == ENOTDIR && unlink(target) == 0))
+            return 0;
+        return skip_missing(s, -errno);
     }
     return -EINVAL;
 }

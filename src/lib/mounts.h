@@ -26,6 +26,7 @@ enum cb_mount_kind {
     CB_MNT_MKFILE,     /* empty file (a bind mount point) */
     CB_MNT_SYMLINK,    /* symlink(source, target) */
     CB_MNT_ATTACH,     /* move the detached mount fd to target */
+    CB_MNT_REMOVE,     /* remove target, a directory or a file (if it exists) */
 };
 
 struct cb_mount_step {
