@@ -43,6 +43,14 @@ struct job {
     char id[32];
 };
 
+/* A teardown that could not finish (its processes were still exiting
+ * after the tier's wait) is tried again after 1, 2, 4 .. 30 s, for about
+ * a quarter of an hour; then it is left for the next daemon start (its
+ * directory stays, so that start finds it). */
+#define REAP_RETRY_FIRST_MS 1000
+#define REAP_RETRY_MAX_MS 30000
+#define REAP_RETRIES 36
+
 /* One deleted sandbox's remains to tear down (cb_pool_reap). */
 struct reap {
     uv_work_t w;
@@ -50,6 +58,11 @@ struct reap {
     struct cb_sandbox *h; /* NULL: adopt <id> on the worker, or reclaim it */
     char id[72];
     struct reap *next;
+    bool again;        /* the worker left it unfinished: retry */
+    unsigned tries;
+    bool timer_ready;  /* timer initialized (then freed through uv_close) */
+    uv_timer_t timer;  /* the wait before a retry */
+    struct reap *next_waiting;
 };
 
 struct cb_pool {
@@ -59,6 +72,7 @@ struct cb_pool {
     unsigned refilling; /* refills in flight, <= REFILL_MAX_INFLIGHT */
     bool closing;
     struct reap *reap_queue, **reap_tail; /* waiting teardowns, FIFO */
+    struct reap *reap_waiting;           /* unfinished ones, before their retry */
     unsigned reaps_running, reaps_pending; /* pending counts running ones too */
     struct member *members;
     uv_timer_t retry;  /* delayed refill: after a failure or a claim */
@@ -318,8 +332,46 @@ static void reap_work_cb(uv_work_t *req)
     }
     /* No usable handle (killed mid-create, or destroy stopped half-way):
      * remove whatever carries the id — cgroups, directory, uid slot. */
-    if (cb_container_reclaim(r->pool->d->rt, r->id) < 0)
+    int rc = cb_container_reclaim(r->pool->d->rt, r->id);
+    if (rc == -EBUSY && r->tries < REAP_RETRIES) {
+        r->again = true;
+        cb_log_warn(r->id, "teardown incomplete: processes still exiting; retried later");
+    } else if (rc < 0) {
         cb_log_warn(r->id, "teardown incomplete; the next daemon start retries it");
+    }
+}
+
+static void free_reap_cb(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void free_reap(struct reap *r)
+{
+    if (r->timer_ready) {
+        r->timer.data = r;
+        uv_close((uv_handle_t *)&r->timer, free_reap_cb);
+    } else {
+        free(r);
+    }
+}
+
+static void unlink_waiting(struct cb_pool *p, struct reap *r)
+{
+    for (struct reap **pp = &p->reap_waiting; *pp; pp = &(*pp)->next_waiting)
+        if (*pp == r) {
+            *pp = r->next_waiting;
+            break;
+        }
+}
+
+static void reap_enqueue(struct cb_pool *p, struct reap *r);
+
+static void reap_retry_cb(uv_timer_t *t)
+{
+    struct reap *r = t->data;
+    unlink_waiting(r->pool, r);
+    reap_enqueue(r->pool, r);
 }
 
 static void reap_next(struct cb_pool *p);
@@ -330,8 +382,23 @@ static void reap_after_cb(uv_work_t *req, int status)
     struct cb_pool *p = r->pool;
     p->inflight--;
     p->reaps_running--;
-    p->reaps_pending--;
-    free(r);
+    if (r->again && !p->closing) {
+        /* Still counted in reaps_pending: the teardown is not done. */
+        r->again = false;
+        unsigned ms = REAP_RETRY_FIRST_MS << (r->tries < 5 ? r->tries : 5);
+        r->tries++;
+        if (!r->timer_ready) {
+            uv_timer_init(p->d->loop, &r->timer);
+            r->timer_ready = true;
+        }
+        r->timer.data = r;
+        uv_timer_start(&r->timer, reap_retry_cb, ms < REAP_RETRY_MAX_MS ? ms : REAP_RETRY_MAX_MS, 0);
+        r->next_waiting = p->reap_waiting;
+        p->reap_waiting = r;
+    } else {
+        p->reaps_pending--;
+        free_reap(r);
+    }
     reap_next(p);
 }
 
@@ -348,17 +415,23 @@ static void reap_next(struct cb_pool *p)
     }
 }
 
+static void reap_enqueue(struct cb_pool *p, struct reap *r)
+{
+    r->next = NULL;
+    r->w.data = r;
+    *p->reap_tail = r;
+    p->reap_tail = &r->next;
+    reap_next(p);
+}
+
 void cb_pool_reap(struct cb_pool *p, struct cb_sandbox *h, const char *id)
 {
     struct reap *r = cb_xcalloc(1, sizeof(*r));
     r->h = h;
     snprintf(r->id, sizeof(r->id), "%s", h ? cb_container_id(h) : id);
-    r->w.data = r;
     r->pool = p;
-    *p->reap_tail = r;
-    p->reap_tail = &r->next;
     p->reaps_pending++;
-    reap_next(p);
+    reap_enqueue(p, r);
 }
 
 unsigned cb_pool_reaping(const struct cb_pool *p) { return p ? p->reaps_pending : 0; }
@@ -464,6 +537,16 @@ void cb_pool_close(struct cb_pool *p)
         return;
     p->closing = true;
     uv_timer_stop(&p->retry);
+    /* Teardowns waiting for a retry are left to the next start (their
+     * directories stay): a stop does not wait minutes for them. */
+    while (p->reap_waiting) {
+        struct reap *r = p->reap_waiting;
+        p->reap_waiting = r->next_waiting;
+        uv_timer_stop(&r->timer);
+        p->reaps_pending--;
+        cb_log_info(r->id, "teardown left for the next start");
+        free_reap(r);
+    }
     /* Refills, destroys and teardowns in flight finish on worker threads;
      * their after-callbacks run on the loop (and start the teardowns still
      * queued), so run it until they all did. */

@@ -212,6 +212,12 @@ static bool controller_clean(int controller, const char *dir)
 
 static bool v1_spare_clean(const struct cb_cgroup_manager *m, int h, const char *dir)
 {
+    /* A child cgroup (only the host can make one) would go with the
+     * rename into the next sandbox; kernfs counts subdirectories in a
+     * directory's link count. */
+    struct stat st;
+    if (stat(dir, &st) < 0 || st.st_nlink > 2)
+        return false;
     char procs[64];
     if (cb_cgroup_read(dir, "cgroup.procs", procs, sizeof procs) != 0)
         return false; /* a process, or unreadable */

@@ -43,7 +43,9 @@ int cb_container_claim(struct cb_sandbox *sb, const char *new_id, const char *ho
                        const struct cb_limits *limits, struct cb_error **err);
 /* Remove what a sandbox id left behind when its handle cannot be adopted
  * (a crash before runtime.state was written): kill and remove its cgroups,
- * remove sandboxes/<id>, release uid slots whose owner is id. -errno. */
+ * remove sandboxes/<id>, release uid slots whose owner is id. -errno;
+ * -EBUSY when its cgroups could not be removed (processes still exiting
+ * after the wait): then nothing else is removed either, for a retry. */
 int cb_container_reclaim(struct cb_runtime *rt, const char *id);
 /* Release the uid slots whose owner has no sandbox directory: a process
  * killed between a destroy's last two steps (directory gone, slot not yet

@@ -1408,13 +1408,20 @@ int cb_container_reclaim(struct cb_runtime *rt, const char *id)
     struct cb_cgroup *cg = cb_cgroup_open(rt->cgroups, id);
     int r = cb_cgroup_destroy(cg, STOP_TIMEOUT_MS, NULL);
     cb_cgroup_free(cg);
+    /* Processes still dying after the wait (hundreds holding thousands of
+     * files each, exiting under their memory limit, can take longer), or a
+     * cgroup that cannot go yet: keep the directory and the uid slot, so
+     * the range is not handed out while processes of it live and a retry
+     * (the daemon's teardown queue, else its next start) finds it all. */
+    if (r < 0)
+        return -EBUSY;
     _cleanup_free_ char *dir = cb_xasprintf("%s/%s", rt->sandboxes_dir, id);
     /* A disk image mounted on the host (fallback) would make the removal
      * fail with EBUSY; one mounted in the sandbox died with its init. */
     cb_quota_image_remove(dir);
     int rr = cb_rootfs_remove_tree(dir);
     release_slots(rt, id);
-    return r < 0 ? r : rr;
+    return rr;
 }
 
 /* Adopt after a crash between a claim's directory rename and its cgroup

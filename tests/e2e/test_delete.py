@@ -103,6 +103,38 @@ def test_teardown_finishes_in_the_background(daemon, sandbox_works):
     assert daemon.request("GET", "/v1/info").json()["warm_pool"]["teardowns_pending"] == 0
 
 
+def test_teardown_retries_until_the_cgroup_can_go(daemon, sandbox_works):
+    """A teardown whose cgroup cannot be removed yet (processes still
+    exiting after the wait: hundreds holding thousands of files each, dying
+    under their memory limit, took longer) keeps the sandbox's directory
+    and uid slot, and tries again until the cgroup goes. Before, it removed
+    the directory and released the slot at once and left the cgroup behind
+    for good: nothing recorded it any more. Made here with a child cgroup
+    in the sandbox's pids cgroup (only the host can make one), removed a
+    few seconds later."""
+    sid = daemon.create_sandbox()["id"]
+    blocker = "/sys/fs/cgroup/pids/cellbox/%s/blocker" % sid
+    if not os.path.isdir(os.path.dirname(blocker)):
+        import pytest
+        pytest.skip("no cgroup v1 pids hierarchy here")
+    os.mkdir(blocker)
+    try:
+        assert daemon.delete_sandbox(sid).status == 204
+        time.sleep(4)  # the first try and at least one retry fail meanwhile
+        left = remains(daemon, sid)
+        assert "directory" in left, left  # kept for the retry, not removed
+        assert any(x.startswith("uid slot") for x in left), left  # range still held
+        assert daemon.request("GET", "/v1/info").json()["warm_pool"]["teardowns_pending"] >= 1
+    finally:
+        os.rmdir(blocker)
+    assert wait_gone(daemon, sid, timeout=60) == []
+    deadline = time.monotonic() + 10
+    while daemon.request("GET", "/v1/info").json()["warm_pool"]["teardowns_pending"] and \
+            time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert daemon.request("GET", "/v1/info").json()["warm_pool"]["teardowns_pending"] == 0
+
+
 def test_deep_directory_chain_is_removed_within_few_daemon_fds():
     """A tenant's directory chain 3,000 deep is torn down even when the
     daemon may open only 256 descriptors: the teardown walks it with a
