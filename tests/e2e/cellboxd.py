@@ -17,6 +17,7 @@ temporary directory.
 import http.client
 import urllib.parse
 import json
+import errno
 import os
 import signal
 import socket
@@ -69,10 +70,17 @@ def reap_leftovers(state_dir):
         for h in os.listdir("/sys/fs/cgroup"):
             d = "/sys/fs/cgroup/%s/cellbox/%s" % (h, sid)
             for root, _, _ in os.walk(d, topdown=False):
-                try:
-                    os.rmdir(root)
-                except OSError:
-                    pass
+                # EBUSY while killed processes are still exiting (a sandbox
+                # of hundreds holding many files takes seconds): wait.
+                deadline = time.monotonic() + 30
+                while True:
+                    try:
+                        os.rmdir(root)
+                    except OSError as e:
+                        if e.errno == errno.EBUSY and time.monotonic() < deadline:
+                            time.sleep(0.1)
+                            continue
+                    break
         # Images mounted in the host namespace (the fallback, and older
         # layouts). Those mounted in a sandbox's own namespace need nothing:
         # killing its init ends the mount and frees the loop device.
