@@ -26,6 +26,10 @@
  * "lo" until the kernel has torn it down); a sandbox's own loopback shows
  * in /proc/net and netlink, where programs look.
  *
+ * Namespaces are made from a parent namespace of ours (netns.c,
+ * parent_netns) whose net.ipv4.tcp_child_ehash_entries gives each one a
+ * TCP connection table of its own instead of the host's global one.
+ *
  * When none is ready (a burst of starts), cb_netns_take makes one in the
  * caller's thread: every sandbox of a host gets the same kind of network
  * namespace, whatever the timing. Only where the host refuses to make
