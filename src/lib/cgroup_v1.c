@@ -3,6 +3,10 @@
  * ("cpu,cpuacct") the directory is used once. */
 #include "cgroup.h"
 
+#include <fcntl.h>
+#include <sched.h>
+#include <unistd.h>
+#include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
@@ -123,23 +127,44 @@ static int v1_freeze(struct cb_cgroup *cg, bool frozen, struct cb_error **err)
         return cb_error_set(err, ENOTSUP, CB_ERR_UNAVAILABLE, "no freezer hierarchy");
     const char *d = cg->dirs[cg->freezer];
     const char *want = frozen ? "FROZEN" : "THAWED";
-    if (cb_cgroup_write(d, "freezer.state", want, err) < 0)
-        return -1;
+    char path[PATH_MAX];
+    if ((size_t)snprintf(path, sizeof path, "%s/freezer.state", d) >= sizeof path)
+        return cb_error_set(err, ENAMETOOLONG, CB_ERR_INTERNAL, "freezer path");
+    /* One descriptor for the write and every read after it: each read at
+     * offset 0 asks the kernel again (and rechecks the tasks). */
+    /* O_CREAT | O_TRUNC as cb_cgroup_write: nothing on cgroupfs, where
+     * the file exists; a plain file in tests' fake trees. */
+    int fd = CB_RETRY(open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
+    if (fd < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "open %s", path);
+    size_t wlen = strlen(want);
+    if (CB_RETRY(write(fd, want, wlen)) != (ssize_t)wlen) {
+        int e = errno;
+        close(fd);
+        return cb_error_set(err, e, CB_ERR_INTERNAL, "write %s", path);
+    }
     /* Writing FROZEN starts freezing; the state reads FREEZING until every
-     * task has stopped. Spin briefly first (usually done at once), then
-     * sleep in small steps, up to ~2 s. */
+     * task has stopped, which each does when it next runs: yield the CPU
+     * while polling (on a small host the task to freeze may be waiting
+     * for this very CPU), then sleep in small steps, up to ~2 s. */
     char buf[32];
     for (int i = 0; i < 3000; i++) {
-        if (cb_cgroup_read(d, "freezer.state", buf, sizeof buf) > 0 &&
-            strncmp(buf, want, strlen(want)) == 0)
+        ssize_t n = pread(fd, buf, sizeof buf - 1, 0);
+        if (n > 0 && strncmp(buf, want, wlen) == 0) {
+            close(fd);
             return 0;
+        }
         if (i > 50) {
             struct timespec ts = {0, 1000000};
             nanosleep(&ts, NULL);
+        } else {
+            sched_yield();
         }
-        if (frozen && i > 0 && i % 100 == 0)
-            cb_cgroup_write(d, "freezer.state", want, NULL); /* retry stragglers */
+        if (frozen && i > 0 && i % 100 == 0 && pwrite(fd, want, wlen, 0) < 0) {
+            /* retry stragglers; a failure shows in the next read */
+        }
     }
+    close(fd);
     return cb_error_set(err, ETIMEDOUT, CB_ERR_INTERNAL, "freezer did not reach %s", want);
 }
 
