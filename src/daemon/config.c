@@ -88,6 +88,8 @@ int cb_config_set(struct cb_config *c, const char *key, const char *v, struct cb
         c->pool_size = (uint32_t)n;
     } else if (strcmp(key, "no-disk-quota") == 0 || strcmp(key, "no_disk_quota") == 0) {
         c->no_disk_quota = strcmp(v, "0") != 0 && strcmp(v, "false") != 0;
+    } else if (strcmp(key, "durable-disks") == 0 || strcmp(key, "durable_disks") == 0) {
+        c->durable_disks = strcmp(v, "0") != 0 && strcmp(v, "false") != 0;
     } else {
         return cb_error_set(err, 0, CB_ERR_BAD_REQUEST, "unknown setting '%s'", key);
     }

@@ -28,6 +28,7 @@ struct cb_config {
     int64_t default_max_sandboxes;
     int64_t default_max_memory_mb;
     bool no_disk_quota;
+    bool durable_disks; /* --durable-disks: sandbox disks honour fsync (operations.md) */
     uint32_t pool_size;       /* warm pool members (pool.h); 0 disables */
 };
 void cb_config_defaults(struct cb_config *c);

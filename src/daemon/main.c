@@ -3,7 +3,7 @@
  *   cellboxd [--state-dir DIR] [--socket PATH] [--listen HOST:PORT]
  *            [--preview-domain D] [--log-format json|text] [--config FILE]
  *            [--init PATH] [--uid-base N] [--max-sandboxes N] [--max-memory-mb N]
- *            [--no-disk-quota] [--pool-size N]
+ *            [--no-disk-quota] [--durable-disks] [--pool-size N]
  *   cellboxd --print-routes
  *   cellboxd key create --tenant NAME [--state-dir DIR]
  *
@@ -31,7 +31,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: cellboxd [--state-dir DIR] [--socket PATH] [--listen HOST:PORT]\n"
                "                [--preview-domain D] [--log-format json|text] [--config FILE]\n"
                "                [--init PATH] [--uid-base N] [--max-sandboxes N]\n"
-               "                [--max-memory-mb N] [--no-disk-quota] [--pool-size N]\n"
+               "                [--max-memory-mb N] [--no-disk-quota] [--durable-disks]\n"
+               "                [--pool-size N]\n"
                "       cellboxd --print-routes\n"
                "       cellboxd key create --tenant NAME [--state-dir DIR]\n");
 }
@@ -51,6 +52,7 @@ static int parse_args(int argc, char **argv, struct cb_config *cfg)
         {"init", 1, 0, 0}, {"uid-base", 1, 0, 0}, {"max-sandboxes", 1, 0, 0},
         {"max-memory-mb", 1, 0, 0}, {"max-body", 1, 0, 0}, {"max-upload", 1, 0, 0},
         {"exec-output-cap", 1, 0, 0}, {"pool-size", 1, 0, 0}, {"no-disk-quota", 0, 0, 'q'}, {"tenant", 1, 0, 0},
+        {"durable-disks", 0, 0, 'D'},
         {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
     /* The config file first, so command-line options override it. */
     for (int i = 1; i < argc - 1; i++) {
@@ -73,6 +75,10 @@ static int parse_args(int argc, char **argv, struct cb_config *cfg)
             continue;
         if (c == 'q') {
             cfg->no_disk_quota = true;
+            continue;
+        }
+        if (c == 'D') {
+            cfg->durable_disks = true;
             continue;
         }
         if (c != 0) {
@@ -211,7 +217,7 @@ static int start_runtime(struct cb_daemon *d, struct cb_error **err)
     struct cb_runtime_config rc = {
         .state_dir = d->cfg.state_dir, .init_path = d->cfg.init_path,
         .uid_base = d->cfg.uid_base, .cgroup_parent = "cellbox",
-        .no_disk_quota = d->cfg.no_disk_quota};
+        .no_disk_quota = d->cfg.no_disk_quota, .durable_disks = d->cfg.durable_disks};
     if (cb_runtime_open(&rc, &d->rt, err) < 0)
         return cb_error_wrap(err, "runtime");
     d->tier = cb_tier_lookup("container");

@@ -180,7 +180,7 @@ static void build_dev(struct cb_mount_table *t, const char *rootfs)
 int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
                     const char *lower, const char *upper, const char *work,
                     const struct cb_template_bind *binds, size_t nbinds,
-                    const char *empty_dir, struct cb_error **err)
+                    const char *empty_dir, bool durable, struct cb_error **err)
 {
     memset(t, 0, sizeof *t);
     /* userxattr: overlay keeps its metadata in user.* xattrs, the only ones
@@ -197,9 +197,11 @@ int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
      * between (docs/operations.md). Overlay leaves work/work/incompat/
      * volatile/dirty behind and refuses a later mount while it is there (it
      * cannot know whether the host crashed): a start after a stop removes
-     * it first, accepting the upper as the file system holds it. */
-    const char *opts = keep(t, cb_xasprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr,volatile",
-                                            lower, upper, work));
+     * it first, accepting the upper as the file system holds it (also
+     * when durable: a start after a run without it). --durable-disks
+     * (durable) keeps the syncs. */
+    const char *opts = keep(t, cb_xasprintf("lowerdir=%s,upperdir=%s,workdir=%s,userxattr%s",
+                                            lower, upper, work, durable ? "" : ",volatile"));
     if (strlen(opts) >= 4000)
         return cb_error_set(err, ENAMETOOLONG, CB_ERR_INTERNAL, "overlay options too long");
     static const char *const volatile_marks[] = {"work/incompat/volatile/dirty",

@@ -59,11 +59,12 @@ struct cb_template_bind {
  * 0555 outside every sandbox root: masked directories (/proc/acpi,
  * /sys/firmware, ...) become read-only binds of it, which cost a mount but
  * no superblock (each superblock costs memory in every memory cgroup of
- * the host, see docs/security.md). */
+ * the host, see docs/security.md). durable: the overlay syncs its upper
+ * (no "volatile"; cb_runtime_config.durable_disks). */
 int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
                     const char *lower, const char *upper, const char *work,
                     const struct cb_template_bind *binds, size_t nbinds,
-                    const char *empty_dir, struct cb_error **err);
+                    const char *empty_dir, bool durable, struct cb_error **err);
 void cb_mount_table_free(struct cb_mount_table *t);
 /* Attach the detached sysfs mount fd (netns.h) at /sys instead of mounting
  * one there. The caller keeps fd open until the child ran the table. */

@@ -538,8 +538,8 @@ static int wait_image_free(int fd)
  * loop device writes with direct I/O) and ordinary writeback persists it;
  * what a tenant's fsync no longer promises is survival of a host power
  * loss (as with Firecracker's default "Unsafe" block cache: docs/
- * operations.md). */
-static int mount_detached(const char *dev)
+ * operations.md). --durable-disks (durable) keeps the flushes. */
+static int mount_detached(const char *dev, bool durable)
 {
     _cleanup_close_ int fs = fsopen("ext4", FSOPEN_CLOEXEC);
     if (fs < 0)
@@ -547,7 +547,7 @@ static int mount_detached(const char *dev)
     if (fsconfig(fs, FSCONFIG_SET_STRING, "source", dev, 0) < 0 ||
         fsconfig(fs, FSCONFIG_SET_STRING, "errors", "remount-ro", 0) < 0 ||
         fsconfig(fs, FSCONFIG_SET_FLAG, "noinit_itable", NULL, 0) < 0 ||
-        fsconfig(fs, FSCONFIG_SET_FLAG, "nobarrier", NULL, 0) < 0 ||
+        (!durable && fsconfig(fs, FSCONFIG_SET_FLAG, "nobarrier", NULL, 0) < 0) ||
         fsconfig(fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
         return -errno;
     int mfd = fsmount(fs, FSMOUNT_CLOEXEC,
@@ -750,7 +750,7 @@ int cb_quota_image_open(struct cb_quota *q, const char *dir, struct cb_error **e
     if (lfd < 0)
         return cb_error_set(err, -lfd, CB_ERR_INTERNAL, "loop device for disk image");
     remember_loop(dir, dev);
-    int mfd = mount_detached(dev);
+    int mfd = mount_detached(dev, q->durable);
     close(lfd); /* autoclear: the mount holds the device now */
     if (strncmp(dev, "/dev/", 5) != 0)
         unlink(dev);
@@ -905,7 +905,7 @@ static int make_spare_image(struct cb_quota *q, const char *path, uint64_t bytes
         unlink(path);
         return lfd;
     }
-    int mfd = mount_detached(dev);
+    int mfd = mount_detached(dev, q->durable);
     close(lfd); /* autoclear: the mount holds the device now */
     if (strncmp(dev, "/dev/", 5) != 0)
         unlink(dev);
@@ -1120,7 +1120,7 @@ int cb_quota_image_recycle(struct cb_quota *q, const char *dir, int rootfd)
             /* no discard here: the file keeps its size on the host */
         }
     }
-    int mfd = mount_detached(dev);
+    int mfd = mount_detached(dev, q->durable);
     if (mfd < 0)
         return mfd;
     struct stat a, b;

@@ -24,6 +24,7 @@ struct cb_quota {
     char *volume_dir; /* where sandboxes' layers live: state_dir/volume */
     char *state_dir;
     char *reason;     /* why quotas are off (when neither works) */
+    bool durable;     /* images mounted with barriers (cb_runtime_config.durable_disks) */
     struct cb_image_spares *spares; /* images made ahead (cb_quota_image_take) */
 };
 

@@ -36,6 +36,9 @@ struct cb_runtime_config {
     uint64_t volume_bytes;     /* size of the quota volume image when one must
                                   be created (see docs/operations.md); 0 = default */
     bool no_disk_quota;        /* run without the quota volume (info says so) */
+    bool durable_disks;        /* sandbox disks honour fsync at the cost of a
+                                  host disk flush per teardown and per tenant
+                                  fsync (operations.md); default off */
     bool allow_weaken;         /* honour cb_sandbox_spec.weaken; only the test
                                   driver (tests/tools/cbrun) sets it, cellboxd
                                   never does */

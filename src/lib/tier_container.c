@@ -692,7 +692,8 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
         return -1;
     plan_lower(sb, p);
     if (cb_mounts_build(&p->mounts, sb->rootfs, p->lower_dir, sb->upper, sb->work,
-                        p->tmpl->binds, p->tmpl->nbinds, p->empty_dir, err) < 0)
+                        p->tmpl->binds, p->tmpl->nbinds, p->empty_dir, rt->cfg.durable_disks,
+                        err) < 0)
         return -1;
     p->init_fd = open(rt->init_path, O_PATH | O_CLOEXEC);
     if (p->init_fd < 0)

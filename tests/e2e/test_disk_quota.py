@@ -145,3 +145,32 @@ def test_disk_limit_fixed_after_create(d):
     rr = run(d, sb["id"], "dd if=/dev/zero of=/workspace/z bs=1M count=40")
     assert "No space left" in rr["stderr"], rr
     d.delete_sandbox(sb["id"])
+
+
+def test_durable_disks_option():
+    """Sandbox disks skip syncs and cache flushes by default (info says
+    durable: false; operations.md); --durable-disks (or durable_disks in
+    the config file) keeps them: the image's ext4 is then mounted with
+    barriers, and the sandbox's overlay is not volatile."""
+    dm = Daemon(extra_args=["--pool-size", "0", "--durable-disks"])
+    dm.start()
+    try:
+        info = dm.request("GET", "/v1/info").json()
+        if not info["disk_quota"]["available"]:
+            pytest.skip("disk quota unavailable here: %s" % info["disk_quota"].get("reason"))
+        assert info["disk_quota"]["durable"] is True
+        sid = dm.create_sandbox()["id"]
+        r = dm.exec(sid, cmd="grep -c volatile /proc/self/mountinfo; echo kept > /workspace/f && "
+                             "sync /workspace/f && cat /workspace/f")
+        assert r["stdout"] == "0\nkept\n", r
+        dm.delete_sandbox(sid)
+    finally:
+        dm.stop()
+
+
+def test_disks_are_not_durable_by_default(d):
+    assert d.request("GET", "/v1/info").json()["disk_quota"]["durable"] is False
+    sid = d.create_sandbox()["id"]
+    r = run(d, sid, "grep -Ec ' / / .*(fsync=)?volatile' /proc/self/mountinfo")
+    assert r["stdout"] == "1\n", r
+    d.delete_sandbox(sid)

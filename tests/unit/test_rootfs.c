@@ -209,7 +209,7 @@ TEST(mounts_masks_are_binds_of_the_empty_dir)
     struct cb_template_bind binds[] = {{"/usr", "/usr"}, {"/etc/ssl", "/etc/ssl"}};
     struct cb_mount_table t;
     struct cb_error *err = NULL;
-    ASSERT_EQ(cb_mounts_build(&t, "/r", "/l", "/u", "/w", binds, 2, "/state/empty", &err), 0);
+    ASSERT_EQ(cb_mounts_build(&t, "/r", "/l", "/u", "/w", binds, 2, "/state/empty", false, &err), 0);
     const char *types[16];
     size_t n = count_new_superblocks(&t, types, 16);
     /* overlay, proc, sysfs, one tmpfs (/dev), devpts: nothing else */
@@ -248,6 +248,13 @@ TEST(mounts_masks_are_binds_of_the_empty_dir)
     ASSERT_EQ(marks, 3);
     ASSERT(strstr(t.steps[ovl].data, "lowerdir=/l,") != NULL);
     ASSERT(strstr(t.steps[ovl].data, ",volatile") != NULL);
+    cb_mount_table_free(&t);
+    /* --durable-disks: the overlay keeps its syncs */
+    ASSERT_EQ(cb_mounts_build(&t, "/r", "/l", "/u", "/w", binds, 2, "/state/empty", true, &err), 0);
+    for (size_t i = 0; i < t.n; i++)
+        if (t.steps[i].kind == CB_MNT_MOUNT && t.steps[i].fstype &&
+            strcmp(t.steps[i].fstype, "overlay") == 0)
+            ASSERT(strstr(t.steps[i].data, "volatile") == NULL);
     cb_mount_table_free(&t);
 }
 

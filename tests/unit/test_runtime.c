@@ -36,7 +36,7 @@ static void remove_parent_cgroups(void)
     }
 }
 
-static struct cb_runtime *open_runtime_quota(char *state, bool no_disk_quota)
+static struct cb_runtime *open_runtime_cfg(char *state, bool no_disk_quota, bool durable)
 {
     if (geteuid() != 0)
         SKIP("needs root");
@@ -48,7 +48,8 @@ static struct cb_runtime *open_runtime_quota(char *state, bool no_disk_quota)
     ASSERT(mkdtemp(state));
     struct cb_runtime_config cfg = {.state_dir = state, .init_path = abs,
                                     .cgroup_parent = "cellbox-unit",
-                                    .no_disk_quota = no_disk_quota};
+                                    .no_disk_quota = no_disk_quota,
+                                    .durable_disks = durable};
     struct cb_runtime *rt;
     struct cb_error *err = NULL;
     if (cb_runtime_open(&cfg, &rt, &err) < 0)
@@ -58,6 +59,11 @@ static struct cb_runtime *open_runtime_quota(char *state, bool no_disk_quota)
     T = cb_tier_lookup("container");
     ASSERT(T != NULL);
     return rt;
+}
+
+static struct cb_runtime *open_runtime_quota(char *state, bool no_disk_quota)
+{
+    return open_runtime_cfg(state, no_disk_quota, false);
 }
 
 static struct cb_runtime *open_runtime(char *state)
@@ -1268,42 +1274,75 @@ TEST(runtime_disk_image_direct_io)
     finish_image_runtime(rt, state);
 }
 
-/* A sandbox's image file system never asks for device cache flushes
- * (quota.c, mount_detached): each would be an fsync of the image file and
- * a flush of the host's disk, at every teardown and every tenant fsync.
- * An fsync inside still works (the data reaches the image file). */
-TEST(runtime_disk_image_mounted_without_flushes)
+/* The mount options of sandbox id's image file system (/proc/fs/ext4). */
+static char *image_ext4_options(const char *state, const char *id)
 {
-    char state[] = "/tmp/cb-runtime-XXXXXX";
-    struct cb_runtime *rt = open_image_runtime(state);
-    struct cb_sandbox *a = start_disk_sandbox(rt, "sb_nobar");
-    char *image = cb_xasprintf("%s/sandboxes/sb_nobar/disk.img", state);
+    char *image = cb_xasprintf("%s/sandboxes/%s/disk.img", state, id);
     char *loop = loop_sysfs_of(image); /* /sys/block/loopN/loop */
     ASSERT(loop != NULL);
     *strrchr(loop, '/') = '\0';
-    char *opts_path = cb_xasprintf("/proc/fs/ext4/%s/options", strrchr(loop, '/') + 1);
-    char *opts = read_text(opts_path);
+    char *path = cb_xasprintf("/proc/fs/ext4/%s/options", strrchr(loop, '/') + 1);
+    char *opts = read_text(path);
     ASSERT(opts != NULL);
-    if (!strstr(opts, "nobarrier"))
-        FAIL("image mounted with flushes: %s", opts);
+    free(path);
+    free(loop);
+    free(image);
+    return opts;
+}
+
+/* Write, fsync, stop, start: the data is there (a start after a stop
+ * removes the marker a volatile overlay left, or finds none). */
+static void data_kept_across_stop_start(struct cb_sandbox *a)
+{
     ASSERT_EQ(run(a, 0, "echo kept > /workspace/f && python3 -c \"import os; "
                         "fd = os.open('/workspace/f', os.O_RDWR); os.fsync(fd)\" && "
                         "test \"$(cat /workspace/f)\" = kept"),
               0);
-    /* The overlay over it never syncs either (mounts.c, volatile); what
-     * was written is still there after a stop and a start, which removes
-     * the marker overlay leaves behind before mounting again. */
-    ASSERT_EQ(run(a, 0, "grep -Eq ' / / .* - overlay overlay .*,(fsync=)?volatile' /proc/self/mountinfo"), 0);
     struct cb_error *err = NULL;
     ASSERT_EQ(T->stop(a, &err), 0);
     if (T->start(a, &err) < 0)
         FAIL("start after stop: %s", err->message);
     ASSERT_EQ(run(a, 0, "test \"$(cat /workspace/f)\" = kept"), 0);
+}
+
+/* A sandbox's image file system never asks for device cache flushes
+ * (quota.c, mount_detached): each would be an fsync of the image file and
+ * a flush of the host's disk, at every teardown and every tenant fsync.
+ * The overlay over it never syncs either (mounts.c, volatile). */
+TEST(runtime_disk_image_mounted_without_flushes)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_image_runtime(state);
+    struct cb_sandbox *a = start_disk_sandbox(rt, "sb_nobar");
+    char *opts = image_ext4_options(state, "sb_nobar");
+    if (!strstr(opts, "nobarrier"))
+        FAIL("image mounted with flushes: %s", opts);
+    ASSERT_EQ(run(a, 0, "grep -Eq ' / / .* - overlay overlay .*,(fsync=)?volatile' "
+                        "/proc/self/mountinfo"),
+              0);
+    data_kept_across_stop_start(a);
     destroy_sandbox(a);
     free(opts);
-    free(opts_path);
-    free(loop);
-    free(image);
+    finish_image_runtime(rt, state);
+}
+
+/* --durable-disks: the image keeps its flushes and the overlay its syncs
+ * (a tenant's fsync then reaches the host disk). */
+TEST(runtime_durable_disks_keep_flushes_and_syncs)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime_cfg(state, false, true);
+    const char *reason = NULL;
+    if (!cb_runtime_disk_quota(rt, &reason) || !cb_runtime_disk_images(rt))
+        SKIP("no disk images here: %s", reason ? reason : "project quotas instead");
+    struct cb_sandbox *a = start_disk_sandbox(rt, "sb_durable");
+    char *opts = image_ext4_options(state, "sb_durable");
+    if (strstr(opts, "nobarrier"))
+        FAIL("durable image mounted without flushes: %s", opts);
+    ASSERT_NE(run(a, 0, "grep -q 'volatile' /proc/self/mountinfo"), 0);
+    data_kept_across_stop_start(a);
+    destroy_sandbox(a);
+    free(opts);
     finish_image_runtime(rt, state);
 }
 

@@ -138,7 +138,8 @@ void cb_api_info(struct cb_http_req *req)
     struct cb_daemon *d = cb_req_daemon(req);
     const char *quota_reason = NULL;
     bool quota = cb_runtime_disk_quota(d->rt, &quota_reason);
-    json_t *disk = json_pack("{s:b}", "available", quota);
+    /* durable: sandbox disks honour fsync (--durable-disks; operations.md) */
+    json_t *disk = json_pack("{s:b,s:b}", "available", quota, "durable", d->cfg.durable_disks);
     if (!quota)
         json_object_set_new(disk, "reason", json_string(quota_reason ? quota_reason : "unknown"));
     json_t *o = json_pack(
