@@ -112,7 +112,8 @@ int cb_runtime_open(const struct cb_runtime_config *cfg, struct cb_runtime **out
     cb_quota_open(&rt->quota, rt->state_dir, cfg->volume_bytes, cfg->no_disk_quota);
     rt->quota.durable = cfg->durable_disks; /* before the image maker starts */
     cb_quota_spares_open(&rt->quota);
-    rt->dir_spares = cb_sbdir_open(rt->sandboxes_dir, CB_SBDIR_SPARES_MAX);
+    rt->dir_spares = cb_sbdir_open(rt->sandboxes_dir, CB_SBDIR_SPARES_MAX,
+                                   !rt->quota.enabled && !rt->quota.images);
     rt->netns_spares = cb_netns_open(CB_NETNS_SPARES_DEFAULT);
     *out = rt;
     return 0;

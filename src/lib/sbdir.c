@@ -25,6 +25,7 @@ struct cb_sbdir_spares {
     char *parent; /* state_dir/sandboxes */
     int max, n;
     int ahead;    /* the maker keeps at least this many ready (0: no maker) */
+    bool layers;  /* fresh spares get upper/ and work/ (cb_sbdir_open) */
     unsigned seq;
     bool closing, threaded;
     pthread_t thread;
@@ -228,8 +229,10 @@ static void remove_dead_spares(const char *parent)
  * in it (rootfs/, the upper layer's skeleton, work/, runtime.state,
  * init.log), owned by root until a create takes it and sets owners and
  * contents (cb_rootfs_prepare_upper is idempotent). A sandbox with a disk
- * image leaves upper/ and work/ unused: they are in its image. */
-static int make_fresh(const char *path)
+ * image leaves upper/ and work/ unused: they are in its image, so where
+ * sandboxes have images (!layers) they are not made: ten inodes fewer per
+ * spare, each 0.1-0.3 ms on ext4 without a journal after churn. */
+static int make_fresh(const char *path, bool layers)
 {
     if (mkdir(path, 0700) < 0) /* a spare: no one's business (cb_sbdir_make) */
         return -errno;
@@ -237,7 +240,7 @@ static int make_fresh(const char *path)
     _cleanup_free_ char *upper = cb_xasprintf("%s/upper", path);
     _cleanup_free_ char *work = cb_xasprintf("%s/work", path);
     int r = mkdir(rootfs, 0755) < 0 ? -errno : 0;
-    if (r == 0 && cb_rootfs_prepare_upper(upper, work, 0, "", NULL) < 0)
+    if (r == 0 && layers && cb_rootfs_prepare_upper(upper, work, 0, "", NULL) < 0)
         r = -EIO;
     static const char *const files[] = {"runtime.state", "init.log"};
     for (size_t i = 0; r == 0 && i < CB_ARRAY_SIZE(files); i++) {
@@ -267,7 +270,7 @@ static void *maker_main(void *arg)
         snprintf(name, sizeof name, CB_SBDIR_SPARE_PREFIX "%d-%u", (int)getpid(), s->seq++);
         pthread_mutex_unlock(&s->lock);
         _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->parent, name);
-        int r = make_fresh(path);
+        int r = make_fresh(path, s->layers);
         pthread_mutex_lock(&s->lock);
         if (r < 0) {
             /* Creates make their own as before; not retried in a loop. */
@@ -287,9 +290,10 @@ static void *maker_main(void *arg)
     return NULL;
 }
 
-struct cb_sbdir_spares *cb_sbdir_open(const char *sandboxes_dir, int max)
+struct cb_sbdir_spares *cb_sbdir_open(const char *sandboxes_dir, int max, bool layers)
 {
     struct cb_sbdir_spares *s = cb_xcalloc(1, sizeof *s);
+    s->layers = layers;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->cond, NULL);
     s->parent = cb_xstrdup(sandboxes_dir);

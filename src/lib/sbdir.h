@@ -20,6 +20,8 @@
 #ifndef CB_SBDIR_H
 #define CB_SBDIR_H
 
+#include <stdbool.h>
+
 #include "error.h"
 
 #define CB_SBDIR_SPARES_MAX 64
@@ -33,8 +35,12 @@ struct cb_sbdir_spares;
 /* Open a spare set in sandboxes_dir, removing the spares of processes
  * that have exited (spares are private to their process: sbdir.c). max 0
  * turns recycling off (CB_SBDIR_SPARES=0 in the environment does too).
+ * layers: sandboxes keep their layers in their directory (no disk quota),
+ * so spares made new get the upper layer's skeleton too; without, their
+ * layers are in a disk image or on the quota volume, and a sandbox that
+ * has none after all (no disk limit) makes the few it needs at create.
  * Never fails. */
-struct cb_sbdir_spares *cb_sbdir_open(const char *sandboxes_dir, int max);
+struct cb_sbdir_spares *cb_sbdir_open(const char *sandboxes_dir, int max, bool layers);
 /* Remove every spare and free the set. */
 void cb_sbdir_close(struct cb_sbdir_spares *s);
 

@@ -65,7 +65,7 @@ TEST(sbdir_retire_keeps_only_empty_skeleton)
     write_text(canary, "host secret\n");
     char *parent = cb_xasprintf("%s/sandboxes", tmp);
     ASSERT_EQ(mkdir(parent, 0711), 0);
-    struct cb_sbdir_spares *s = cb_sbdir_open(parent, 4);
+    struct cb_sbdir_spares *s = cb_sbdir_open(parent, 4, true);
     char *dir = cb_xasprintf("%s/sb_a", parent);
     ASSERT_EQ(cb_sbdir_make(s, dir), 0);
     char *p;
@@ -156,7 +156,7 @@ TEST(sbdir_make_existing_is_eexist)
 {
     setenv("CB_SBDIR_AHEAD", "0", 1); /* only what retire keeps */
     char *tmp = make_temp();
-    struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4);
+    struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4, true);
     char *a = cb_xasprintf("%s/sb_a", tmp), *b = cb_xasprintf("%s/sb_b", tmp);
     ASSERT_EQ(cb_sbdir_make(s, a), 0);
     ASSERT_EQ(cb_sbdir_retire(s, a), 0);
@@ -203,7 +203,7 @@ TEST(sbdir_open_removes_only_dead_owners_spares)
     char *live = cb_xasprintf("%s/" CB_SBDIR_SPARE_PREFIX "%d-0", tmp, (int)getppid());
     ASSERT_EQ(mkdir(dead, 0711), 0);
     ASSERT_EQ(mkdir(live, 0711), 0);
-    struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4);
+    struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4, true);
     ASSERT(access(dead, F_OK) < 0);
     ASSERT_EQ(access(live, F_OK), 0);
     cb_sbdir_close(s);
@@ -220,7 +220,7 @@ TEST(sbdir_disabled_removes)
     setenv("CB_SBDIR_AHEAD", "0", 1); /* only what retire keeps */
     setenv("CB_SBDIR_SPARES", "0", 1);
     char *tmp = make_temp();
-    struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4);
+    struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4, true);
     char *a = cb_xasprintf("%s/sb_a", tmp);
     ASSERT_EQ(cb_sbdir_make(s, a), 0);
     ASSERT_EQ(cb_sbdir_retire(s, a), 0);
@@ -244,7 +244,7 @@ TEST(sbdir_made_ahead)
     char *tmp = make_temp();
     char *parent = cb_xasprintf("%s/sandboxes", tmp);
     ASSERT_EQ(mkdir(parent, 0711), 0);
-    struct cb_sbdir_spares *s = cb_sbdir_open(parent, 64);
+    struct cb_sbdir_spares *s = cb_sbdir_open(parent, 64, true);
     for (int i = 0; i < 500 && count_entries(parent, CB_SBDIR_SPARE_PREFIX) < 3; i++)
         usleep(10000);
     ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 3);
@@ -284,6 +284,35 @@ TEST(sbdir_made_ahead)
     cb_rootfs_remove_tree(tmp);
     free(dir);
     free(parent);
+    free(tmp);
+}
+
+/* Where sandboxes keep their layers in disk images (layers false), spares
+ * made ahead have no upper/ or work/ (ten inodes each would go unused);
+ * the rest is there. */
+TEST(sbdir_made_ahead_without_layers)
+{
+    setenv("CB_SBDIR_AHEAD", "1", 1);
+    char *tmp = make_temp();
+    struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4, false);
+    for (int i = 0; i < 500 && count_entries(tmp, CB_SBDIR_SPARE_PREFIX) < 1; i++)
+        usleep(10000);
+    char *dir = cb_xasprintf("%s/sb_img", tmp);
+    ASSERT_EQ(cb_sbdir_make(s, dir), 0);
+    static const char *const made[] = {"rootfs", "runtime.state", "init.log"};
+    for (size_t i = 0; i < sizeof made / sizeof *made; i++) {
+        char *p = cb_xasprintf("%s/%s", dir, made[i]);
+        if (access(p, F_OK) != 0)
+            FAIL("%s missing", made[i]);
+        free(p);
+    }
+    char *upper = cb_xasprintf("%s/upper", dir), *work = cb_xasprintf("%s/work", dir);
+    ASSERT(access(upper, F_OK) < 0 && access(work, F_OK) < 0);
+    cb_sbdir_close(s);
+    cb_rootfs_remove_tree(tmp);
+    free(upper);
+    free(work);
+    free(dir);
     free(tmp);
 }
 
