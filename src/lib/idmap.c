@@ -47,11 +47,37 @@ int cb_idmap_alloc_slot_from(int slots_dirfd, uint32_t nslots, uint32_t start,
 
 int cb_idmap_release_slot(int slots_dirfd, uint32_t slot, struct cb_error **err)
 {
-    char name[16];
+    char name[16], free_name[24];
     snprintf(name, sizeof name, "%u", slot);
+    snprintf(free_name, sizeof free_name, ".free-%u", slot);
+    /* Kept for the slot's next use (idmap.h); replacing a stale one. */
+    if (renameat(slots_dirfd, name, slots_dirfd, free_name) == 0 || errno == ENOENT)
+        return 0;
     if (unlinkat(slots_dirfd, name, 0) < 0 && errno != ENOENT)
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "release uid slot %u", slot);
     return 0;
+}
+
+int cb_idmap_reuse_slot(int slots_dirfd, uint32_t slot, const char *owner)
+{
+    char name[16], free_name[24];
+    snprintf(name, sizeof name, "%u", slot);
+    snprintf(free_name, sizeof free_name, ".free-%u", slot);
+    if (renameat2(slots_dirfd, free_name, slots_dirfd, name, RENAME_NOREPLACE) < 0)
+        return -errno;
+    /* Ours now. The owner is informational (idmap.h); written over the old
+     * one and cut to length, not O_TRUNC (cb_write_file_at: ext4 would
+     * flush it at close). */
+    size_t len = strlen(owner);
+    int fd = CB_RETRY(openat(slots_dirfd, name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
+    int r = fd < 0 ? -errno : cb_write_all(fd, owner, len);
+    if (r == 0 && ftruncate(fd, (off_t)len) < 0)
+        r = -errno;
+    if (fd >= 0)
+        close(fd);
+    if (r < 0)
+        cb_idmap_release_slot(slots_dirfd, slot, NULL);
+    return r;
 }
 
 int cb_idmap_set_owner(int slots_dirfd, uint32_t slot, const char *owner)

@@ -83,6 +83,7 @@ int cb_runtime_open(const struct cb_runtime_config *cfg, struct cb_runtime **out
         return -1;
     struct cb_runtime *rt = cb_xcalloc(1, sizeof *rt);
     rt->slots_dirfd = -1;
+    pthread_mutex_init(&rt->freed_lock, NULL);
     rt->host_uts_fd = open("/proc/self/ns/uts", O_RDONLY | O_CLOEXEC);
     rt->cfg = *cfg;
     rt->state_dir = cb_xstrdup(cfg->state_dir);
@@ -131,6 +132,7 @@ void cb_runtime_free(struct cb_runtime *rt)
     cb_seccomp_program_clear(&rt->seccomp);
     if (rt->slots_dirfd >= 0)
         close(rt->slots_dirfd);
+    pthread_mutex_destroy(&rt->freed_lock);
     if (rt->host_uts_fd >= 0)
         close(rt->host_uts_fd);
     free(rt->state_dir);

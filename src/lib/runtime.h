@@ -4,6 +4,7 @@
 #ifndef CB_RUNTIME_H
 #define CB_RUNTIME_H
 
+#include <pthread.h>
 #include <sys/resource.h>
 
 #include "cgroup.h"
@@ -20,6 +21,11 @@ struct cb_runtime {
     int slots_dirfd;
     int host_uts_fd; /* our own uts namespace, to return to after a claim's sethostname */
     uint32_t slot_hint; /* next uid slot to try (atomic; only a hint) */
+    /* Slots this runtime released, newest last: a create takes one of
+     * these back first (cb_idmap_reuse_slot), reusing its file. */
+    pthread_mutex_t freed_lock;
+    uint32_t freed[64];
+    int nfreed;
     struct cb_cgroup_manager *cgroups;
     struct cb_sbdir_spares *dir_spares; /* retired sandbox directories (sbdir.h) */
     struct cb_netns_spares *netns_spares; /* network namespaces made ahead (netns.h) */

@@ -421,6 +421,46 @@ static int create_layers(struct cb_sandbox *sb, struct cb_error **err)
     return cb_rootfs_prepare_upper(sb->upper, sb->work, sb->base, sb->hostname, err);
 }
 
+/* ---- uid slots: a released one is taken back first (idmap.h) ----
+ *
+ * A slot is released only once nothing of its sandbox is left: every
+ * process dead (the cgroups are gone) and every file removed or kept for
+ * reuse re-owned by the next create. So handing its range out again at
+ * once gives the next sandbox nothing of the last one's; it reuses the
+ * slot's file instead of making a new one. */
+static int take_slot(struct cb_runtime *rt, const char *owner, uint32_t *slot,
+                     struct cb_error **err)
+{
+    for (;;) {
+        pthread_mutex_lock(&rt->freed_lock);
+        bool have = rt->nfreed > 0;
+        uint32_t s = have ? rt->freed[--rt->nfreed] : 0;
+        pthread_mutex_unlock(&rt->freed_lock);
+        if (!have)
+            break;
+        if (s < rt->cfg.uid_slots && cb_idmap_reuse_slot(rt->slots_dirfd, s, owner) == 0) {
+            *slot = s;
+            return 0;
+        }
+    }
+    uint32_t hint = __atomic_load_n(&rt->slot_hint, __ATOMIC_RELAXED);
+    if (cb_idmap_alloc_slot_from(rt->slots_dirfd, rt->cfg.uid_slots, hint, owner, slot, err) < 0)
+        return -1;
+    __atomic_store_n(&rt->slot_hint, *slot + 1, __ATOMIC_RELAXED);
+    return 0;
+}
+
+static int give_back_slot(struct cb_runtime *rt, uint32_t slot, struct cb_error **err)
+{
+    if (cb_idmap_release_slot(rt->slots_dirfd, slot, err) < 0)
+        return -1;
+    pthread_mutex_lock(&rt->freed_lock);
+    if (rt->nfreed < (int)CB_ARRAY_SIZE(rt->freed))
+        rt->freed[rt->nfreed++] = slot;
+    pthread_mutex_unlock(&rt->freed_lock);
+    return 0;
+}
+
 static void remove_everything(struct cb_sandbox *sb)
 {
     if (sb->cg)
@@ -468,14 +508,11 @@ static int container_create(struct cb_runtime *rt, const struct cb_sandbox_spec 
             cb_write_file_at(wfd, "weaken", w, strlen(w), 0600, 0);
     }
     sb->state = CB_RUN_CREATED;
-    uint32_t hint = __atomic_load_n(&rt->slot_hint, __ATOMIC_RELAXED);
-    if (cb_idmap_alloc_slot_from(rt->slots_dirfd, rt->cfg.uid_slots, hint, spec->id, &sb->slot,
-                                 err) < 0) {
+    if (take_slot(rt, spec->id, &sb->slot, err) < 0) {
         cb_rootfs_remove_tree(sb->dir);
         sandbox_free(sb);
         return cb_error_wrap(err, "create %s", spec->id);
     }
-    __atomic_store_n(&rt->slot_hint, sb->slot + 1, __ATOMIC_RELAXED);
     sb->base = cb_idmap_base(rt->cfg.uid_base, sb->slot);
     sb->project = sb->slot + 1;
     trace_phase("dir+slot");
@@ -491,7 +528,7 @@ static int container_create(struct cb_runtime *rt, const struct cb_sandbox_spec 
     }
     if (r < 0) {
         remove_everything(sb);
-        cb_idmap_release_slot(rt->slots_dirfd, sb->slot, NULL);
+        give_back_slot(rt, sb->slot, NULL);
         sandbox_free(sb);
         return cb_error_wrap(err, "create %s", spec->id);
     }
@@ -1095,7 +1132,7 @@ static int container_destroy(struct cb_sandbox *sb, struct cb_error **err)
     if (r < 0)
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "destroy %s: remove files", sb->id);
     /* The uid range goes last: only now is nothing left that it owns. */
-    return cb_idmap_release_slot(sb->rt->slots_dirfd, sb->slot, err);
+    return give_back_slot(sb->rt, sb->slot, err);
 }
 
 /* ---- the rest of the vtable ---- */

@@ -32,7 +32,9 @@ def footprint(daemon, ids=()):
     ours = set(os.listdir(sandboxes) if os.path.isdir(sandboxes) else []) | set(ids)
     cgroups = sum(1 for name in cgroup_names() if name in ours)
     slots_dir = os.path.join(daemon.state_dir, "uidslots")
-    slots = len(os.listdir(slots_dir)) if os.path.isdir(slots_dir) else 0
+    # taken slots; a released one's file is kept as .free-<n> (idmap.h)
+    slots = sum(1 for n in (os.listdir(slots_dir) if os.path.isdir(slots_dir) else [])
+                if n.isdigit())
     images = os.path.join(daemon.state_dir, "images")
     spares = sum(1 for n in (os.listdir(images) if os.path.isdir(images) else [])
                  if n.startswith(".spare-"))

@@ -46,6 +46,8 @@ def remains(d, sid):
     left += glob.glob("/sys/fs/cgroup/*/cellbox/%s" % sid) + glob.glob("/sys/fs/cgroup/cellbox/%s" % sid)
     slots = os.path.join(d.state_dir, "uidslots")
     for name in os.listdir(slots) if os.path.isdir(slots) else []:
+        if not name.isdigit():
+            continue  # a released slot's file, kept for reuse (idmap.h)
         try:
             with open(os.path.join(slots, name)) as f:
                 if f.read().strip() == sid:

@@ -1,5 +1,6 @@
 /* uid slot allocation: unique, never overlapping, released on request. */
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "idmap.h"
@@ -62,6 +63,46 @@ TEST(idmap_concurrent_allocation)
         n++;
     }
     ASSERT_EQ(n, 32);
+    close(dfd);
+    cb_rootfs_remove_tree(tmpl);
+}
+
+/* A released slot's file is kept (.free-<n>) and renamed back by reuse:
+ * no new inode for a slot used before. Taken exactly while <n> exists,
+ * whichever way it was taken, so the two ways never hand one slot out
+ * twice. */
+TEST(idmap_released_slot_file_reused)
+{
+    char tmpl[] = "/tmp/cb-idmap-XXXXXX";
+    ASSERT(mkdtemp(tmpl));
+    int dfd = open(tmpl, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    uint32_t a;
+    ASSERT_EQ(cb_idmap_alloc_slot(dfd, 4, "sb_first_owner_long_name", &a, NULL), 0);
+    struct stat before, after;
+    char name[16];
+    snprintf(name, sizeof name, "%u", a);
+    ASSERT_EQ(fstatat(dfd, name, &before, 0), 0);
+    ASSERT(cb_idmap_reuse_slot(dfd, a, "sb_x") < 0); /* taken, nothing released */
+    ASSERT_EQ(cb_idmap_release_slot(dfd, a, NULL), 0);
+    ASSERT(fstatat(dfd, name, &after, 0) < 0); /* released: <n> is gone */
+    ASSERT_EQ(cb_idmap_reuse_slot(dfd, a, "sb_second"), 0);
+    ASSERT_EQ(fstatat(dfd, name, &after, 0), 0);
+    ASSERT_EQ(after.st_ino, before.st_ino); /* the same file */
+    _cleanup_free_ char *owner = NULL;
+    ASSERT_EQ(cb_read_file_at(dfd, name, 128, &owner, NULL), 0);
+    ASSERT_STREQ(owner, "sb_second"); /* no tail of the longer old owner */
+    ASSERT_EQ(cb_idmap_reuse_slot(dfd, a, "sb_third"), -ENOENT); /* nothing released */
+    /* a stale .free file (a crash between steps) never hands out a taken slot */
+    char free_name[24];
+    snprintf(free_name, sizeof free_name, ".free-%u", a);
+    int ffd = openat(dfd, free_name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    ASSERT(ffd >= 0);
+    close(ffd);
+    ASSERT_EQ(cb_idmap_reuse_slot(dfd, a, "sb_fourth"), -EEXIST);
+    /* An O_EXCL allocation skips it while taken, whatever .free files exist */
+    uint32_t b;
+    ASSERT_EQ(cb_idmap_alloc_slot_from(dfd, 4, a, "sb_b", &b, NULL), 0);
+    ASSERT(b != a);
     close(dfd);
     cb_rootfs_remove_tree(tmpl);
 }
