@@ -230,7 +230,12 @@ def test_shell_without_a_tty(daemon, sandbox):
 
 def test_pty_ls_and_kill(daemon, sandbox):
     sid = sandbox["id"]
-    r = daemon.request("POST", "/v1/sandboxes/%s/ptys" % sid, {"cols": 81, "rows": 21})
+    # Not the default bash: a hang-up that reaches bash while it is still
+    # starting (this test kills at once) can be left unhandled until input
+    # arrives, and the SIGKILL 3 s later ends it instead (status 137; seen
+    # under load). sleep takes SIGHUP's default action whenever it comes.
+    r = daemon.request("POST", "/v1/sandboxes/%s/ptys" % sid,
+                       {"cols": 81, "rows": 21, "argv": ["sleep", "1000"]})
     assert r.status == 201, r
     pty_id = r.json()["pty_id"]
     r = run_cli(daemon, "pty", "ls", sid)
