@@ -3,16 +3,16 @@
  * ("cpu,cpuacct") the directory is used once. */
 #include "cgroup.h"
 
-#include <fcntl.h>
-#include <sched.h>
-#include <unistd.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <sched.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static const char *const v1_controllers[] = {"memory", "cpu", "cpuacct", "pids",
                                              "freezer"};
@@ -131,9 +131,9 @@ static int v1_freeze(struct cb_cgroup *cg, bool frozen, struct cb_error **err)
     if ((size_t)snprintf(path, sizeof path, "%s/freezer.state", d) >= sizeof path)
         return cb_error_set(err, ENAMETOOLONG, CB_ERR_INTERNAL, "freezer path");
     /* One descriptor for the write and every read after it: each read at
-     * offset 0 asks the kernel again (and rechecks the tasks). */
-    /* O_CREAT | O_TRUNC as cb_cgroup_write: nothing on cgroupfs, where
-     * the file exists; a plain file in tests' fake trees. */
+     * offset 0 asks the kernel again (and rechecks the tasks). O_CREAT |
+     * O_TRUNC as cb_cgroup_write: nothing on cgroupfs, where the file
+     * exists; a plain file in tests' fake trees. */
     int fd = CB_RETRY(open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644));
     if (fd < 0)
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "open %s", path);
