@@ -140,41 +140,88 @@ static void build_sys(struct cb_mount_table *t, const char *rootfs, const char *
     add_mask_dir(t, under(t, sys, "firmware"), empty_dir, empty_flags);
 }
 
+/* /dev as the sandbox sees it: its entries, made by the template's
+ * skeleton (cb_mounts_make_dev_skeleton) or, for a template without them,
+ * by the child in the sandbox's upper layer at its first start. */
+static const char *const dev_dirs[] = {"pts", "shm"};
+static const char *const dev_links[][2] = {
+    {"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
+    {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
+};
+
+static unsigned dev_dir_mode(const char *name)
+{
+    /* /dev/shm like /tmp: everyone creates, only owners delete */
+    return strcmp(name, "shm") == 0 ? 01777 : 0755;
+}
+
 static void build_dev(struct cb_mount_table *t, const char *rootfs)
 {
-    /* One tmpfs for /dev and /dev/shm (a 1777 directory in it, not a
-     * tmpfs of its own): one superblock less per sandbox. The size cap is
-     * shared; POSIX shared memory and the few files /dev holds fit in it,
-     * and the sandbox's memory cgroup is charged for every page anyway.
-     * A tmpfs mounted in a user namespace never honours device nodes of
-     * its own (SB_I_NODEV), and the nodes below are binds of the host's,
-     * which keep their own mount flags. */
+    /* /dev is a directory of the sandbox's own root, not a tmpfs: one
+     * superblock less per sandbox (every superblock costs memory in every
+     * memory cgroup of the host, docs/security.md) and no file system to
+     * make and tear down per start. /dev/shm is a directory beside it, on
+     * the sandbox's disk like /tmp (counted in its disk quota; its pages
+     * are page cache charged to the sandbox's memory cgroup either way).
+     * The device nodes are binds of the host's (their own mount flags),
+     * mounted on empty files of the template's skeleton.
+     *
+     * These steps run before pivot_root, on paths the tenant controlled
+     * when the sandbox last ran (/dev is no mount point any more, so it
+     * could be renamed and replaced by a symlink to a host path): the
+     * MKDIR and MKFILE steps make sure each is a real directory or file,
+     * replacing what is not, before anything is created or mounted below
+     * it. Nothing of the tenant runs during a start, so what they checked
+     * cannot change under them. */
     const char *dev = under(t, rootfs, "dev");
-    add_mount(t, "tmpfs", dev, "tmpfs", MS_NOSUID | MS_NOEXEC,
-              "mode=755,size=65536k");
+    add(t, CB_MNT_MKDIR)->target = dev;
     for (size_t i = 0; i < CB_ARRAY_SIZE(dev_nodes); i++) {
         const char *target = under(t, dev, dev_nodes[i]);
         add(t, CB_MNT_MKFILE)->target = target;
         add_mount(t, keep(t, cb_xasprintf("/dev/%s", dev_nodes[i])), target, NULL,
                   MS_BIND, NULL);
     }
-    const char *pts = under(t, dev, "pts");
-    add(t, CB_MNT_MKDIR)->target = pts;
-    /* newinstance: the sandbox's own pty numbering, never the host's ptys. */
-    add_mount(t, "devpts", pts, "devpts", MS_NOSUID | MS_NOEXEC,
-              "newinstance,ptmxmode=0666,mode=620");
-    struct cb_mount_step *shm = add(t, CB_MNT_MKDIR);
-    shm->target = under(t, dev, "shm");
-    shm->mode = 01777; /* like /tmp: everyone creates, only owners delete */
-    static const char *const links[][2] = {
-        {"pts/ptmx", "ptmx"}, {"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"},
-        {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"},
-    };
-    for (size_t i = 0; i < CB_ARRAY_SIZE(links); i++) {
-        struct cb_mount_step *s = add(t, CB_MNT_SYMLINK);
-        s->source = links[i][0];
-        s->target = under(t, dev, links[i][1]);
+    for (size_t i = 0; i < CB_ARRAY_SIZE(dev_dirs); i++) {
+        struct cb_mount_step *s = add(t, CB_MNT_MKDIR);
+        s->target = under(t, dev, dev_dirs[i]);
+        s->mode = dev_dir_mode(dev_dirs[i]);
     }
+    /* newinstance: the sandbox's own pty numbering, never the host's ptys. */
+    add_mount(t, "devpts", under(t, dev, "pts"), "devpts", MS_NOSUID | MS_NOEXEC,
+              "newinstance,ptmxmode=0666,mode=620");
+    for (size_t i = 0; i < CB_ARRAY_SIZE(dev_links); i++) {
+        struct cb_mount_step *s = add(t, CB_MNT_SYMLINK);
+        s->source = dev_links[i][0];
+        s->target = under(t, dev, dev_links[i][1]);
+    }
+}
+
+int cb_mounts_make_dev_skeleton(const char *rootfs)
+{
+    _cleanup_free_ char *dev = cb_xasprintf("%s/dev", rootfs);
+    if (mkdir(dev, 0755) < 0 && errno != EEXIST)
+        return -errno;
+    _cleanup_close_ int d = open(dev, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (d < 0)
+        return -errno;
+    for (size_t i = 0; i < CB_ARRAY_SIZE(dev_dirs); i++) {
+        if (mkdirat(d, dev_dirs[i], 0755) < 0 && errno != EEXIST)
+            return -errno;
+        /* fchmodat, not mkdir's mode: the umask would strip 1777's bits */
+        if (fchmodat(d, dev_dirs[i], dev_dir_mode(dev_dirs[i]), 0) < 0)
+            return -errno;
+    }
+    for (size_t i = 0; i < CB_ARRAY_SIZE(dev_links); i++)
+        if (symlinkat(dev_links[i][0], d, dev_links[i][1]) < 0 && errno != EEXIST)
+            return -errno;
+    /* The node files last: their presence says the skeleton is complete. */
+    for (size_t i = 0; i < CB_ARRAY_SIZE(dev_nodes); i++) {
+        int fd = openat(d, dev_nodes[i], O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+            return -errno;
+        close(fd);
+    }
+    return 0;
 }
 
 int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
@@ -295,6 +342,39 @@ static const char *below(const char *p, const char *root, size_t rootlen)
     return rootlen && strncmp(p, root, rootlen) == 0 && p[rootlen] == '/' ? p + rootlen + 1 : p;
 }
 
+/* Make target a directory (dir) or a file that is neither a directory nor
+ * a symlink, keeping one that is already so (it may come from the template:
+ * opened for writing it would be copied up into the upper layer). Anything
+ * else there is removed first (build_dev says why). A directory made here
+ * gets mode (0: 0755). */
+static int make_real(const char *target, bool dir, unsigned mode)
+{
+    for (int tries = 0; tries < 2; tries++) {
+        if (dir) {
+            if (mkdir(target, 0755) == 0)
+                /* chmod, not mkdir's mode: the umask we inherited would
+                 * strip 1777's group and other write bits. */
+                return mode && chmod(target, mode) < 0 ? -errno : 0;
+        } else {
+            int fd = open(target, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+            if (fd >= 0) {
+                close(fd);
+                return 0;
+            }
+        }
+        if (errno != EEXIST)
+            return -errno;
+        struct stat st;
+        if (lstat(target, &st) < 0)
+            return -errno;
+        if (dir ? S_ISDIR(st.st_mode) : !S_ISDIR(st.st_mode) && !S_ISLNK(st.st_mode))
+            return 0;
+        if ((S_ISDIR(st.st_mode) ? rmdir(target) : unlink(target)) < 0)
+            return -errno;
+    }
+    return -EEXIST;
+}
+
 static int apply_one(const struct cb_mount_step *s, const char *root, size_t rootlen)
 {
     const char *target = below(s->target, root, rootlen);
@@ -310,18 +390,9 @@ static int apply_one(const struct cb_mount_step *s, const char *root, size_t roo
     case CB_MNT_READONLY:
         return skip_missing(s, bind_readonly(target, target, MS_NOEXEC));
     case CB_MNT_MKDIR:
-        if (mkdir(target, 0755) < 0 && errno != EEXIST)
-            return -errno;
-        /* chmod, not mkdir's mode: the umask we inherited would strip
-         * 1777's group and other write bits. */
-        return s->mode && chmod(target, s->mode) < 0 ? -errno : 0;
-    case CB_MNT_MKFILE: {
-        int fd = open(target, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (fd < 0)
-            return -errno;
-        close(fd);
-        return 0;
-    }
+        return make_real(target, true, s->mode);
+    case CB_MNT_MKFILE:
+        return make_real(target, false, 0);
     case CB_MNT_SYMLINK:
         /* source is the link's text, never a path of ours to shorten */
         return symlink(s->source, target) < 0 && errno != EEXIST ? -errno : 0;

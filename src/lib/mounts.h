@@ -22,8 +22,10 @@ enum cb_mount_kind {
     CB_MNT_MASK_DIR,   /* read-only bind of the runtime's empty directory
                           (source) over target (if it exists) */
     CB_MNT_READONLY,   /* bind target onto itself read-only (if it exists) */
-    CB_MNT_MKDIR,      /* mkdir + chmod to mode (0 = 0755) */
-    CB_MNT_MKFILE,     /* empty file (a bind mount point) */
+    CB_MNT_MKDIR,      /* a real directory at target: kept if there, else
+                          made (symlink or file replaced), chmod to mode */
+    CB_MNT_MKFILE,     /* a file at target (a bind mount point): kept if
+                          there, else made (symlink or directory replaced) */
     CB_MNT_SYMLINK,    /* symlink(source, target) */
     CB_MNT_ATTACH,     /* move the detached mount fd to target */
     CB_MNT_REMOVE,     /* remove target, a directory or a file (if it exists) */
@@ -66,6 +68,10 @@ int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
                     const struct cb_template_bind *binds, size_t nbinds,
                     const char *empty_dir, bool durable, struct cb_error **err);
 void cb_mount_table_free(struct cb_mount_table *t);
+/* Make in a template's root directory the entries the table needs under
+ * /dev (mount points, pts, shm, links), so sandboxes of that template
+ * create none in their upper layer. Idempotent. 0 or -errno. */
+int cb_mounts_make_dev_skeleton(const char *rootfs);
 /* Attach the detached sysfs mount fd (netns.h) at /sys instead of mounting
  * one there. The caller keeps fd open until the child ran the table. */
 void cb_mounts_attach_sysfs(struct cb_mount_table *t, int fd);

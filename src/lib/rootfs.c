@@ -107,6 +107,8 @@ int cb_rootfs_make_host_skeleton(const char *rootfs, const struct cb_template_bi
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "template skeleton /etc");
     if ((r = mirror_top_links(rootfs)) < 0)
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "template skeleton links");
+    if ((r = cb_mounts_make_dev_skeleton(rootfs)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "template skeleton /dev");
     for (size_t i = 0; i < nbinds; i++)
         if ((r = make_bind_point(rootfs, &binds[i])) < 0)
             return cb_error_set(err, -r, CB_ERR_INTERNAL, "template mount point %s",

@@ -120,8 +120,17 @@ int cb_template_make_host(const char *templates_dir, struct cb_error **err)
 {
     _cleanup_free_ char *dir = cb_xasprintf("%s/host", templates_dir);
     _cleanup_free_ char *conf = cb_xasprintf("%s/template.conf", dir);
-    if (access(conf, F_OK) == 0)
-        return 0;
+    if (access(conf, F_OK) == 0) {
+        /* Made by a version whose sandboxes had a tmpfs on /dev: add the
+         * /dev entries the mount table now expects (without them each
+         * sandbox makes its own in its upper layer). Sandboxes running
+         * with this template as their lower layer still have their tmpfs
+         * over its /dev and never look below it. */
+        _cleanup_free_ char *rootfs = cb_xasprintf("%s/rootfs", dir);
+        _cleanup_free_ char *null = cb_xasprintf("%s/dev/null", rootfs);
+        int r = access(null, F_OK) == 0 ? 0 : cb_mounts_make_dev_skeleton(rootfs);
+        return r < 0 ? cb_error_set(err, -r, CB_ERR_INTERNAL, "host template /dev") : 0;
+    }
     /* Build into a temporary directory and rename, so a crash never leaves
      * a half-made template that looks complete. */
     char suffix[17];

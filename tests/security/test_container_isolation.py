@@ -1,5 +1,6 @@
 """Container tier isolation, judged by evidence on the host."""
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -266,9 +267,9 @@ def test_masked_directories_stay_empty(rt):
 
 def test_superblocks_per_sandbox(rt):
     """Each superblock costs memory in every memory cgroup of the host
-    (mm/shrinker.c), so a sandbox makes only overlay, proc, sysfs, one
-    tmpfs (/dev) and devpts visible in its mount table (plus its disk
-    image and mqueue, not listed there)."""
+    (mm/shrinker.c), so a sandbox makes only overlay, proc, sysfs and
+    devpts visible in its mount table (plus its disk image and mqueue, not
+    listed there): /dev is a directory of its root."""
     sid = rt.sandbox("sb_superblocks")
     with open("/proc/self/mountinfo") as f:
         host = {line.split()[2] for line in f}
@@ -278,7 +279,52 @@ def test_superblocks_per_sandbox(rt):
             p = line.split()
             if p[2] not in host:
                 mine[p[2]] = p[p.index("-") + 1]
-    assert sorted(mine.values()) == ["devpts", "overlay", "proc", "sysfs", "tmpfs"], mine
+    assert sorted(mine.values()) == ["devpts", "overlay", "proc", "sysfs"], mine
+
+
+def test_replaced_dev_is_repaired_not_followed(rt):
+    """/dev is a directory of the sandbox's root (no tmpfs), so the sandbox's
+    root can replace what is not a mount point there with symlinks to host
+    paths, and rename /dev itself where it is in its upper layer only (a
+    template without /dev; overlay refuses to rename its lower
+    directories). The next start runs the /dev steps before pivot_root,
+    where an absolute link leads to the host: it replaces each link with the
+    directory or file it needs instead of creating or mounting anything
+    through it, and the sandbox gets a working /dev. Evidence: a host
+    directory writable by the sandbox's host uid, had a link been followed,
+    stays empty."""
+    bait = tempfile.mkdtemp(prefix="cb-devbait-", dir="/tmp")
+    try:
+        os.chmod(bait, 0o1777)
+        check = ("echo x > /dev/null && test -c /dev/null && head -c 4 /dev/zero | wc -c && "
+                 "test -d /dev/shm && ! test -L /dev/shm && stat -c %a /dev/shm && "
+                 "python3 -c 'import os, pty; m, s = pty.openpty(); print(os.ttyname(s))'")
+
+        def swap_and_restart(sid, swap, what):
+            r = rt.sh(sid, swap + " && echo swapped")
+            assert r.stdout.strip() == "swapped", (what, r.stderr)
+            rt.cb("stop", sid)
+            rt.cb("start", sid)
+            assert not judge(f"dev-link-followed/{what}", os.listdir(bait) != [])
+            r = rt.sh(sid, check)
+            assert r.returncode == 0 and r.stdout.split() == ["4", "1777", "/dev/pts/0"], \
+                (what, r.stdout, r.stderr)
+
+        host = rt.sandbox("sb_devswap_host")
+        swap_and_restart(host, f"rmdir /dev/shm && ln -s {bait} /dev/shm", "shm")
+        # a template whose root has no /dev: the first start makes it
+        tmpl = os.path.join(rt.state, "templates")
+        shutil.copytree(os.path.join(tmpl, "host"), os.path.join(tmpl, "nodev"), symlinks=True)
+        shutil.rmtree(os.path.join(tmpl, "nodev", "rootfs", "dev"))
+        rt.cb("create", "sb_devswap", "--template", "nodev")
+        rt.made.append("sb_devswap")
+        rt.cb("start", "sb_devswap")
+        assert rt.sh("sb_devswap", check).stdout.split() == ["4", "1777", "/dev/pts/0"]
+        swap_and_restart("sb_devswap", f"mv /dev /dev.old && ln -s {bait} /dev", "dev")
+        swap_and_restart("sb_devswap", f"mv /dev /dev.2 && mkdir /dev && ln -s {bait}/n /dev/null && "
+                                       f"ln -s {bait} /dev/pts && ln -s {bait} /dev/shm", "entries")
+    finally:
+        shutil.rmtree(bait, ignore_errors=True)
 
 
 def test_host_binds_stay_unwritable_with_lifted_readonly(rt):

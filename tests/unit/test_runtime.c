@@ -681,9 +681,16 @@ TEST(runtime_root_owns_template_files)
                         "chown 1000:1000 /opt/x && grep -q '^b:' /etc/passwd"), 0);
     ASSERT_NE(run(sb, 1000, "echo x >> /etc/group 2>/dev/null"), 0);
     ASSERT_EQ(run(sb, 1000, "touch /opt/x/mine"), 0);
-    /* masks are binds of state/empty, /dev/shm a directory of /dev */
+    /* masks are binds of state/empty; /dev and /dev/shm are directories of
+     * the root, from the template: nothing of /dev is in the upper layer */
     ASSERT_EQ(run(sb, 0, "test -z \"$(ls -A /sys/firmware)\" && test \"$(stat -c %a /dev/shm)\" = 1777 && "
-                        "! grep -q ' /dev/shm ' /proc/self/mountinfo"), 0);
+                        "! grep -q ' /dev/shm \\| /dev ' /proc/self/mountinfo && "
+                        "echo x > /dev/null && test -c /dev/urandom && test -L /dev/fd"), 0);
+    char *upper_dev = cb_xasprintf("%s/sandboxes/sb_idmap/upper/dev", state);
+    ASSERT(access(upper_dev, F_OK) < 0 && errno == ENOENT);
+    *strrchr(upper_dev, '/') = '\0';
+    ASSERT_EQ(access(upper_dev, F_OK), 0); /* the upper layer is there */
+    free(upper_dev);
     char *after = read_text(skel_passwd);
     ASSERT(after && strcmp(before, after) == 0);
     char *empty = cb_xasprintf("%s/empty", state);
