@@ -10,7 +10,9 @@
 #include <string.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -30,6 +32,7 @@ struct cb_sbdir_spares {
     bool closing, threaded;
     pthread_t thread;
     char *names[CB_SBDIR_SPARES_MAX];
+    int listeners[CB_SBDIR_SPARES_MAX]; /* bound at names[i]/init.sock, or -1 */
 };
 
 /* What every sandbox directory holds again, emptied: the mount points
@@ -45,36 +48,40 @@ struct cb_sbdir_spares {
 struct keep {
     const char *name;
     bool dir;
+    bool sock;              /* a socket kept as it is (not a file to truncate) */
     const struct keep *sub; /* what a kept directory keeps (NULL: nothing) */
     size_t nsub;
 };
-static const struct keep etc_kept[] = {{"hostname", false, NULL, 0}, {"hosts", false, NULL, 0}};
-static const struct keep home_kept[] = {{"user", true, NULL, 0}};
+static const struct keep etc_kept[] = {{"hostname", false, false, NULL, 0},
+                                       {"hosts", false, false, NULL, 0}};
+static const struct keep home_kept[] = {{"user", true, false, NULL, 0}};
 static const struct keep upper_kept[] = {
-    {"home", true, home_kept, CB_ARRAY_SIZE(home_kept)},
-    {"workspace", true, NULL, 0},
-    {"tmp", true, NULL, 0},
-    {"root", true, NULL, 0},
-    {"etc", true, etc_kept, CB_ARRAY_SIZE(etc_kept)},
+    {"home", true, false, home_kept, CB_ARRAY_SIZE(home_kept)},
+    {"workspace", true, false, NULL, 0},
+    {"tmp", true, false, NULL, 0},
+    {"root", true, false, NULL, 0},
+    {"etc", true, false, etc_kept, CB_ARRAY_SIZE(etc_kept)},
 };
 static const struct keep top_kept[] = {
-    {"rootfs", true, NULL, 0},
-    {"lower", true, NULL, 0},
-    {CB_QUOTA_IMAGE_DIR, true, NULL, 0},
-    {"upper", true, upper_kept, CB_ARRAY_SIZE(upper_kept)},
-    {"work", true, NULL, 0}, /* emptied: overlay makes work/work fresh
-                                 at each mount, faster than clearing one */
-    {"runtime.state", false, NULL, 0},
-    {"init.log", false, NULL, 0},
-    {"disk.loop", false, NULL, 0},
+    {"rootfs", true, false, NULL, 0},
+    {"lower", true, false, NULL, 0},
+    {CB_QUOTA_IMAGE_DIR, true, false, NULL, 0},
+    {"upper", true, false, upper_kept, CB_ARRAY_SIZE(upper_kept)},
+    {"work", true, false, NULL, 0}, /* emptied: overlay makes work/work fresh
+                                        at each mount, faster than clearing one */
+    {"runtime.state", false, false, NULL, 0},
+    {"init.log", false, false, NULL, 0},
+    {"disk.loop", false, false, NULL, 0},
+    /* last: kept only with the listener bound there (cb_sbdir_retire) */
+    {CB_SBDIR_SOCKET, false, true, NULL, 0},
 };
 
 /* The root of a sandbox's disk image (quota.h): its layers and the
  * lost+found directory mkfs made. */
 static const struct keep image_kept[] = {
-    {"upper", true, upper_kept, CB_ARRAY_SIZE(upper_kept)},
-    {"work", true, NULL, 0},
-    {"lost+found", true, NULL, 0},
+    {"upper", true, false, upper_kept, CB_ARRAY_SIZE(upper_kept)},
+    {"work", true, false, NULL, 0},
+    {"lost+found", true, false, NULL, 0},
 };
 
 static const struct keep *find_keep(const struct keep *k, size_t n, const char *name)
@@ -125,6 +132,10 @@ static int clean_entry(int dfd, dev_t dev, const char *name, const struct keep *
     if (S_ISDIR(st.st_mode) && st.st_dev != dev)
         return -EBUSY;
     const struct keep *k = find_keep(keep, nkeep, name);
+    if (k && k->sock)
+        /* the bound name of the listener the caller keeps: nothing of a
+         * sandbox in it (a socket file holds no data) */
+        return S_ISSOCK(st.st_mode) && st.st_nlink == 1 ? 0 : cb_rootfs_remove_tree_at(dfd, name);
     if (k && k->dir && S_ISDIR(st.st_mode)) {
         int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
@@ -188,7 +199,9 @@ static int clean_dir(int dfd, dev_t dev, const struct keep *keep, size_t nkeep, 
     return cb_dir_each(dfd, clean_one, &c);
 }
 
-static int clean_path(const char *path)
+/* keep_sock: the caller keeps the listener bound at init.sock (the last
+ * of top_kept); without it init.sock goes with everything else. */
+static int clean_path(const char *path, bool keep_sock)
 {
     int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
@@ -196,9 +209,48 @@ static int clean_path(const char *path)
     struct stat st;
     int r = fstat(fd, &st) < 0 || fchmod(fd, 0700) < 0 ? -errno : 0;
     if (r == 0)
-        r = clean_dir(fd, st.st_dev, top_kept, CB_ARRAY_SIZE(top_kept), 0);
+        r = clean_dir(fd, st.st_dev, top_kept, CB_ARRAY_SIZE(top_kept) - !keep_sock, 0);
     close(fd);
     return r;
+}
+
+int cb_sbdir_listen(int dirfd)
+{
+    /* Through /proc/self/fd: sun_path's 108 bytes never limit how deep the
+     * state directory may be. */
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof addr.sun_path, "/proc/self/fd/%d/" CB_SBDIR_SOCKET, dirfd);
+    unlinkat(dirfd, CB_SBDIR_SOCKET, 0);
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (s < 0)
+        return -errno;
+    if (bind(s, (struct sockaddr *)&addr, sizeof addr) < 0 ||
+        fchmodat(dirfd, CB_SBDIR_SOCKET, 0600, 0) < 0 || listen(s, 64) < 0) {
+        int e = errno;
+        close(s);
+        return -e;
+    }
+    return s;
+}
+
+int cb_sbdir_listener_reusable(int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof v;
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISSOCK(st.st_mode) ||
+        getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) < 0 || v != AF_UNIX ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &v, &len) < 0 || v != SOCK_STREAM ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) < 0 || v != 1)
+        return -EINVAL;
+    /* Connections queued and never accepted (a connect racing the last
+     * sandbox's end) are refused, never handed to the next init. */
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    for (int c; (c = accept4(fd, NULL, NULL, SOCK_CLOEXEC)) >= 0;)
+        close(c);
+    return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
 }
 
 /* Spares are private to the process that retired them (.spare-dir-<pid>-<n>):
@@ -232,8 +284,9 @@ static void remove_dead_spares(const char *parent)
  * image leaves upper/ and work/ unused: they are in its image, so where
  * sandboxes have images (!layers) they are not made: ten inodes fewer per
  * spare, each 0.1-0.3 ms on ext4 without a journal after churn. */
-static int make_fresh(const char *path, bool layers)
+static int make_fresh(const char *path, bool layers, int *listener)
 {
+    *listener = -1;
     if (mkdir(path, 0700) < 0) /* a spare: no one's business (cb_sbdir_make) */
         return -errno;
     _cleanup_free_ char *rootfs = cb_xasprintf("%s/rootfs", path);
@@ -246,6 +299,14 @@ static int make_fresh(const char *path, bool layers)
     for (size_t i = 0; r == 0 && i < CB_ARRAY_SIZE(files); i++) {
         _cleanup_free_ char *f = cb_xasprintf("%s/%s", path, files[i]);
         r = cb_write_file_at(AT_FDCWD, f, "", 0, 0600, 0);
+    }
+    if (r == 0) { /* the control socket's name too (sbdir.h); none: made at start */
+        int dfd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+        *listener = dfd < 0 ? -1 : cb_sbdir_listen(dfd);
+        if (*listener < 0)
+            *listener = -1;
+        if (dfd >= 0)
+            close(dfd);
     }
     if (r < 0)
         cb_rootfs_remove_tree(path);
@@ -270,7 +331,8 @@ static void *maker_main(void *arg)
         snprintf(name, sizeof name, CB_SBDIR_SPARE_PREFIX "%d-%u", (int)getpid(), s->seq++);
         pthread_mutex_unlock(&s->lock);
         _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->parent, name);
-        int r = make_fresh(path, s->layers);
+        int listener;
+        int r = make_fresh(path, s->layers, &listener);
         pthread_mutex_lock(&s->lock);
         if (r < 0) {
             /* Creates make their own as before; not retried in a loop. */
@@ -280,10 +342,13 @@ static void *maker_main(void *arg)
         }
         if (s->closing || s->n >= s->max) {
             pthread_mutex_unlock(&s->lock);
+            if (listener >= 0)
+                close(listener);
             cb_rootfs_remove_tree(path);
             pthread_mutex_lock(&s->lock);
             continue;
         }
+        s->listeners[s->n] = listener;
         s->names[s->n++] = cb_xstrdup(name);
     }
     pthread_mutex_unlock(&s->lock);
@@ -323,6 +388,8 @@ void cb_sbdir_close(struct cb_sbdir_spares *s)
         _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->parent, s->names[i]);
         cb_rootfs_remove_tree(path);
         free(s->names[i]);
+        if (s->listeners[i] >= 0)
+            close(s->listeners[i]);
     }
     pthread_cond_destroy(&s->cond);
     pthread_mutex_destroy(&s->lock);
@@ -330,18 +397,25 @@ void cb_sbdir_close(struct cb_sbdir_spares *s)
     free(s);
 }
 
-static char *pop_spare(struct cb_sbdir_spares *s)
+static char *pop_spare(struct cb_sbdir_spares *s, int *listener)
 {
     pthread_mutex_lock(&s->lock);
-    char *name = s->n > 0 ? s->names[--s->n] : NULL;
+    char *name = NULL;
+    *listener = -1;
+    if (s->n > 0) {
+        name = s->names[--s->n];
+        *listener = s->listeners[s->n];
+    }
     pthread_cond_signal(&s->cond); /* the maker makes the next one */
     pthread_mutex_unlock(&s->lock);
     return name;
 }
 
-int cb_sbdir_make(struct cb_sbdir_spares *s, const char *dir)
+int cb_sbdir_make(struct cb_sbdir_spares *s, const char *dir, int *listener)
 {
-    _cleanup_free_ char *name = s ? pop_spare(s) : NULL;
+    int l = -1;
+    *listener = -1;
+    _cleanup_free_ char *name = s ? pop_spare(s, &l) : NULL;
     if (name) {
         _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->parent, name);
         /* RENAME_NOREPLACE: an existing sandbox of that id is never replaced. */
@@ -349,18 +423,33 @@ int cb_sbdir_make(struct cb_sbdir_spares *s, const char *dir)
          * uid 1000 until a create re-owns it (rootfs.c, base 0), and no
          * host user may plant anything in a future sandbox. In place, the
          * sandbox's root (an unprivileged host uid) must pass through. */
-        if (renameat2(AT_FDCWD, path, AT_FDCWD, dir, RENAME_NOREPLACE) == 0)
-            return chmod(dir, 0711) < 0 ? -errno : 0;
+        if (renameat2(AT_FDCWD, path, AT_FDCWD, dir, RENAME_NOREPLACE) == 0) {
+            if (chmod(dir, 0711) < 0) {
+                int e = errno;
+                if (l >= 0)
+                    close(l);
+                return -e;
+            }
+            *listener = l; /* bound at dir/init.sock now: the rename moved its name */
+            return 0;
+        }
         int e = errno;
         if (e == EEXIST) {
             pthread_mutex_lock(&s->lock);
-            if (s->n < s->max)
+            if (s->n < s->max) {
+                s->listeners[s->n] = l;
                 s->names[s->n++] = steal_ptr(name);
+                l = -1;
+            }
             pthread_mutex_unlock(&s->lock);
+            if (l >= 0)
+                close(l);
             if (name)
                 cb_rootfs_remove_tree(path);
             return -EEXIST;
         }
+        if (l >= 0)
+            close(l);
         cb_rootfs_remove_tree(path);
     }
     return mkdir(dir, 0711) < 0 ? -errno : 0;
@@ -368,7 +457,7 @@ int cb_sbdir_make(struct cb_sbdir_spares *s, const char *dir)
 
 /* Rename dir to a new spare name under the lock (RENAME_NOREPLACE, a few
  * tries past names an older daemon left). 0 when kept. */
-static int keep_spare(struct cb_sbdir_spares *s, const char *dir)
+static int keep_spare(struct cb_sbdir_spares *s, const char *dir, int listener)
 {
     int r = -ENOSPC;
     pthread_mutex_lock(&s->lock);
@@ -377,6 +466,7 @@ static int keep_spare(struct cb_sbdir_spares *s, const char *dir)
         snprintf(name, sizeof name, CB_SBDIR_SPARE_PREFIX "%d-%u", (int)getpid(), s->seq++);
         _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->parent, name);
         if (renameat2(AT_FDCWD, dir, AT_FDCWD, path, RENAME_NOREPLACE) == 0) {
+            s->listeners[s->n] = listener;
             s->names[s->n++] = cb_xstrdup(name);
             r = 0;
         } else if (errno != EEXIST) {
@@ -388,10 +478,22 @@ static int keep_spare(struct cb_sbdir_spares *s, const char *dir)
     return r;
 }
 
-int cb_sbdir_retire(struct cb_sbdir_spares *s, const char *dir)
+int cb_sbdir_retire(struct cb_sbdir_spares *s, const char *dir, int listener)
 {
-    if (s && s->max > 0 && clean_path(dir) == 0 && keep_spare(s, dir) == 0)
+    /* Kept with its name only: a listener whose init.sock is gone (or is
+     * no socket) would take connections no one can make. */
+    _cleanup_free_ char *sock = cb_xasprintf("%s/" CB_SBDIR_SOCKET, dir);
+    struct stat st;
+    bool keep_sock = listener >= 0 && lstat(sock, &st) == 0 && S_ISSOCK(st.st_mode) &&
+                     cb_sbdir_listener_reusable(listener) == 0;
+    if (!keep_sock && listener >= 0) {
+        close(listener);
+        listener = -1;
+    }
+    if (s && s->max > 0 && clean_path(dir, keep_sock) == 0 && keep_spare(s, dir, listener) == 0)
         return 0;
+    if (listener >= 0)
+        close(listener);
     return cb_rootfs_remove_tree(dir);
 }
 

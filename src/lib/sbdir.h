@@ -29,6 +29,8 @@
  * (CB_SBDIR_AHEAD=N; 0: none made ahead). */
 #define CB_SBDIR_AHEAD_DEFAULT 4
 #define CB_SBDIR_SPARE_PREFIX ".spare-dir-"
+/* The name the sandbox's init listens at in its directory. */
+#define CB_SBDIR_SOCKET "init.sock"
 
 struct cb_sbdir_spares;
 
@@ -45,12 +47,29 @@ struct cb_sbdir_spares *cb_sbdir_open(const char *sandboxes_dir, int max, bool l
 void cb_sbdir_close(struct cb_sbdir_spares *s);
 
 /* Make the directory dir (mode 0711): a spare renamed into place, else a
- * mkdir. -errno (-EEXIST when dir exists). */
-int cb_sbdir_make(struct cb_sbdir_spares *s, const char *dir);
+ * mkdir. *listener: a listening socket bound at dir/init.sock that came
+ * with the spare (the caller's to close), or -1. -errno (-EEXIST when dir
+ * exists).
+ *
+ * Why listeners travel with spares: binding the init's control socket is
+ * the one inode every start still made on the state file system (a socket
+ * file), 0.1 ms there on ext4 without a journal. A destroy that could take
+ * the listener back from its init (pidfd_getfd) retires it with the
+ * directory, its name kept; the next sandbox's init listens on it. */
+int cb_sbdir_make(struct cb_sbdir_spares *s, const char *dir, int *listener);
 /* A sandbox is gone (no process, no mount left): empty dir of everything
  * it held and keep it as a spare, or remove it when the set is full or it
- * cannot be cleaned. 0 or -errno (of the removal). */
-int cb_sbdir_retire(struct cb_sbdir_spares *s, const char *dir);
+ * cannot be cleaned. listener (-1: none): the socket bound at
+ * dir/init.sock, taken over (kept with the spare when it is a listening
+ * unix stream socket, its unaccepted connections refused; else closed and
+ * init.sock removed). 0 or -errno (of the removal). */
+int cb_sbdir_retire(struct cb_sbdir_spares *s, const char *dir, int listener);
+/* Bind and listen (backlog 64, mode 0600) at init.sock in the directory
+ * dirfd, replacing a name left there. The socket or -errno. */
+int cb_sbdir_listen(int dirfd);
+/* Check that fd is a listening unix stream socket and refuse the
+ * connections queued on it (it is left O_NONBLOCK). 0 or -errno. */
+int cb_sbdir_listener_reusable(int fd);
 
 /* Empty the root of a retired sandbox's disk image (dirfd, any kind of
  * directory fd) down to the skeleton the next sandbox's layers reuse, as

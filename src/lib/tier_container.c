@@ -51,6 +51,9 @@ struct cb_sandbox {
     int held_disk; /* start to destroy: holder.h handle of its disk image's root, which keeps
                       the image's file system for cb_quota_image_recycle (hold_disk) */
     int conn; /* the connection start made (HELLO answered), kept for the first connect */
+    int listener; /* listening socket bound at init.sock for the next start: from a spare
+                     directory (sbdir.h), or taken back from init for the retire; else -1 */
+    int init_listen_fd; /* the listener's fd number in the init this runtime started, or -1 */
     uint64_t start_time;
     bool is_our_child; /* reap with waitid; false after adopt */
 };
@@ -167,6 +170,8 @@ static void sandbox_free(struct cb_sandbox *sb)
         close(sb->disk_fd);
     if (sb->conn >= 0)
         close(sb->conn);
+    if (sb->listener >= 0)
+        close(sb->listener);
     cb_holder_close(sb->held_root);
     cb_holder_close(sb->held_disk);
     cb_cgroup_free(sb->cg);
@@ -191,6 +196,8 @@ static struct cb_sandbox *sandbox_new(struct cb_runtime *rt, const char *id)
     sb->held_root = -1;
     sb->held_disk = -1;
     sb->conn = -1;
+    sb->listener = -1;
+    sb->init_listen_fd = -1;
     sb->id = cb_xstrdup(id);
     sb->dir = cb_xasprintf("%s/%s", rt->sandboxes_dir, id);
     sb->rootfs = cb_xasprintf("%s/rootfs", sb->dir);
@@ -485,7 +492,7 @@ static int container_create(struct cb_runtime *rt, const struct cb_sandbox_spec 
     if (!cb_template_exists(rt, tname))
         return cb_error_set(err, ENOENT, CB_ERR_NOT_FOUND, "template %s not found", tname);
     struct cb_sandbox *sb = sandbox_new(rt, spec->id);
-    int made = cb_sbdir_make(rt->dir_spares, sb->dir);
+    int made = cb_sbdir_make(rt->dir_spares, sb->dir, &sb->listener);
     if (made < 0) {
         int e = -made;
         sandbox_free(sb);
@@ -559,18 +566,41 @@ static int sock_address(const char *dir, int *dirfd, struct sockaddr_un *addr,
 
 static int make_control_socket(struct cb_sandbox *sb, struct cb_error **err)
 {
-    struct sockaddr_un addr;
-    _cleanup_close_ int dirfd = -1;
-    if (sock_address(sb->dir, &dirfd, &addr, err) < 0)
-        return -1;
-    unlink(sb->sock_path);
-    _cleanup_close_ int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    /* The listener that came with the directory (sbdir.h): its name is
+     * bound already, no inode to make. */
+    if (sb->listener >= 0) {
+        int l = steal_fd(sb->listener);
+        struct stat st;
+        if (lstat(sb->sock_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+            cb_sbdir_listener_reusable(l) == 0)
+            return l;
+        close(l);
+    }
+    _cleanup_close_ int dirfd = open(sb->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int s = dirfd < 0 ? -errno : cb_sbdir_listen(dirfd);
     if (s < 0)
-        return cb_error_set(err, errno, CB_ERR_INTERNAL, "control socket");
-    if (bind(s, (struct sockaddr *)&addr, sizeof addr) < 0 || chmod(sb->sock_path, 0600) < 0 ||
-        listen(s, 64) < 0)
-        return cb_error_set(err, errno, CB_ERR_INTERNAL, "control socket bind");
-    return steal_fd(s);
+        return cb_error_set(err, -s, CB_ERR_INTERNAL, "control socket bind");
+    return s;
+}
+
+/* Before init is killed for a destroy: a duplicate of its listener, so the
+ * name stays bound for the directory's next sandbox (sbdir.h). Only from
+ * an init this runtime started (it knows the fd number), and only a
+ * listening unix stream socket (cb_sbdir_listener_reusable, at retire):
+ * init is not dumpable, so nothing in the sandbox can have put anything
+ * else there. Nothing taken: init.sock goes at retire, as before. */
+static void take_listener(struct cb_sandbox *sb)
+{
+    if (sb->listener >= 0 || sb->init_listen_fd < 0 || !sb->is_our_child)
+        return;
+    int tmp, pidfd = borrow_pidfd(sb, &tmp);
+    if (pidfd >= 0)
+        sb->listener = (int)syscall(SYS_pidfd_getfd, pidfd, sb->init_listen_fd, 0);
+    if (sb->listener < 0)
+        sb->listener = -1;
+    if (tmp >= 0)
+        close(tmp);
+    sb->init_listen_fd = -1;
 }
 
 static int connect_control(struct cb_sandbox *sb, int timeout_ms, struct cb_error **err)
@@ -835,6 +865,7 @@ static int spawn_init(struct cb_sandbox *sb, pid_t *pid, int *pidfd, int *disk_e
     trace_phase("plan");
     if (r == 0)
         r = cb_ns_spawn(&plan.child, pid, pidfd, err);
+    sb->init_listen_fd = r == 0 ? plan.control_fd : -1;
     *disk_errno = plan.child.disk_errno;
     *attach_errno = plan.child.attach_errno;
     warn_lower_idmap(plan.child.lower_idmap_errno);
@@ -1057,7 +1088,9 @@ static int container_stop(struct cb_sandbox *sb, struct cb_error **err)
     sb->pid = 0;
     sb->start_time = 0;
     sb->state = CB_RUN_STOPPED;
-    unlink(sb->sock_path);
+    sb->init_listen_fd = -1;
+    if (sb->listener < 0) /* else bound for the directory's next sandbox */
+        unlink(sb->sock_path);
     return save_state(sb, err);
 }
 
@@ -1099,11 +1132,13 @@ static int container_kill(struct cb_sandbox *sb, struct cb_error **err)
         }
         sb->held_root = h;
     }
+    take_listener(sb);
     return container_stop(sb, err);
 }
 
 static int container_destroy(struct cb_sandbox *sb, struct cb_error **err)
 {
+    take_listener(sb);
     if (container_stop(sb, err) < 0)
         return cb_error_wrap(err, "destroy");
     drop_held_root(sb);
@@ -1128,7 +1163,7 @@ static int container_destroy(struct cb_sandbox *sb, struct cb_error **err)
         r = cb_rootfs_remove_tree(sb->layer_dir);
     }
     if (r == 0)
-        r = cb_sbdir_retire(sb->rt->dir_spares, sb->dir);
+        r = cb_sbdir_retire(sb->rt->dir_spares, sb->dir, steal_fd(sb->listener));
     if (r < 0)
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "destroy %s: remove files", sb->id);
     /* The uid range goes last: only now is nothing left that it owns. */

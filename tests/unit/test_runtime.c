@@ -558,16 +558,20 @@ TEST(runtime_directory_recycled)
     ASSERT(fd >= 0);
     ASSERT_EQ(write(fd, "old sandbox\n", 12), 12);
     close(fd);
-    struct stat before, st;
+    struct stat before, st, sock_before;
     ASSERT_EQ(stat(old_dir, &before), 0);
+    char *old_sock = cb_xasprintf("%s/init.sock", old_dir);
+    ASSERT_EQ(lstat(old_sock, &sock_before), 0);
     if (T->destroy(sb, &err) < 0)
         FAIL("destroy: %s", err->message);
     T->release(sb);
     ASSERT(access(old_dir, F_OK) < 0);
     char *spare = only_spare(state);
     ASSERT(spare != NULL);
+    /* init.sock too: the destroy took the listener back from the init it
+     * started (sbdir.h), still bound there for the next sandbox */
     char *entries = dir_entries(spare);
-    ASSERT_STREQ(entries, "disk,disk.loop,init.log,lower,rootfs,runtime.state");
+    ASSERT_STREQ(entries, "disk,disk.loop,init.log,init.sock,lower,rootfs,runtime.state");
     char *spare_log = cb_xasprintf("%s/init.log", spare);
     char *spare_state = cb_xasprintf("%s/runtime.state", spare);
     ASSERT_EQ(stat(spare_log, &st), 0);
@@ -583,6 +587,11 @@ TEST(runtime_directory_recycled)
     ASSERT_EQ(stat(new_dir, &st), 0);
     ASSERT_EQ((long long)st.st_ino, (long long)before.st_ino); /* the spare, renamed */
     ASSERT(only_spare(state) == NULL);
+    /* its init listens on the same socket: no inode made for it (start
+     * connected through it already) */
+    char *new_sock = cb_xasprintf("%s/init.sock", new_dir);
+    ASSERT_EQ(lstat(new_sock, &st), 0);
+    ASSERT(S_ISSOCK(st.st_mode) && st.st_ino == sock_before.st_ino);
     ASSERT_NE(run(sb, 0, "test -e /workspace/f"), 0);
     ASSERT_EQ(run(sb, 0, "test \"$(hostname)\" = sb_new"), 0);
     char *new_log = cb_xasprintf("%s/init.log", new_dir), *text = NULL;
@@ -592,9 +601,19 @@ TEST(runtime_directory_recycled)
     T->release(sb);
     ASSERT_EQ(T->adopt(rt, "sb_new", &sb, &err), 0);
     ASSERT_EQ(T->state(sb), CB_RUN_RUNNING);
+    ASSERT_EQ(run(sb, 0, "true"), 0); /* connected again through the same name */
     if (T->destroy(sb, &err) < 0)
         FAIL("destroy: %s", err->message);
     T->release(sb);
+    /* An adopted init's listener is not taken (its fd number is known only
+     * to the runtime that started it): the name went with the sandbox. */
+    spare = only_spare(state);
+    ASSERT(spare != NULL);
+    char *spare_sock = cb_xasprintf("%s/init.sock", spare);
+    ASSERT(access(spare_sock, F_OK) < 0);
+    free(spare_sock);
+    free(new_sock);
+    free(old_sock);
     free(text);
     free(new_log);
     free(new_dir);

@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -66,8 +68,9 @@ TEST(sbdir_retire_keeps_only_empty_skeleton)
     char *parent = cb_xasprintf("%s/sandboxes", tmp);
     ASSERT_EQ(mkdir(parent, 0711), 0);
     struct cb_sbdir_spares *s = cb_sbdir_open(parent, 4, true);
+    int l;
     char *dir = cb_xasprintf("%s/sb_a", parent);
-    ASSERT_EQ(cb_sbdir_make(s, dir), 0);
+    ASSERT_EQ(cb_sbdir_make(s, dir, &l), 0);
     char *p;
     ASSERT_EQ(mkdir((p = cb_xasprintf("%s/rootfs", dir)), 0755), 0);
     free(p);
@@ -102,7 +105,7 @@ TEST(sbdir_retire_keeps_only_empty_skeleton)
     free(p);
     ASSERT_EQ(symlink(tmp, (p = cb_xasprintf("%s/upper/tmp", dir))), 0);
     free(p);
-    ASSERT_EQ(cb_sbdir_retire(s, dir), 0);
+    ASSERT_EQ(cb_sbdir_retire(s, dir, -1), 0);
     ASSERT(access(dir, F_OK) < 0);
     char *text = NULL;
     ASSERT_EQ(cb_read_file_at(AT_FDCWD, canary, 64, &text, NULL), 0);
@@ -115,7 +118,7 @@ TEST(sbdir_retire_keeps_only_empty_skeleton)
      * etc/hostname, neither with any attribute left); the symlinks, the
      * hard links and the tenant's files went. */
     char *next = cb_xasprintf("%s/sb_b", parent);
-    ASSERT_EQ(cb_sbdir_make(s, next), 0);
+    ASSERT_EQ(cb_sbdir_make(s, next, &l), 0);
     ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 0);
     ASSERT_EQ(count_entries(next, ""), 4);
     ASSERT_EQ(count_entries((p = cb_xasprintf("%s/rootfs", next)), ""), 0);
@@ -157,13 +160,14 @@ TEST(sbdir_make_existing_is_eexist)
     setenv("CB_SBDIR_AHEAD", "0", 1); /* only what retire keeps */
     char *tmp = make_temp();
     struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4, true);
+    int l;
     char *a = cb_xasprintf("%s/sb_a", tmp), *b = cb_xasprintf("%s/sb_b", tmp);
-    ASSERT_EQ(cb_sbdir_make(s, a), 0);
-    ASSERT_EQ(cb_sbdir_retire(s, a), 0);
+    ASSERT_EQ(cb_sbdir_make(s, a, &l), 0);
+    ASSERT_EQ(cb_sbdir_retire(s, a, -1), 0);
     ASSERT_EQ(mkdir(b, 0711), 0);
     char *mine = cb_xasprintf("%s/mine", b);
     write_text(mine, "keep");
-    ASSERT_EQ(cb_sbdir_make(s, b), -EEXIST);
+    ASSERT_EQ(cb_sbdir_make(s, b, &l), -EEXIST);
     ASSERT_EQ(access(mine, F_OK), 0);
     ASSERT_EQ(count_entries(tmp, CB_SBDIR_SPARE_PREFIX), 1);
     /* A directory with a mount point inside (something still holds it) is
@@ -171,12 +175,12 @@ TEST(sbdir_make_existing_is_eexist)
     char *rootfs = cb_xasprintf("%s/rootfs", b);
     ASSERT_EQ(mkdir(rootfs, 0755), 0);
     if (mount("tmpfs", rootfs, "tmpfs", 0, "size=64k") == 0) {
-        ASSERT(cb_sbdir_retire(s, b) < 0);
+        ASSERT(cb_sbdir_retire(s, b, -1) < 0);
         ASSERT_EQ(access(b, F_OK), 0);
         ASSERT_EQ(count_entries(tmp, CB_SBDIR_SPARE_PREFIX), 1);
         ASSERT_EQ(umount2(rootfs, MNT_DETACH), 0);
     }
-    ASSERT_EQ(cb_sbdir_retire(s, b), 0);
+    ASSERT_EQ(cb_sbdir_retire(s, b, -1), 0);
     ASSERT_EQ(count_entries(tmp, CB_SBDIR_SPARE_PREFIX), 2);
     cb_sbdir_close(s);
     ASSERT_EQ(count_entries(tmp, CB_SBDIR_SPARE_PREFIX), 0); /* close removes its own */
@@ -214,6 +218,82 @@ TEST(sbdir_open_removes_only_dead_owners_spares)
     free(tmp);
 }
 
+static int connect_to(const char *path)
+{
+    int c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path);
+    if (c >= 0 && connect(c, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        close(c);
+        return -1;
+    }
+    return c;
+}
+
+/* A listener bound at init.sock goes with its directory into the spare set
+ * and out to the next make: the same socket inode under the new name (no
+ * inode made), listening; a connection queued on it before the retire is
+ * refused, never handed to the next sandbox; a later connect through the
+ * new name reaches it. Anything but a listening unix stream socket is not
+ * kept, and neither is its name. */
+TEST(sbdir_listener_travels_with_the_spare)
+{
+    setenv("CB_SBDIR_AHEAD", "0", 1);
+    char *tmp = make_temp();
+    struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4, true);
+    char *a = cb_xasprintf("%s/sb_a", tmp), *b = cb_xasprintf("%s/sb_b", tmp);
+    char *asock = cb_xasprintf("%s/init.sock", a), *bsock = cb_xasprintf("%s/init.sock", b);
+    int l;
+    ASSERT_EQ(cb_sbdir_make(s, a, &l), 0);
+    ASSERT_EQ(l, -1); /* no spare yet */
+    int dfd = open(a, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    l = cb_sbdir_listen(dfd);
+    close(dfd);
+    ASSERT(l >= 0);
+    struct stat st1, st2;
+    ASSERT_EQ(lstat(asock, &st1), 0);
+    ASSERT(S_ISSOCK(st1.st_mode) && (st1.st_mode & 0777) == 0600);
+    int queued = connect_to(asock);
+    ASSERT(queued >= 0);
+    ASSERT_EQ(cb_sbdir_retire(s, a, l), 0);
+    int l2;
+    ASSERT_EQ(cb_sbdir_make(s, b, &l2), 0);
+    ASSERT(l2 >= 0);
+    ASSERT_EQ(lstat(bsock, &st2), 0);
+    ASSERT(S_ISSOCK(st2.st_mode) && st2.st_ino == st1.st_ino);
+    char c;
+    ASSERT(read(queued, &c, 1) <= 0); /* refused at the retire */
+    close(queued);
+    int fresh = connect_to(bsock);
+    ASSERT(fresh >= 0);
+    int acc = accept4(l2, NULL, NULL, SOCK_CLOEXEC);
+    ASSERT(acc >= 0);
+    ASSERT_EQ(write(fresh, "x", 1), 1);
+    ASSERT_EQ(read(acc, &c, 1), 1);
+    close(acc);
+    close(fresh);
+    /* not a listener (one end of a pair): closed, init.sock not kept */
+    int pair[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    close(pair[1]);
+    ASSERT_EQ(cb_sbdir_retire(s, b, pair[0]), 0);
+    ASSERT_EQ(cb_sbdir_make(s, a, &l), 0);
+    ASSERT_EQ(l, -1);
+    ASSERT(access(asock, F_OK) < 0);
+    /* a listener with no name of its own here: init.sock is no socket */
+    ASSERT_EQ(cb_sbdir_retire(s, a, l2), 0);
+    ASSERT_EQ(cb_sbdir_make(s, b, &l), 0);
+    ASSERT_EQ(l, -1);
+    ASSERT(access(bsock, F_OK) < 0);
+    cb_sbdir_close(s);
+    cb_rootfs_remove_tree(tmp);
+    free(asock);
+    free(bsock);
+    free(a);
+    free(b);
+    free(tmp);
+}
+
 /* CB_SBDIR_SPARES=0: retire removes the directory. */
 TEST(sbdir_disabled_removes)
 {
@@ -221,9 +301,10 @@ TEST(sbdir_disabled_removes)
     setenv("CB_SBDIR_SPARES", "0", 1);
     char *tmp = make_temp();
     struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4, true);
+    int l;
     char *a = cb_xasprintf("%s/sb_a", tmp);
-    ASSERT_EQ(cb_sbdir_make(s, a), 0);
-    ASSERT_EQ(cb_sbdir_retire(s, a), 0);
+    ASSERT_EQ(cb_sbdir_make(s, a, &l), 0);
+    ASSERT_EQ(cb_sbdir_retire(s, a, -1), 0);
     ASSERT(access(a, F_OK) < 0);
     ASSERT_EQ(count_entries(tmp, ""), 0);
     cb_sbdir_close(s);
@@ -264,9 +345,14 @@ TEST(sbdir_made_ahead)
     }
     closedir(pd);
     char *dir = cb_xasprintf("%s/sb_a", parent);
-    ASSERT_EQ(cb_sbdir_make(s, dir), 0);
+    int l;
+    ASSERT_EQ(cb_sbdir_make(s, dir, &l), 0);
+    /* and the control socket's name, bound, with its listener */
+    ASSERT(l >= 0);
+    close(l);
     static const char *const made[] = {"rootfs", "upper/etc/hosts", "upper/home/user",
-                                       "upper/workspace", "work", "runtime.state", "init.log"};
+                                       "upper/workspace", "work", "runtime.state", "init.log",
+                                       "init.sock"};
     for (size_t i = 0; i < sizeof made / sizeof *made; i++) {
         char *p = cb_xasprintf("%s/%s", dir, made[i]);
         if (access(p, F_OK) != 0)
@@ -298,7 +384,10 @@ TEST(sbdir_made_ahead_without_layers)
     for (int i = 0; i < 500 && count_entries(tmp, CB_SBDIR_SPARE_PREFIX) < 1; i++)
         usleep(10000);
     char *dir = cb_xasprintf("%s/sb_img", tmp);
-    ASSERT_EQ(cb_sbdir_make(s, dir), 0);
+    int l;
+    ASSERT_EQ(cb_sbdir_make(s, dir, &l), 0);
+    if (l >= 0)
+        close(l);
     static const char *const made[] = {"rootfs", "runtime.state", "init.log"};
     for (size_t i = 0; i < sizeof made / sizeof *made; i++) {
         char *p = cb_xasprintf("%s/%s", dir, made[i]);
