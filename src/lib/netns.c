@@ -93,9 +93,9 @@ static int mount_sysfs(void)
     return r;
 }
 
-static int write_sysctl_at(int proc, const char *path, const char *value)
+static int write_sysctl_at(int dir, const char *path, const char *value)
 {
-    int fd = openat(proc, path, O_WRONLY | O_CLOEXEC);
+    int fd = openat(dir, path, O_WRONLY | O_CLOEXEC);
     if (fd < 0)
         return -errno;
     ssize_t n = write(fd, value, strlen(value));
@@ -155,10 +155,20 @@ static int make_spare(const struct cb_netns_spares *s, int from, int home, bool 
      * own: low ports and ping, here for every user of the sandbox. */
     if (r == 0)
         r = cb_netns_loopback_up();
+    /* One walk to the namespace's own net/ipv4 directory, then both names
+     * in it: every namespace's net/ipv4 dentry hangs under the one
+     * /proc/sys/net dentry with the same name, so that step compares
+     * against one dentry per live namespace (proc_sys_compare: 8% of all
+     * CPU when creating sandboxes with 2,500 alive). */
+    int ipv4 = r == 0 ? openat(s->proc_fd, "sys/net/ipv4", O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+    if (r == 0 && ipv4 < 0)
+        r = -errno;
     if (r == 0)
-        r = write_sysctl_at(s->proc_fd, "sys/net/ipv4/ip_unprivileged_port_start", "0");
+        r = write_sysctl_at(ipv4, "ip_unprivileged_port_start", "0");
     if (r == 0)
-        r = write_sysctl_at(s->proc_fd, "sys/net/ipv4/ping_group_range", "0 2147483647");
+        r = write_sysctl_at(ipv4, "ping_group_range", "0 2147483647");
+    if (ipv4 >= 0)
+        close(ipv4);
     if (setns(home, CLONE_NEWNET) < 0)
         r = -ENOTRECOVERABLE;
     if (r < 0) {
