@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "netns.h"
 #include "proto.h"
 #include "rootfs.h"
 #include "runner.h"
@@ -214,6 +215,16 @@ static char *read_text(const char *path)
         text = NULL;
     close(dfd);
     return text;
+}
+
+static int count_lines(const char *path)
+{
+    char *text = read_text(path);
+    int n = 0;
+    for (char *p = text; p && *p; p++)
+        n += *p == '\n';
+    free(text);
+    return n;
 }
 
 /* Warm-pool claim: a started sandbox under an internal id takes a new id,
@@ -987,6 +998,49 @@ static ino_t netns_owner(const char *path)
     "grep -q '^ *lo:' /proc/net/dev && test -e /sys/devices/system/cpu/online && "            \
     "! touch /sys/x 2>/dev/null && "                                                          \
     "grep -Eq ' / /sys ro,[^ ]*( [^ ]+)* - sysfs sysfs ro(,|$)' /proc/self/mountinfo"
+
+/* The two sysctls every spare namespace gets (low ports, ping) are written
+ * through a private proc instance made again every 64 namespaces (netns.c
+ * sysctl_ipv4_dir): in each of 150 namespaces in a row (three instances)
+ * they hold, the host's own values never change, and no proc mount of ours
+ * is left in the host's mount table. */
+TEST(netns_sysctls_in_every_namespace)
+{
+    char *host_ports = read_text("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    char *host_ping = read_text("/proc/sys/net/ipv4/ping_group_range");
+    ASSERT(host_ports && host_ping);
+    int mounts_before = count_lines("/proc/self/mountinfo");
+    struct cb_netns_spares *s = cb_netns_open(0); /* no maker: each take makes one here */
+    for (int i = 0; i < 150; i++) {
+        int netns, sysfs;
+        ASSERT_EQ(cb_netns_take(s, &netns, &sysfs), 0);
+        pid_t child = fork();
+        if (child == 0) {
+            if (setns(netns, CLONE_NEWNET) < 0)
+                _exit(2);
+            char *ports = read_text("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+            char *ping = read_text("/proc/sys/net/ipv4/ping_group_range");
+            _exit(ports && ping && strcmp(ports, "0\n") == 0 &&
+                          strncmp(ping, "0\t2147483647", 12) == 0 ? 0 : 3);
+        }
+        int st;
+        ASSERT_EQ(waitpid(child, &st, 0), child);
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            FAIL("namespace %d: sysctls not set (status %d)", i, st);
+        close(netns);
+        close(sysfs);
+    }
+    cb_netns_close(s);
+    ASSERT_EQ(count_lines("/proc/self/mountinfo"), mounts_before);
+    char *ports_after = read_text("/proc/sys/net/ipv4/ip_unprivileged_port_start");
+    char *ping_after = read_text("/proc/sys/net/ipv4/ping_group_range");
+    ASSERT(ports_after && strcmp(ports_after, host_ports) == 0);
+    ASSERT(ping_after && strcmp(ping_after, host_ping) == 0);
+    free(host_ports);
+    free(host_ping);
+    free(ports_after);
+    free(ping_after);
+}
 
 /* Network namespaces made ahead of time (netns.h): the sandbox runs in
  * one that the host's user namespace owns (its root cannot reconfigure
