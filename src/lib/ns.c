@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <linux/sched.h>
+#include <pthread.h>
 #include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
@@ -24,6 +25,141 @@
 #include "tier.h"
 
 #define CHILD_STACK_SIZE (256 * 1024)
+
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+
+/* ---- fd slots: what a sandbox's first process copies of ours ----
+ *
+ * A clone without CLONE_FILES copies the daemon's whole fd table into the
+ * child, one reference per open file (a control connection per live
+ * sandbox, so thousands), which the child then closes again; and the copy
+ * keeps the table's size through exec, so every init carried an fd table
+ * sized by the daemon's fd count when it was spawned (FDSize 1024 with 600
+ * sandboxes alive: ~64 KiB per init at 10,000). Instead the spawn
+ * duplicates the few descriptors its child needs into low numbers
+ * reserved when the runtime opened (a group of slots per concurrent
+ * spawn), clones with CLONE_FILES, and the child's first act is
+ * close_range(floor, ~0, CLOSE_RANGE_UNSHARE): a table of its own holding
+ * only what lies below the slots' floor (the 64-entry table embedded in
+ * every process, no allocation). It then says so on the sync socket; the
+ * parent puts its placeholder back in the sync slot at once (the EOF at
+ * the child's exec needs every other copy of that end closed), in the
+ * others once the child has exec'd. No
+ * free group (more concurrent spawns than groups) or no slots: the
+ * copying clone, as before. */
+#define SLOT_GROUPS 6
+#define SLOT_FDS (8 + CB_CGROUP_MAX_DIRS)
+
+static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
+static int slot_state;      /* 0: not reserved yet, 1: reserved, -1: none */
+static int slot_null = -1;  /* the placeholder a free slot duplicates */
+static int slots[SLOT_GROUPS][SLOT_FDS];
+static bool slot_busy[SLOT_GROUPS];
+static unsigned slot_floor; /* one above the highest slot */
+
+/* slot_lock held */
+static void reserve_slots(void)
+{
+    slot_state = -1;
+    slot_null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (slot_null < 0)
+        return;
+    for (int g = 0; g < SLOT_GROUPS; g++)
+        for (int i = 0; i < SLOT_FDS; i++) {
+            int fd = fcntl(slot_null, F_DUPFD_CLOEXEC, 3);
+            if (fd < 0)
+                return; /* the reserved ones stay reserved, unused */
+            slots[g][i] = fd;
+            if ((unsigned)fd + 1 > slot_floor)
+                slot_floor = (unsigned)fd + 1;
+        }
+    slot_state = 1;
+}
+
+void cb_ns_reserve_fd_slots(void)
+{
+    pthread_mutex_lock(&slot_lock);
+    if (slot_state == 0)
+        reserve_slots();
+    pthread_mutex_unlock(&slot_lock);
+}
+
+static int slot_acquire(void)
+{
+    int g = -1;
+    pthread_mutex_lock(&slot_lock);
+    if (slot_state == 0)
+        reserve_slots();
+    for (int i = 0; slot_state == 1 && i < SLOT_GROUPS && g < 0; i++)
+        if (!slot_busy[i]) {
+            slot_busy[i] = true;
+            g = i;
+        }
+    pthread_mutex_unlock(&slot_lock);
+    return g;
+}
+
+static void slot_release(int g)
+{
+    pthread_mutex_lock(&slot_lock);
+    slot_busy[g] = false;
+    pthread_mutex_unlock(&slot_lock);
+}
+
+struct moved_fd {
+    int *field;
+    int orig;
+};
+
+/* Put the placeholder back in every slot of group g the spawn used: the
+ * daemon's duplicates of the child's descriptors go. */
+static void slots_clear(int g, int n)
+{
+    for (int i = 0; i < n; i++)
+        dup3(slot_null, slots[g][i], O_CLOEXEC);
+}
+
+/* Point every descriptor field of c the child uses at a duplicate in
+ * group g. The number of moved fields, or -1 (nothing left moved). */
+static int slots_fill(struct cb_child_config *c, int g, struct moved_fd *mv)
+{
+    int *fields[SLOT_FDS + 16];
+    int n = 0;
+    fields[n++] = &c->sync_fd;
+    fields[n++] = &c->null_fd;
+    fields[n++] = &c->log_fd;
+    fields[n++] = &c->control_fd;
+    fields[n++] = &c->init_fd;
+    if (c->disk_target)
+        fields[n++] = &c->disk_fd;
+    if (c->lower_target)
+        fields[n++] = &c->lower_fd;
+    for (int i = 0; i < c->ncgroup_fds; i++)
+        fields[n++] = &c->cgroup_fds[i];
+    for (size_t i = 0; i < c->mounts->n && n < (int)CB_ARRAY_SIZE(fields); i++)
+        if (c->mounts->steps[i].kind == CB_MNT_ATTACH)
+            /* the table is the caller's plan, ours to point for the spawn */
+            fields[n++] = &((struct cb_mount_step *)c->mounts->steps)[i].fd;
+    if (n > SLOT_FDS)
+        return -1;
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        if (*fields[i] < 0)
+            continue;
+        if (dup3(*fields[i], slots[g][k], O_CLOEXEC) < 0) {
+            slots_clear(g, k);
+            for (int j = 0; j < k; j++)
+                *mv[j].field = mv[j].orig;
+            return -1;
+        }
+        mv[k] = (struct moved_fd){fields[i], *fields[i]};
+        *fields[i] = slots[g][k];
+        k++;
+    }
+    return k;
+}
 
 /* What the child sends when a step fails. */
 struct child_report {
@@ -342,6 +478,22 @@ static void close_inherited(const struct cb_child_config *c)
 static int child_main(void *arg)
 {
     struct cb_child_config *c = arg;
+    /* CLONE_FILES (fd slots above): a table of our own with only the
+     * slots' range, at once, then tell the parent it may put its
+     * placeholders back. The old kernel's way (no CLOSE_RANGE_UNSHARE,
+     * before 5.9) copies the whole table; close_inherited trims it. */
+    if (c->fd_floor) {
+        if (syscall(SYS_close_range, c->fd_floor, ~0U, CLOSE_RANGE_UNSHARE) < 0 &&
+            unshare(CLONE_FILES) < 0) {
+            struct child_report rep = {errno, 0, -1};
+            if (write(c->sync_fd, &rep, sizeof rep) < 0) {
+                /* nothing left to tell anyone */
+            }
+            _exit(127);
+        }
+        if (write(c->sync_fd, "u", 1) != 1)
+            _exit(127);
+    }
     /* Our clock offsets file, opened before anything else changes (see
      * step_time_ns): its owner is the host's root whatever the dumpable
      * flag says, and that is still who we are. Only the descriptors we
@@ -552,6 +704,18 @@ static void unpoison_stack(void *p, size_t n) { __asan_unpoison_memory_region(p,
 static void unpoison_stack(void *p, size_t n) { (void)p, (void)n; }
 #endif
 
+/* After a spawn with fd slots: c's fields name our descriptors again, and
+ * the group is free. The child's copies are its own by now. */
+static void spawn_restore(struct cb_child_config *c, int group, const struct moved_fd *mv, int n)
+{
+    if (group < 0)
+        return;
+    for (int i = 0; i < n; i++)
+        *mv[i].field = mv[i].orig;
+    c->fd_floor = 0;
+    slot_release(group);
+}
+
 static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out,
                        int *pidfd_out, struct cb_error **err)
 {
@@ -582,6 +746,21 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
     int pidfd = -1;
     int flags = CLONE_VM | CLONE_PIDFD | CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID |
                 CLONE_NEWIPC | CLONE_NEWUTS;
+    /* The child's descriptors in a group of fd slots (above), if one is
+     * free: then it shares our table only until its first syscall. */
+    struct moved_fd moved[SLOT_FDS];
+    int nmoved = -1;
+    int group = slot_acquire();
+    if (group >= 0 && (nmoved = slots_fill(c, group, moved)) < 0) {
+        slot_release(group);
+        group = -1;
+    }
+    c->fd_floor = group >= 0 ? slot_floor : 0;
+    if (group >= 0)
+        flags |= CLONE_FILES;
+    if (c->control_arg)
+        snprintf(c->control_arg, c->control_arg_size, "%d", c->control_fd);
+    c->init_control_fd = c->control_fd;
     /* A spare network namespace: this thread enters it for the clone (the
      * child inherits the thread's namespaces) and leaves right after. */
     int host_net = c->netns_fd >= 0 ? cb_netns_host_fd() : -1;
@@ -591,6 +770,9 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
         int e = host_net < 0 ? -host_net : errno;
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         close(child_end);
+        if (group >= 0)
+            slots_clear(group, nmoved);
+        spawn_restore(c, group, moved, nmoved);
         munmap(stack, CHILD_STACK_SIZE);
         return cb_error_set(err, e, CB_ERR_INTERNAL, "enter the sandbox's network namespace");
     }
@@ -603,19 +785,49 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
     if (c->netns_fd >= 0 && setns(host_net, CLONE_NEWNET) < 0)
         abort();
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    /* Only our copy: the child has its own fd table (no CLONE_FILES), and
-     * c is shared memory the child still reads, so c->sync_fd stays. */
+    /* Only our copy: the child uses its own (a copy of the table, or the
+     * slot it unshares), and c is shared memory the child still reads, so
+     * c->sync_fd stays. */
     close(child_end);
+    int r = 0;
+    if (pid >= 0 && group >= 0) {
+        /* Wait until the child has a table of its own before the slots
+         * get their placeholders back (its sync end among them: the EOF
+         * at its exec needs ours gone). */
+        struct child_report rep;
+        ssize_t n = CB_RETRY(read(parent_end, &rep, sizeof rep));
+        if (n != 1 || *(char *)&rep != 'u')
+            r = n == (ssize_t)sizeof rep ? report_to_error(c, &rep, err)
+                                         : cb_error_set(err, n < 0 ? errno : EPROTO,
+                                                        CB_ERR_INTERNAL, "sandbox fd table");
+    }
+    /* The slot holding our duplicate of the child's sync end goes now (the
+     * EOF at its exec needs every copy but the child's closed); the others
+     * stay until the child has exec'd: below, we still use c's fields too
+     * (the lower layer's idmap), and they name the slots. */
+    for (int i = 0; group >= 0 && i < nmoved; i++)
+        if (moved[i].field == &c->sync_fd)
+            dup3(slot_null, slots[group][i], O_CLOEXEC);
     if (pid < 0) {
+        if (group >= 0)
+            slots_clear(group, nmoved);
+        spawn_restore(c, group, moved, nmoved);
         munmap(stack, CHILD_STACK_SIZE);
         return cb_error_set(err, clone_errno, CB_ERR_INTERNAL, "clone");
     }
-    int r = parent_release_child(c, pid, parent_end, err);
+    if (r == 0)
+        r = parent_release_child(c, pid, parent_end, err);
     if (r < 0) {
         syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
         siginfo_t si;
         CB_RETRY(waitid(P_PIDFD, pidfd, &si, WEXITED | __WALL));
         close(pidfd);
+    }
+    /* The child exec'd or is dead: c is ours again, the slots free. */
+    if (group >= 0)
+        slots_clear(group, nmoved);
+    spawn_restore(c, group, moved, nmoved);
+    if (r < 0) {
         munmap(stack, CHILD_STACK_SIZE); /* child gone: its stack is free */
         return -1;
     }

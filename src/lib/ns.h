@@ -27,6 +27,12 @@ struct cb_child_config {
     const char *hostname;
     int init_fd;             /* O_PATH fd of the cellbox-init binary */
     int control_fd;          /* listening control socket, kept across exec */
+    char *control_arg;       /* the argv element that names control_fd (NULL: none),
+                                a buffer of control_arg_size bytes that cb_ns_spawn
+                                rewrites when it hands the child the socket under
+                                another number (see init_control_fd) */
+    size_t control_arg_size;
+    int init_control_fd;     /* out: control_fd's number in the sandbox's init */
     int log_fd;              /* init's stdout/stderr */
     char *const *argv;       /* argv of init, control fd already in it */
     char *const *envp;
@@ -74,6 +80,8 @@ struct cb_child_config {
     int timens_open_errno;
     int cgroup_fds[CB_CGROUP_MAX_DIRS]; /* v1 "tasks" files the child joins itself */
     int ncgroup_fds;
+    unsigned fd_floor;      /* CLONE_FILES spawn: the child keeps only fds below
+                               this (the reserved slots), 0: a copied table */
     /* CLOCK_MONOTONIC after each child step. The child shares our memory
      * (CLONE_VM) until exec, so it records here without any syscall but the
      * vDSO clock; cb_ns_spawn prints them when CB_TRACE_START is set. */
@@ -85,6 +93,11 @@ struct cb_child_config {
  * steps and wait until it exec'd init. Returns 0 with *pid_out and
  * *pidfd_out (CLOEXEC) set; on failure the child is reaped and *err names
  * the failed step. */
+/* Reserve the low fd slots spawns hand their child's descriptors in
+ * (ns.c, "fd slots"); a runtime calls it when it opens, while the
+ * process's lowest fds are still free. Idempotent; never fails (no slots:
+ * each child copies the whole table, as it always did). */
+void cb_ns_reserve_fd_slots(void);
 int cb_ns_spawn(struct cb_child_config *cfg, pid_t *pid_out, int *pidfd_out,
                 struct cb_error **err);
 

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 
 #include "caps.h"
+#include "ns.h"
 #include "template.h"
 
 #define DEFAULT_UID_BASE (1u << 30)
@@ -81,6 +82,9 @@ int cb_runtime_open(const struct cb_runtime_config *cfg, struct cb_runtime **out
         return cb_error_set(err, EINVAL, CB_ERR_BAD_REQUEST, "state_dir must be absolute");
     if (check_state_dir_searchable(cfg->state_dir, err) < 0)
         return -1;
+    /* Before this runtime opens anything: the fd slots a sandbox's first
+     * process gets its descriptors in are the lowest numbers free now. */
+    cb_ns_reserve_fd_slots();
     struct cb_runtime *rt = cb_xcalloc(1, sizeof *rt);
     rt->slots_dirfd = -1;
     pthread_mutex_init(&rt->freed_lock, NULL);

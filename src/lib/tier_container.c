@@ -782,6 +782,8 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
     c->hostname = sb->hostname;
     c->init_fd = p->init_fd;
     c->control_fd = p->control_fd;
+    c->control_arg = p->control_arg; /* argv[2]: cb_ns_spawn may hand init another number */
+    c->control_arg_size = sizeof p->control_arg;
     c->log_fd = p->log_fd;
     c->argv = p->argv;
     c->envp = init_env;
@@ -865,7 +867,7 @@ static int spawn_init(struct cb_sandbox *sb, pid_t *pid, int *pidfd, int *disk_e
     trace_phase("plan");
     if (r == 0)
         r = cb_ns_spawn(&plan.child, pid, pidfd, err);
-    sb->init_listen_fd = r == 0 ? plan.control_fd : -1;
+    sb->init_listen_fd = r == 0 ? plan.child.init_control_fd : -1;
     *disk_errno = plan.child.disk_errno;
     *attach_errno = plan.child.attach_errno;
     warn_lower_idmap(plan.child.lower_idmap_errno);

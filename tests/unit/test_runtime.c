@@ -14,6 +14,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -998,6 +999,56 @@ static ino_t netns_owner(const char *path)
     "grep -q '^ *lo:' /proc/net/dev && test -e /sys/devices/system/cpu/online && "            \
     "! touch /sys/x 2>/dev/null && "                                                          \
     "grep -Eq ' / /sys ro,[^ ]*( [^ ]+)* - sysfs sysfs ro(,|$)' /proc/self/mountinfo"
+
+/* A sandbox's first process copies no more of the runtime's fd table than
+ * the reserved slots (ns.c "fd slots"): started while this process holds
+ * 3,000 more descriptors, its init's fd table stays small (it used to be
+ * sized by ours: FDSize 4096 here), none of ours is open in it, and it
+ * works. */
+TEST(runtime_init_fd_table_not_sized_by_ours)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    enum { EXTRA = 3000 };
+    static int extra[EXTRA];
+    struct rlimit rl;
+    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur < EXTRA + 200) {
+        rl.rlim_cur = rl.rlim_max < EXTRA + 200 ? rl.rlim_max : EXTRA + 200;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    int n = 0;
+    for (; n < EXTRA; n++)
+        if ((extra[n] = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+            break;
+    if (n < 1000)
+        SKIP("cannot open enough descriptors (%d)", n);
+    struct cb_sandbox *sb = start_sandbox(rt, "sb_fdtable", 0);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)init_pid(sb));
+    char *status = read_text(path);
+    ASSERT(status != NULL);
+    char *fdsize = strstr(status, "FDSize:");
+    ASSERT(fdsize != NULL);
+    int size = atoi(fdsize + 7);
+    if (size > 256)
+        FAIL("init's fd table has %d entries with %d of ours open", size, n);
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)init_pid(sb));
+    DIR *d = opendir(path);
+    ASSERT(d != NULL);
+    int open_fds = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        open_fds += de->d_name[0] != '.';
+    closedir(d);
+    ASSERT(open_fds < 16); /* 0-2, its control socket, its own few */
+    ASSERT_EQ(run(sb, 0, "true"), 0);
+    destroy_sandbox(sb);
+    for (int i = 0; i < n; i++)
+        close(extra[i]);
+    free(status);
+    cleanup_state(rt, state);
+}
 
 /* The two sysctls every spare namespace gets (low ports, ping) are written
  * through a private proc instance made again every 64 namespaces (netns.c
