@@ -196,6 +196,14 @@ static void build_dev(struct cb_mount_table *t, const char *rootfs)
     }
 }
 
+bool cb_mounts_has_dev_skeleton(const char *rootfs)
+{
+    /* made last by cb_mounts_make_dev_skeleton */
+    _cleanup_free_ char *last = cb_xasprintf("%s/dev/%s", rootfs,
+                                             dev_nodes[CB_ARRAY_SIZE(dev_nodes) - 1]);
+    return access(last, F_OK) == 0;
+}
+
 int cb_mounts_make_dev_skeleton(const char *rootfs)
 {
     _cleanup_free_ char *dev = cb_xasprintf("%s/dev", rootfs);

@@ -72,6 +72,8 @@ void cb_mount_table_free(struct cb_mount_table *t);
  * /dev (mount points, pts, shm, links), so sandboxes of that template
  * create none in their upper layer. Idempotent. 0 or -errno. */
 int cb_mounts_make_dev_skeleton(const char *rootfs);
+/* Whether rootfs has all of them (an older skeleton has none). */
+bool cb_mounts_has_dev_skeleton(const char *rootfs);
 /* Attach the detached sysfs mount fd (netns.h) at /sys instead of mounting
  * one there. The caller keeps fd open until the child ran the table. */
 void cb_mounts_attach_sysfs(struct cb_mount_table *t, int fd);

@@ -33,6 +33,7 @@ struct cb_netns_spares {
     pthread_mutex_t sys_lock;
     int sys_proc; /* a detached proc instance of our own for /proc/sys, or -1 (sysctl_dir) */
     int sys_uses; /* namespaces looked up through it */
+    bool sys_refused; /* no private proc on this host: the host's /proc */
     int parent;   /* the namespace spares are made from (parent_netns), or -1 */
     bool shared;  /* the maker's root is the shared sysfs (share_sysfs) */
     pthread_mutex_t lock;
@@ -159,14 +160,16 @@ static int sysctl_ipv4_dir(struct cb_netns_spares *s)
         close(s->sys_proc);
         s->sys_proc = -1;
     }
-    if (s->sys_proc < 0) {
+    if (s->sys_proc < 0 && !s->sys_refused) {
         int fs = (int)syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
         if (fs >= 0 && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
             s->sys_proc = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, 0);
         if (fs >= 0)
             close(fs);
-        if (s->sys_proc < 0)
+        if (s->sys_proc < 0) {
             s->sys_proc = -1;
+            s->sys_refused = true; /* not asked again for every namespace */
+        }
         s->sys_uses = 0;
     }
     int base = s->sys_proc >= 0 ? s->sys_proc : s->proc_fd;

@@ -42,8 +42,9 @@
  * reserved when the runtime opened (a group of slots per concurrent
  * spawn), clones with CLONE_FILES, and the child's first act is
  * close_range(floor, ~0, CLOSE_RANGE_UNSHARE): a table of its own holding
- * only what lies below the slots' floor (the 64-entry table embedded in
- * every process, no allocation). It then says so on the sync socket; the
+ * only what lies below the slots' floor (128 entries in cellboxd, whose
+ * own first fds and the slots reach past the 64 every process has
+ * without an allocation). It then says so on the sync socket; the
  * parent puts its placeholder back in the sync slot at once (the EOF at
  * the child's exec needs every other copy of that end closed), in the
  * others once the child has exec'd. No
@@ -750,7 +751,8 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
      * free: then it shares our table only until its first syscall. */
     struct moved_fd moved[SLOT_FDS];
     int nmoved = -1;
-    int group = slot_acquire();
+    /* Only when init can be told the slot's number (control_arg). */
+    int group = c->control_fd < 0 || c->control_arg ? slot_acquire() : -1;
     if (group >= 0 && (nmoved = slots_fill(c, group, moved)) < 0) {
         slot_release(group);
         group = -1;

@@ -27,10 +27,11 @@ struct cb_child_config {
     const char *hostname;
     int init_fd;             /* O_PATH fd of the cellbox-init binary */
     int control_fd;          /* listening control socket, kept across exec */
-    char *control_arg;       /* the argv element that names control_fd (NULL: none),
-                                a buffer of control_arg_size bytes that cb_ns_spawn
-                                rewrites when it hands the child the socket under
-                                another number (see init_control_fd) */
+    char *control_arg;       /* the argv element that names control_fd, a buffer of
+                                control_arg_size bytes that cb_ns_spawn writes with
+                                the number init gets (init_control_fd). NULL: the
+                                caller's argv names control_fd itself, and the
+                                child keeps that number (a copied fd table) */
     size_t control_arg_size;
     int init_control_fd;     /* out: control_fd's number in the sandbox's init */
     int log_fd;              /* init's stdout/stderr */
@@ -89,15 +90,15 @@ struct cb_child_config {
     uint64_t *mount_ns; /* NULL, or one per mount step (CB_TRACE_START) */
 };
 
-/* Clone the child, map its ids, put it in its cgroups, let it run its setup
- * steps and wait until it exec'd init. Returns 0 with *pid_out and
- * *pidfd_out (CLOEXEC) set; on failure the child is reaped and *err names
- * the failed step. */
 /* Reserve the low fd slots spawns hand their child's descriptors in
  * (ns.c, "fd slots"); a runtime calls it when it opens, while the
  * process's lowest fds are still free. Idempotent; never fails (no slots:
  * each child copies the whole table, as it always did). */
 void cb_ns_reserve_fd_slots(void);
+/* Clone the child, map its ids, put it in its cgroups, let it run its setup
+ * steps and wait until it exec'd init. Returns 0 with *pid_out and
+ * *pidfd_out (CLOEXEC) set; on failure the child is reaped and *err names
+ * the failed step. */
 int cb_ns_spawn(struct cb_child_config *cfg, pid_t *pid_out, int *pidfd_out,
                 struct cb_error **err);
 

@@ -127,8 +127,7 @@ int cb_template_make_host(const char *templates_dir, struct cb_error **err)
          * with this template as their lower layer still have their tmpfs
          * over its /dev and never look below it. */
         _cleanup_free_ char *rootfs = cb_xasprintf("%s/rootfs", dir);
-        _cleanup_free_ char *null = cb_xasprintf("%s/dev/null", rootfs);
-        int r = access(null, F_OK) == 0 ? 0 : cb_mounts_make_dev_skeleton(rootfs);
+        int r = cb_mounts_has_dev_skeleton(rootfs) ? 0 : cb_mounts_make_dev_skeleton(rootfs);
         return r < 0 ? cb_error_set(err, -r, CB_ERR_INTERNAL, "host template /dev") : 0;
     }
     /* Build into a temporary directory and rename, so a crash never leaves

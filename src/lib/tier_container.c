@@ -567,12 +567,13 @@ static int sock_address(const char *dir, int *dirfd, struct sockaddr_un *addr,
 static int make_control_socket(struct cb_sandbox *sb, struct cb_error **err)
 {
     /* The listener that came with the directory (sbdir.h): its name is
-     * bound already, no inode to make. */
+     * bound already, no inode to make. It was checked (and its queue
+     * emptied) when the directory was retired, or made fresh for it; only
+     * root can reach the name meanwhile. */
     if (sb->listener >= 0) {
         int l = steal_fd(sb->listener);
         struct stat st;
-        if (lstat(sb->sock_path, &st) == 0 && S_ISSOCK(st.st_mode) &&
-            cb_sbdir_listener_reusable(l) == 0)
+        if (lstat(sb->sock_path, &st) == 0 && S_ISSOCK(st.st_mode))
             return l;
         close(l);
     }
@@ -771,7 +772,6 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "init log");
     if ((p->control_fd = make_control_socket(sb, err)) < 0)
         return -1;
-    snprintf(p->control_arg, sizeof p->control_arg, "%d", p->control_fd);
     p->argv[0] = "cellbox-init";
     p->argv[1] = "--control-fd";
     p->argv[2] = p->control_arg;
@@ -782,7 +782,7 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
     c->hostname = sb->hostname;
     c->init_fd = p->init_fd;
     c->control_fd = p->control_fd;
-    c->control_arg = p->control_arg; /* argv[2]: cb_ns_spawn may hand init another number */
+    c->control_arg = p->control_arg; /* argv[2]: cb_ns_spawn writes the number init gets */
     c->control_arg_size = sizeof p->control_arg;
     c->log_fd = p->log_fd;
     c->argv = p->argv;
