@@ -397,6 +397,16 @@ void cb_sbdir_close(struct cb_sbdir_spares *s)
     free(s);
 }
 
+int cb_sbdir_ready(struct cb_sbdir_spares *s)
+{
+    if (!s)
+        return 0;
+    pthread_mutex_lock(&s->lock);
+    int n = s->n;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
 static char *pop_spare(struct cb_sbdir_spares *s, int *listener)
 {
     pthread_mutex_lock(&s->lock);

@@ -46,6 +46,9 @@ struct cb_sbdir_spares *cb_sbdir_open(const char *sandboxes_dir, int max, bool l
 /* Remove every spare and free the set. */
 void cb_sbdir_close(struct cb_sbdir_spares *s);
 
+/* Spares ready to be taken now (made and registered; a spare's directory
+ * appears on disk while the maker is still filling it). */
+int cb_sbdir_ready(struct cb_sbdir_spares *s);
 /* Make the directory dir (mode 0711): a spare renamed into place, else a
  * mkdir. *listener: a listening socket bound at dir/init.sock that came
  * with the spare (the caller's to close), or -1. -errno (-EEXIST when dir

@@ -326,7 +326,8 @@ TEST(sbdir_made_ahead)
     char *parent = cb_xasprintf("%s/sandboxes", tmp);
     ASSERT_EQ(mkdir(parent, 0711), 0);
     struct cb_sbdir_spares *s = cb_sbdir_open(parent, 64, true);
-    for (int i = 0; i < 500 && count_entries(parent, CB_SBDIR_SPARE_PREFIX) < 3; i++)
+    /* registered, not only on disk: the maker mkdirs first, then fills */
+    for (int i = 0; i < 500 && cb_sbdir_ready(s) < 3; i++)
         usleep(10000);
     ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 3);
     /* Closed to the host's users while spares: the skeleton's home/user
@@ -362,7 +363,8 @@ TEST(sbdir_made_ahead)
     struct stat st;
     ASSERT_EQ(stat(dir, &st), 0);
     ASSERT_EQ(st.st_mode & 07777, 0711);
-    for (int i = 0; i < 500 && count_entries(parent, CB_SBDIR_SPARE_PREFIX) < 3; i++)
+    /* registered, not only on disk: the maker mkdirs first, then fills */
+    for (int i = 0; i < 500 && cb_sbdir_ready(s) < 3; i++)
         usleep(10000);
     ASSERT_EQ(count_entries(parent, CB_SBDIR_SPARE_PREFIX), 3); /* made again */
     cb_sbdir_close(s);
@@ -381,7 +383,7 @@ TEST(sbdir_made_ahead_without_layers)
     setenv("CB_SBDIR_AHEAD", "1", 1);
     char *tmp = make_temp();
     struct cb_sbdir_spares *s = cb_sbdir_open(tmp, 4, false);
-    for (int i = 0; i < 500 && count_entries(tmp, CB_SBDIR_SPARE_PREFIX) < 1; i++)
+    for (int i = 0; i < 500 && cb_sbdir_ready(s) < 1; i++)
         usleep(10000);
     char *dir = cb_xasprintf("%s/sb_img", tmp);
     int l;
