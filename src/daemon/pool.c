@@ -31,6 +31,9 @@
 struct member {
     struct cb_pool *pool;
     struct cb_sandbox *h;
+    char *net_group; /* its network namespace was this group's before (cb_netns_retire):
+                        only a sandbox of this group may claim it; NULL: a new one */
+    unsigned passed; /* takes by other groups that passed it by (cb_pool_take) */
     uv_poll_t death; /* readable when init exits */
     struct member *next;
 };
@@ -41,6 +44,7 @@ struct job {
     struct cb_sandbox *h; /* refill: the new member; destroy: the dead one */
     struct cb_error *err;
     char id[32];
+    char *net_group; /* refill: the group it is made for (cb_pool's last_group) */
 };
 
 /* A teardown that could not finish (its processes were still exiting
@@ -70,12 +74,14 @@ struct cb_pool {
     unsigned size, ready;
     int inflight;      /* jobs on the worker pool (refills, destroys, reaps) */
     unsigned refilling; /* refills in flight, <= REFILL_MAX_INFLIGHT */
+    unsigned refilling_open; /* of them, made in a new network namespace (net_group NULL) */
     bool closing;
     struct reap *reap_queue, **reap_tail; /* waiting teardowns, FIFO */
     struct reap *reap_waiting;           /* unfinished ones, before their retry */
     unsigned reaps_running, reaps_pending; /* pending counts running ones too */
     struct member *members;
     uv_timer_t retry;  /* delayed refill: after a failure or a claim */
+    char *last_group;  /* the group (tenant) of the last take: refills are made for it */
 };
 
 static void refill(struct cb_pool *p);
@@ -111,6 +117,7 @@ static void job_done(struct job *j)
 {
     j->pool->inflight--;
     cb_error_free(j->err);
+    free(j->net_group);
     free(j);
 }
 
@@ -122,7 +129,12 @@ static void destroy_after_cb(uv_work_t *req, int status)
     refill(p);
 }
 
-static void free_member_cb(uv_handle_t *h) { free(h->data); }
+static void free_member_cb(uv_handle_t *h)
+{
+    struct member *m = h->data;
+    free(m->net_group);
+    free(m);
+}
 
 static void unlink_member(struct cb_pool *p, struct member *m)
 {
@@ -137,12 +149,10 @@ static void unlink_member(struct cb_pool *p, struct member *m)
     uv_close((uv_handle_t *)&m->death, free_member_cb);
 }
 
-static void on_member_death(uv_poll_t *h, int status, int events)
+/* Unlink m and destroy it on the worker pool; a refill follows. */
+static void destroy_member(struct cb_pool *p, struct member *m)
 {
-    struct member *m = h->data;
-    struct cb_pool *p = m->pool;
     struct cb_sandbox *sb = m->h;
-    cb_log_warn(cb_container_id(sb), "pool member's init exited; replacing it");
     unlink_member(p, m);
     struct job *j = cb_xcalloc(1, sizeof(*j));
     j->pool = p;
@@ -152,13 +162,21 @@ static void on_member_death(uv_poll_t *h, int status, int events)
     uv_queue_work(p->d->loop, &j->w, destroy_work_cb, destroy_after_cb);
 }
 
+static void on_member_death(uv_poll_t *h, int status, int events)
+{
+    struct member *m = h->data;
+    cb_log_warn(cb_container_id(m->h), "pool member's init exited; replacing it");
+    destroy_member(m->pool, m);
+}
+
 /* ---- adding members ---- */
 
-static void add_member(struct cb_pool *p, struct cb_sandbox *h)
+static void add_member(struct cb_pool *p, struct cb_sandbox *h, const char *net_group)
 {
     struct member *m = cb_xcalloc(1, sizeof(*m));
     m->pool = p;
     m->h = h;
+    m->net_group = net_group ? cb_xstrdup(net_group) : NULL;
     m->death.data = m;
     int pidfd = p->d->tier->init_pidfd(h);
     if (pidfd < 0 || uv_poll_init(p->d->loop, &m->death, pidfd) < 0) {
@@ -218,7 +236,8 @@ static void refill_work_cb(uv_work_t *req)
     /* Made under the id (and hostname) its sandbox will have: the claim
      * then renames nothing. */
     struct cb_sandbox_spec spec = {.id = j->id, .hostname = j->id,
-                                   .template_name = CB_POOL_TEMPLATE, .limits = pool_limits};
+                                   .template_name = CB_POOL_TEMPLATE, .limits = pool_limits,
+                                   .net_group = j->net_group};
     if (t->create(j->pool->d->rt, &spec, &j->h, &j->err) < 0) {
         j->h = NULL;
         return;
@@ -245,8 +264,9 @@ static void refill_after_cb(uv_work_t *req, int status)
     struct job *j = req->data;
     struct cb_pool *p = j->pool;
     p->refilling--;
+    p->refilling_open -= !j->net_group;
     if (j->h) {
-        add_member(p, j->h);
+        add_member(p, j->h, cb_container_netns_of(j->h));
     } else {
         cb_log_warn(NULL, "warm pool: cannot make a member: %s",
                     j->err ? j->err->message : "cancelled");
@@ -267,6 +287,13 @@ static void refill(struct cb_pool *p)
         char hex[17];
         cb_random_hex(hex, 8);
         snprintf(j->id, sizeof(j->id), "sb_%s", hex);
+        /* For the last take's group (its namespaces back), but one member
+         * at least stays in a new namespace, for a create of any group. */
+        unsigned open = p->refilling_open;
+        for (struct member *m = p->members; m; m = m->next)
+            open += !m->net_group;
+        j->net_group = p->last_group && open > 0 ? cb_xstrdup(p->last_group) : NULL;
+        p->refilling_open += !j->net_group;
         j->pool = p;
         j->w.data = j;
         p->refilling++;
@@ -276,27 +303,59 @@ static void refill(struct cb_pool *p)
 }
 
 struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name, const char *tier,
-                                const struct cb_limits *limits)
+                                const struct cb_limits *limits, const char *net_group)
 {
     if (!p || p->closing || strcmp(template_name ? template_name : "host", CB_POOL_TEMPLATE) != 0 ||
         strcmp(tier ? tier : "container", CB_POOL_TIER) != 0)
         return NULL;
     if (cb_runtime_disk_images(p->d->rt) && limits->disk_bytes != pool_limits.disk_bytes)
         return NULL;
+    /* Refills are made for whoever creates now (cb_netns_retire). */
+    if (net_group && (!p->last_group || strcmp(p->last_group, net_group) != 0)) {
+        free(p->last_group);
+        p->last_group = cb_xstrdup(net_group);
+    }
     const struct cb_tier_ops *t = p->d->tier;
-    while (p->members) {
-        struct member *m = p->members;
-        struct cb_sandbox *h = m->h;
-        unlink_member(p, m);
-        /* Died but the loop has not seen the pidfd yet: skip it. */
-        if (t->state(h) == CB_RUN_RUNNING) {
-            if (!uv_is_active((uv_handle_t *)&p->retry))
-                uv_timer_start(&p->retry, retry_cb, REFILL_DELAY_MS, 0);
-            /* The pidfd the pool watched (O_NONBLOCK since uv_poll_init) is
-             * closed by the claim (cb_container_claim). */
-            return h;
+    /* Its own group's members first (they are of no use to others), then
+     * one in a new namespace. */
+    struct cb_sandbox *got = NULL;
+    for (int pass = 0; pass < 2 && !got; pass++) {
+        for (struct member *m = p->members, *next; m && !got; m = next) {
+            next = m->next;
+            bool own = m->net_group && net_group && strcmp(m->net_group, net_group) == 0;
+            if (pass == 0 ? !own : m->net_group != NULL)
+                continue;
+            struct cb_sandbox *h = m->h;
+            unlink_member(p, m);
+            /* Died but the loop has not seen the pidfd yet: skip it. */
+            if (t->state(h) == CB_RUN_RUNNING)
+                got = h;
+            else
+                destroy_now(t, h, "found dead at claim");
         }
-        destroy_now(t, h, "found dead at claim");
+    }
+    /* Another group's members that creates keep passing by (that group
+     * stopped creating) go, their namespaces back to their group, to make
+     * room for members of the groups that do; so does the oldest of them
+     * when nothing else was left. */
+    struct member *oldest = NULL;
+    for (struct member *m = p->members, *next; m; m = next) {
+        next = m->next;
+        if (!m->net_group || (net_group && strcmp(m->net_group, net_group) == 0))
+            continue;
+        if (++m->passed >= p->size)
+            destroy_member(p, m);
+        else
+            oldest = m;
+    }
+    if (!got && oldest)
+        destroy_member(p, oldest);
+    if (got) {
+        if (!uv_is_active((uv_handle_t *)&p->retry))
+            uv_timer_start(&p->retry, retry_cb, REFILL_DELAY_MS, 0);
+        /* The pidfd the pool watched (O_NONBLOCK since uv_poll_init) is
+         * closed by the claim (cb_container_claim). */
+        return got;
     }
     refill(p);
     return NULL;
@@ -305,7 +364,7 @@ struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name, co
 void cb_pool_give_back(struct cb_pool *p, struct cb_sandbox *h)
 {
     if (!p->closing && p->d->tier->state(h) == CB_RUN_RUNNING && p->ready < p->size) {
-        add_member(p, h);
+        add_member(p, h, cb_container_netns_of(h));
         return;
     }
     cb_pool_reap(p, h, NULL); /* torn down on the worker pool, not here on the loop */
@@ -455,7 +514,7 @@ static void recover_member(struct cb_pool *p, const char *id)
     int fd = -1;
     if (p->ready < p->size && t->state(h) == CB_RUN_RUNNING && t->connect(h, &fd, NULL) == 0) {
         close(fd);
-        add_member(p, h);
+        add_member(p, h, cb_container_netns_of(h));
         cb_log_info(id, "warm pool: adopted member");
         return;
     }
@@ -558,6 +617,8 @@ void cb_pool_close(struct cb_pool *p)
         unlink_member(p, m);
         destroy_now(p->d->tier, h, "daemon stopping");
     }
+    free(p->last_group);
+    p->last_group = NULL;
     uv_close((uv_handle_t *)&p->retry, free_pool_cb);
     uv_run(p->d->loop, UV_RUN_NOWAIT);
 }

@@ -49,9 +49,20 @@ struct cb_pool *cb_pool_open(struct cb_daemon *d, unsigned size);
 /* A ready member for a sandbox of this template and tier, or NULL (empty
  * pool or another shape; where disk limits are fixed-size images, a
  * disk_bytes other than the pool's is another shape too). The caller owns the returned handle: it claims it
- * (cb_container_claim) or destroys and releases it. Schedules a refill. */
+ * (cb_container_claim) or destroys and releases it. Schedules a refill.
+ *
+ * Network namespaces (netns.h, cb_netns_retire): a member runs in a new
+ * one, which anyone may claim, or in one that sandboxes of a group
+ * (tenant) used before, which only net_group's creates claim. Refills are
+ * made for the group of the last take (so a tenant creating and deleting
+ * in a loop gets its namespaces back through the pool), except that one
+ * member at least stays in a new namespace for a create of any group. A
+ * take prefers its group's members, then a new-namespace one; when only
+ * other groups' members are left, the oldest is destroyed (its namespace
+ * back to its group) to make room. */
 struct cb_sandbox *cb_pool_take(struct cb_pool *p, const char *template_name,
-                                const char *tier, const struct cb_limits *limits);
+                                const char *tier, const struct cb_limits *limits,
+                                const char *net_group);
 
 /* A member taken (cb_pool_take) but not claimed after all (the create
  * failed before it started): back into the pool, else (dead, pool full or

@@ -323,6 +323,7 @@ static int work_start(struct cb_sbx *s, struct cb_sbx_work *w)
             .hostname = s->rec.name ? s->rec.name : s->rec.id,
             .template_name = s->rec.template_name,
             .limits = w->limits,
+            .net_group = s->rec.tenant,
             .internet = json_is_true(json_object_get(
                 json_object_get(s->spec, "network"), "internet")),
         };
@@ -355,6 +356,10 @@ static void work_cb(uv_work_t *req)
     case OP_DESTROY:
         if (!s->h && t->adopt(s->d->rt, s->rec.id, &s->h, NULL) < 0)
             s->h = NULL;
+        /* Its network namespace goes to its tenant's next sandboxes only
+         * (netns.h: they see its loopback counters). */
+        if (s->h && t == &cb_tier_container)
+            cb_container_set_net_group(s->h, s->rec.tenant);
         if (s->h)
             r = w->kind == OP_KILL ? (w->hold ? t->kill : t->stop)(s->h, &w->err)
                                    : t->destroy(s->h, &w->err);
@@ -480,7 +485,7 @@ static void run_next(struct cb_sbx *s)
     if (w->kind == OP_START && !s->h && strcmp(s->rec.state, "creating") == 0)
         w->pooled = s->reserved ? steal_ptr(s->reserved)
                                 : cb_pool_take(s->d->pool, s->rec.template_name, s->rec.tier,
-                                               &w->limits);
+                                               &w->limits, s->rec.tenant);
     if (w->kind == OP_STOP || w->kind == OP_KILL || w->kind == OP_DESTROY)
         detach_initc(s); /* we end init on purpose: no "init died" record */
     /* A kill leaves the dead sandbox's file systems mounted for the

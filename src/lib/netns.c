@@ -11,9 +11,11 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <linux/mount.h>
+#include <linux/nsfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -23,9 +25,19 @@
 #define SPARES_MAX 16
 #define SYS_PROC_USES 64 /* namespaces per private proc instance (sysctl_dir) */
 #define RETRY_S 1 /* after a failed make: a broken host is not retried in a loop */
+#define RETIRED_MAX 16  /* namespaces waiting for the maker's check */
+#define RECYCLED_MAX 16 /* checked namespaces kept for their group's next sandbox */
+#define RECYCLED_KEEP_S 60 /* ... for at most this long */
 
 struct spare {
     int netns, sysfs;
+};
+
+/* A namespace a destroyed sandbox used, for the next of its group. */
+struct used {
+    int netns, sysfs; /* sysfs: -1 until checked */
+    char group[CB_NETNS_GROUP_MAX + 1];
+    time_t since; /* CLOCK_MONOTONIC seconds when it was checked */
 };
 
 struct cb_netns_spares {
@@ -40,6 +52,11 @@ struct cb_netns_spares {
     pthread_cond_t cond;
     struct spare ready[SPARES_MAX];
     int n, max;
+    struct used retired[RETIRED_MAX]; /* to check (check_used), oldest first */
+    int nretired;
+    bool in_check; /* the maker checks one it took off retired */
+    struct used recycled[RECYCLED_MAX]; /* checked, oldest first */
+    int nrecycled;
     bool closing;
     bool broken; /* this host will not make them: callers clone their own */
     bool warned;
@@ -318,6 +335,175 @@ static void make_failed(struct cb_netns_spares *s, int r)
         s->broken = true;
 }
 
+/* ---- reuse (cb_netns_retire) ---- */
+
+static time_t mono_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec;
+}
+
+/* Is fd a network namespace of the kind the maker makes: owned by the
+ * host's user namespace (ours; a sandbox's root administers nothing in it)
+ * and neither our own nor the parent? A namespace a sandbox cloned for
+ * itself (no spares on this host) belongs to the sandbox's user namespace,
+ * where its root could have changed anything: never reused. */
+static bool reusable_kind(const struct cb_netns_spares *s, int fd)
+{
+    if (ioctl(fd, NS_GET_NSTYPE) != CLONE_NEWNET)
+        return false;
+    int owner = ioctl(fd, NS_GET_USERNS);
+    if (owner < 0)
+        return false;
+    struct stat o, self, ns, other;
+    bool ok = fstat(owner, &o) == 0 && fstatat(s->proc_fd, "self/ns/user", &self, 0) == 0 &&
+              o.st_dev == self.st_dev && o.st_ino == self.st_ino && fstat(fd, &ns) == 0;
+    close(owner);
+    int host = cb_netns_host_fd();
+    if (ok && host >= 0 && fstat(host, &other) == 0 && other.st_ino == ns.st_ino)
+        ok = false;
+    if (ok && s->parent >= 0 && fstat(s->parent, &other) == 0 && other.st_ino == ns.st_ino)
+        ok = false;
+    return ok;
+}
+
+/* Is "<key><number>" in text with the number 0? Missing: not. */
+static bool counts_zero(const char *text, const char *key)
+{
+    const char *p = text ? strstr(text, key) : NULL;
+    return p && strtoul(p + strlen(key), NULL, 10) == 0;
+}
+
+/* Is nothing of the last sandbox left in namespace fd? Every process of it
+ * is dead, so what could remain is what the kernel keeps after them:
+ * sockets still closing (a TCP connection's FIN after its process died),
+ * TIME_WAIT entries (they hold ports: a server in the next sandbox could
+ * not bind its port without SO_REUSEADDR), fragments being reassembled,
+ * sockets the daemon still holds (a preview connection). All are counted
+ * in the namespace's own /proc/net/sockstat{,6}, which shows the namespace
+ * of the thread that reads it: the maker enters it to look (and at
+ * /proc/net/dev: loopback must be its only device). 1 clean, 0 not,
+ * -ENOTRECOVERABLE when the thread could not return to home. */
+static int check_used(struct cb_netns_spares *s, int fd, int home)
+{
+    if (setns(fd, CLONE_NEWNET) < 0)
+        return 0;
+    _cleanup_free_ char *v4 = NULL, *v6 = NULL, *dev = NULL;
+    int r4 = cb_read_file_at(s->proc_fd, "thread-self/net/sockstat", 4096, &v4, NULL);
+    int r6 = cb_read_file_at(s->proc_fd, "thread-self/net/sockstat6", 4096, &v6, NULL);
+    int rd = cb_read_file_at(s->proc_fd, "thread-self/net/dev", 65536, &dev, NULL);
+    if (setns(home, CLONE_NEWNET) < 0)
+        return -ENOTRECOVERABLE;
+    /* Loopback and nothing else (two header lines, one device): a
+     * namespace someone gave more (a veth of a network policy) is not
+     * the kind a spare is. */
+    int lines = 0;
+    for (const char *c = rd == 0 ? dev : ""; *c; c++)
+        lines += *c == '\n';
+    return r4 == 0 && counts_zero(v4, "sockets: used ") && counts_zero(v4, " tw ") &&
+           counts_zero(v4, "FRAG: inuse ") &&
+           (r6 == -ENOENT /* no IPv6 */ || (r6 == 0 && counts_zero(v6, "FRAG6: inuse "))) &&
+           lines == 3 && strstr(dev, " lo:");
+}
+
+static void drop_used(struct used *u)
+{
+    close(u->netns);
+    if (u->sysfs >= 0)
+        close(u->sysfs);
+}
+
+/* Lock held: drop what was kept too long (a group that stopped making
+ * sandboxes should not keep namespaces alive). */
+static void expire_recycled(struct cb_netns_spares *s)
+{
+    time_t now = mono_s();
+    int keep = 0;
+    for (int i = 0; i < s->nrecycled; i++) {
+        if (now - s->recycled[i].since >= RECYCLED_KEEP_S)
+            drop_used(&s->recycled[i]);
+        else
+            s->recycled[keep++] = s->recycled[i];
+    }
+    s->nrecycled = keep;
+}
+
+/* Lock held: keep a checked namespace (the oldest goes when full). */
+static void keep_recycled(struct cb_netns_spares *s, struct used *u)
+{
+    if (s->nrecycled == RECYCLED_MAX) {
+        drop_used(&s->recycled[0]);
+        memmove(&s->recycled[0], &s->recycled[1], (RECYCLED_MAX - 1) * sizeof s->recycled[0]);
+        s->nrecycled--;
+    }
+    u->since = mono_s();
+    s->recycled[s->nrecycled++] = *u;
+}
+
+/* Maker, lock held on entry and return: check the oldest retired namespace
+ * with the lock let go. -ENOTRECOVERABLE: the thread is stuck in it. */
+static int check_retired(struct cb_netns_spares *s, int from)
+{
+    struct used u = s->retired[0];
+    memmove(&s->retired[0], &s->retired[1], (size_t)(s->nretired - 1) * sizeof s->retired[0]);
+    s->nretired--;
+    s->in_check = true;
+    pthread_mutex_unlock(&s->lock);
+    int r = check_used(s, u.netns, from);
+    if (r == 1)
+        u.sysfs = (int)syscall(SYS_open_tree, AT_FDCWD, "/", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+    pthread_mutex_lock(&s->lock);
+    s->in_check = false;
+    if (r == 1 && u.sysfs >= 0 && !s->closing)
+        keep_recycled(s, &u);
+    else
+        drop_used(&u);
+    return r < 0 ? r : 0;
+}
+
+void cb_netns_retire(struct cb_netns_spares *s, int netns, const char *group)
+{
+    if (netns < 0)
+        return;
+    bool kept = false;
+    if (s && group && strlen(group) <= CB_NETNS_GROUP_MAX && reusable_kind(s, netns)) {
+        pthread_mutex_lock(&s->lock);
+        /* Only the maker with the shared sysfs checks them and gives each a
+         * sysfs (check_retired). */
+        if (s->threaded && s->shared && !s->closing && !s->broken &&
+            s->nretired < RETIRED_MAX) {
+            struct used *u = &s->retired[s->nretired++];
+            u->netns = netns;
+            u->sysfs = -1;
+            snprintf(u->group, sizeof u->group, "%s", group);
+            pthread_cond_signal(&s->cond);
+            kept = true;
+        }
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (!kept)
+        close(netns);
+}
+
+int cb_netns_reusable(struct cb_netns_spares *s, const char *group)
+{
+    int n = 0;
+    pthread_mutex_lock(&s->lock);
+    for (int i = 0; i < s->nrecycled; i++)
+        n += strcmp(s->recycled[i].group, group) == 0;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+int cb_netns_checking(struct cb_netns_spares *s)
+{
+    pthread_mutex_lock(&s->lock);
+    int n = s->nretired + s->in_check;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
 static void *maker_main(void *arg)
 {
     struct cb_netns_spares *s = arg;
@@ -336,8 +522,21 @@ static void *maker_main(void *arg)
     /* From here on this thread lives in the parent namespace, if any. */
     int from = s->parent >= 0 && setns(s->parent, CLONE_NEWNET) == 0 ? s->parent : host;
     while (!s->closing && !s->broken) {
+        expire_recycled(s);
+        if (s->nretired > 0) {
+            if (check_retired(s, from) == -ENOTRECOVERABLE)
+                break; /* stuck in a namespace of a sandbox's: this thread makes no more */
+            continue;
+        }
         if (s->n >= s->max) {
-            pthread_cond_wait(&s->cond, &s->lock);
+            if (s->nrecycled == 0) {
+                pthread_cond_wait(&s->cond, &s->lock);
+            } else { /* wake to expire them */
+                struct timespec until;
+                clock_gettime(CLOCK_REALTIME, &until);
+                until.tv_sec += RECYCLED_KEEP_S / 4;
+                pthread_cond_timedwait(&s->cond, &s->lock, &until);
+            }
             continue;
         }
         pthread_mutex_unlock(&s->lock);
@@ -401,6 +600,10 @@ void cb_netns_close(struct cb_netns_spares *s)
         close(s->ready[i].netns);
         close(s->ready[i].sysfs);
     }
+    for (int i = 0; i < s->nretired; i++)
+        drop_used(&s->retired[i]);
+    for (int i = 0; i < s->nrecycled; i++)
+        drop_used(&s->recycled[i]);
     if (s->proc_fd >= 0)
         close(s->proc_fd);
     if (s->sys_proc >= 0)
@@ -413,11 +616,22 @@ void cb_netns_close(struct cb_netns_spares *s)
     free(s);
 }
 
-int cb_netns_take(struct cb_netns_spares *s, int *netns_fd, int *sysfs_fd)
+int cb_netns_take(struct cb_netns_spares *s, const char *group, int *netns_fd, int *sysfs_fd)
 {
     if (!s)
         return -EAGAIN;
     pthread_mutex_lock(&s->lock);
+    for (int i = s->nrecycled - 1; group && i >= 0; i--) { /* newest first */
+        if (strcmp(s->recycled[i].group, group) != 0)
+            continue;
+        *netns_fd = s->recycled[i].netns;
+        *sysfs_fd = s->recycled[i].sysfs;
+        memmove(&s->recycled[i], &s->recycled[i + 1],
+                (size_t)(s->nrecycled - i - 1) * sizeof s->recycled[0]);
+        s->nrecycled--;
+        pthread_mutex_unlock(&s->lock);
+        return 1;
+    }
     if (s->n > 0) {
         struct spare sp = s->ready[--s->n];
         pthread_cond_signal(&s->cond); /* make the next one */

@@ -41,6 +41,7 @@
 #define CB_NETNS_H
 
 #define CB_NETNS_SPARES_DEFAULT 4
+#define CB_NETNS_GROUP_MAX 64 /* longest group name (cb_netns_retire) */
 
 struct cb_netns_spares;
 
@@ -50,10 +51,35 @@ struct cb_netns_spares *cb_netns_open(int max);
 /* Stop the maker; spares not taken are released. NULL is fine. */
 void cb_netns_close(struct cb_netns_spares *s);
 
-/* Take a ready spare, or make one now: 0 with *netns_fd (the namespace)
- * and *sysfs_fd (its detached sysfs mount), both CLOEXEC and the caller's
- * to close; -EAGAIN when this host does not make them (or s is NULL). */
-int cb_netns_take(struct cb_netns_spares *s, int *netns_fd, int *sysfs_fd);
+/* Take a namespace a sandbox of `group` used before (cb_netns_retire):
+ * returns 1; else a ready spare, else make one now: returns 0. Either way
+ * *netns_fd (the namespace) and *sysfs_fd (its detached sysfs mount), both
+ * CLOEXEC and the caller's to close; -EAGAIN when this host does not make
+ * them (or s is NULL). group NULL: never a used one. */
+int cb_netns_take(struct cb_netns_spares *s, const char *group, int *netns_fd, int *sysfs_fd);
+
+/* A destroyed sandbox's network namespace (every process of it dead), for
+ * the next sandbox of the same group to take instead of a new one. Why:
+ * making a namespace and the kernel's teardown of it cost ~0.75 ms of CPU
+ * (measured here: loopback registration, sysctl tables of every protocol,
+ * ...), ~12% of all the CPU a create+exec+delete churn uses. What a
+ * namespace keeps once its processes are gone is small because a
+ * sandbox's root administers nothing in it (see above: no address, route,
+ * firewall rule, sysctl or interface of its making) and is checked by the
+ * maker before any reuse: no socket of any kind left (sockets still
+ * closing, TIME_WAIT entries, fragments, sockets someone else holds),
+ * else the namespace is dropped. What it does keep are counters (loopback
+ * bytes and packets, protocol statistics in /proc/net/snmp): the next
+ * sandbox sees the earlier one's loopback traffic totals. Hence groups:
+ * the caller names who may see them (cellboxd: the tenant), and a
+ * namespace only goes to a sandbox of the same group. Takes netns (closes
+ * it when not kept: no group, not a namespace the maker could have made,
+ * no maker running, too many waiting). Kept at most 60 s unused. */
+void cb_netns_retire(struct cb_netns_spares *s, int netns, const char *group);
+/* How many checked namespaces of group wait for a take; how many retired
+ * ones wait for the check. */
+int cb_netns_reusable(struct cb_netns_spares *s, const char *group);
+int cb_netns_checking(struct cb_netns_spares *s);
 
 /* Bring loopback up in the calling thread's network namespace. -errno. */
 int cb_netns_loopback_up(void);

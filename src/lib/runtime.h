@@ -62,6 +62,17 @@ int cb_container_release_orphan_slots(struct cb_runtime *rt);
 /* Disk limits enforced by a fixed-size image per sandbox (quota.h): a
  * sandbox's disk_mb is then fixed at create. */
 bool cb_runtime_disk_images(struct cb_runtime *rt);
+/* Name the group whose later sandboxes may get this sandbox's network
+ * namespace once it is destroyed (cb_netns_retire: cellboxd gives the
+ * tenant); NULL or longer than CB_NETNS_GROUP_MAX: nobody's. Kept in the
+ * handle only: an adopted sandbox has none until told again. The spec's
+ * net_group sets it at create. */
+void cb_container_set_net_group(struct cb_sandbox *sb, const char *group);
+/* The group an earlier sandbox of which used the network namespace its
+ * last start took (then only that group may have this sandbox: it shows
+ * their counters), or NULL for a new namespace. Kept in runtime.state, so
+ * an adopted handle knows it too. */
+const char *cb_container_netns_of(const struct cb_sandbox *sb);
 /* The id a container sandbox handle currently has (borrowed). */
 const char *cb_container_id(const struct cb_sandbox *sb);
 

@@ -61,6 +61,9 @@ struct cb_sandbox_spec {
                                  currently gives loopback only */
     unsigned weaken;          /* CB_WEAKEN_* bits; ignored unless the runtime
                                  config has allow_weaken */
+    const char *net_group;    /* sandboxes of one group may reuse each other's
+                                 network namespace once destroyed (container
+                                 tier: netns.h, cb_netns_retire); NULL: fresh */
 };
 
 /* Deliberate weakenings of the hardening, for the security battery's control

@@ -56,6 +56,10 @@ struct cb_sandbox {
     int init_listen_fd; /* the listener's fd number in the init this runtime started, or -1 */
     uint64_t start_time;
     bool is_our_child; /* reap with waitid; false after adopt */
+    char *net_group; /* who may get its network namespace next (netns.h), or NULL */
+    int netns; /* kill to destroy: its network namespace, for cb_netns_retire; else -1 */
+    char *netns_of; /* the group an earlier sandbox of which used the network namespace its
+                       last start took (cb_netns_retire), or NULL: a new one (runtime.state) */
 };
 
 /* ---- small helpers ---- */
@@ -88,6 +92,16 @@ static bool id_ok(const char *id)
         if (!((id[i] >= 'a' && id[i] <= 'z') || (id[i] >= '0' && id[i] <= '9') || id[i] == '_'))
             return false;
     return true;
+}
+
+/* A group name fit for runtime.state's lines. */
+static bool net_group_ok(const char *group)
+{
+    size_t n = group ? strlen(group) : 0;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned char)group[i] <= ' ' || group[i] == 0x7f)
+            return false;
+    return n > 0 && n <= CB_NETNS_GROUP_MAX;
 }
 
 static uint64_t proc_start_time(pid_t pid)
@@ -172,6 +186,10 @@ static void sandbox_free(struct cb_sandbox *sb)
         close(sb->conn);
     if (sb->listener >= 0)
         close(sb->listener);
+    if (sb->netns >= 0)
+        close(sb->netns);
+    free(sb->net_group);
+    free(sb->netns_of);
     cb_holder_close(sb->held_root);
     cb_holder_close(sb->held_disk);
     cb_cgroup_free(sb->cg);
@@ -198,6 +216,7 @@ static struct cb_sandbox *sandbox_new(struct cb_runtime *rt, const char *id)
     sb->conn = -1;
     sb->listener = -1;
     sb->init_listen_fd = -1;
+    sb->netns = -1;
     sb->id = cb_xstrdup(id);
     sb->dir = cb_xasprintf("%s/%s", rt->sandboxes_dir, id);
     sb->rootfs = cb_xasprintf("%s/rootfs", sb->dir);
@@ -298,10 +317,11 @@ static int save_state(struct cb_sandbox *sb, struct cb_error **err)
     _cleanup_free_ char *text = cb_xasprintf(
         "id=%s\nhostname=%s\ntemplate=%s\nslot=%u\nproject=%u\nlayer_dir=%s\n"
         "state=%d\npid=%d\nstart_time=%" PRIu64 "\nmemory=%" PRIu64 "\ndisk=%" PRIu64
-        "\npids=%u\nnofile=%u\ncpu=%s\n%s",
+        "\npids=%u\nnofile=%u\ncpu=%s\nnetns_of=%s\n%s",
         sb->id, sb->hostname, sb->template_name, sb->slot, sb->project, sb->layer_dir,
         (int)sb->state, (int)sb->pid, sb->start_time, sb->limits.memory_bytes,
-        sb->limits.disk_bytes, sb->limits.pids, sb->limits.nofile, cpu, cgdirs);
+        sb->limits.disk_bytes, sb->limits.pids, sb->limits.nofile, cpu,
+        sb->netns_of ? sb->netns_of : "", cgdirs);
     _cleanup_close_ int dfd = open(sb->dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int r = dfd < 0 ? -errno : rewrite_state_in_place(dfd, text);
     if (dfd >= 0 && (r == -ENOENT || r == -EFBIG))
@@ -361,6 +381,11 @@ static int load_state(struct cb_sandbox *sb, struct cb_error **err)
     }
     for (size_t i = 0; i < CB_ARRAY_SIZE(keys); i++)
         free(copies[i]);
+    /* Optional (older runtimes wrote none): whose namespace it runs in. */
+    _cleanup_free_ char *of = cb_xstrdup(text);
+    const char *netns_of = state_value(of, "netns_of");
+    if (net_group_ok(netns_of))
+        sb->netns_of = cb_xstrdup(netns_of);
     if (!complete || sb->slot >= sb->rt->cfg.uid_slots)
         return cb_error_set(err, EINVAL, CB_ERR_INTERNAL, "sandbox %s: bad runtime.state", sb->id);
     sb->base = cb_idmap_base(sb->rt->cfg.uid_base, sb->slot);
@@ -504,6 +529,7 @@ static int container_create(struct cb_runtime *rt, const struct cb_sandbox_spec 
         sb->hostname[63] = '\0';
     sb->template_name = cb_xstrdup(tname);
     sb->limits = spec->limits;
+    cb_container_set_net_group(sb, spec->net_group);
     /* Test-only weakening (tier.h): kept in its own file beside
      * runtime.state for the start that follows; read back only by a runtime
      * that allows weakening, which cellboxd never is. */
@@ -602,6 +628,24 @@ static void take_listener(struct cb_sandbox *sb)
     if (tmp >= 0)
         close(tmp);
     sb->init_listen_fd = -1;
+}
+
+/* Before init is killed for a destroy: its network namespace, which
+ * destroy hands to cb_netns_retire for the next sandbox of its group once
+ * every process is gone (netns.h says what is checked and kept). Opened
+ * through /proc/<pid>, then checked to be our init still. */
+static void take_netns(struct cb_sandbox *sb)
+{
+    if (sb->netns >= 0 || !sb->net_group || sb->pid <= 0 ||
+        (sb->state != CB_RUN_RUNNING && sb->state != CB_RUN_PAUSED))
+        return;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/net", (int)sb->pid);
+    sb->netns = open(path, O_RDONLY | O_CLOEXEC);
+    if (sb->netns >= 0 && !init_alive(sb)) {
+        close(sb->netns);
+        sb->netns = -1;
+    }
 }
 
 static int connect_control(struct cb_sandbox *sb, int timeout_ms, struct cb_error **err)
@@ -802,8 +846,12 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
     c->lower_fd = p->lower_fd;
     c->lower_target = p->lower_fd >= 0 ? p->lower_dir : NULL;
     c->netns_fd = -1;
-    if (!__atomic_load_n(&rt->netns_refused, __ATOMIC_RELAXED) &&
-        cb_netns_take(rt->netns_spares, &p->netns_fd, &p->sysfs_fd) == 0) {
+    int taken = __atomic_load_n(&rt->netns_refused, __ATOMIC_RELAXED)
+                    ? -EAGAIN
+                    : cb_netns_take(rt->netns_spares, sb->net_group, &p->netns_fd, &p->sysfs_fd);
+    free(sb->netns_of);
+    sb->netns_of = taken == 1 ? cb_xstrdup(sb->net_group) : NULL;
+    if (taken >= 0) {
         cb_mounts_attach_sysfs(&p->mounts, p->sysfs_fd);
         c->netns_fd = p->netns_fd;
     }
@@ -1135,18 +1183,23 @@ static int container_kill(struct cb_sandbox *sb, struct cb_error **err)
         sb->held_root = h;
     }
     take_listener(sb);
+    take_netns(sb);
     return container_stop(sb, err);
 }
 
 static int container_destroy(struct cb_sandbox *sb, struct cb_error **err)
 {
     take_listener(sb);
+    take_netns(sb);
     if (container_stop(sb, err) < 0)
         return cb_error_wrap(err, "destroy");
     drop_held_root(sb);
     int r = 0;
     if (sb->cg && cb_cgroup_destroy(sb->cg, STOP_TIMEOUT_MS, err) < 0)
         return cb_error_wrap(err, "destroy %s", sb->id);
+    /* No process of it is left (the cgroup is gone): its network namespace
+     * can go to the next sandbox of its group. */
+    cb_netns_retire(sb->rt->netns_spares, steal_fd(sb->netns), sb->net_group);
     /* Every process is gone and the overlay with them: the image's file
      * system is ours alone now, to recycle (quota.h), else to let go. */
     int disk = cb_holder_take(sb->held_disk);
@@ -1395,6 +1448,17 @@ int cb_container_claim(struct cb_sandbox *sb, const char *new_id, const char *ho
         return cb_error_wrap(err, "claim %s", new_id);
     trace_phase("claim_limits");
     return 0;
+}
+
+void cb_container_set_net_group(struct cb_sandbox *sb, const char *group)
+{
+    free(sb->net_group);
+    sb->net_group = net_group_ok(group) ? cb_xstrdup(group) : NULL;
+}
+
+const char *cb_container_netns_of(const struct cb_sandbox *sb)
+{
+    return sb->netns_of;
 }
 
 const char *cb_container_id(const struct cb_sandbox *sb)

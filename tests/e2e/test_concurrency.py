@@ -43,17 +43,28 @@ def footprint(daemon, ids=()):
     listeners = sum(1 for n in (os.listdir(sandboxes) if os.path.isdir(sandboxes) else [])
                     if n.startswith(".spare-dir-")
                     and os.path.exists(os.path.join(sandboxes, n, "init.sock")))
+    # Network namespaces the daemon holds (made ahead, or a deleted
+    # sandbox's kept for its tenant: netns.h), each with its sysfs mount.
+    fd_dir = "/proc/%d/fd" % daemon.pid
+    netns = 0
+    for n in os.listdir(fd_dir):
+        try:
+            netns += os.readlink(os.path.join(fd_dir, n)).startswith("net:[")
+        except OSError:
+            pass
     return {"fds": daemon.fd_count(), "mounts": mounts, "cgroups": cgroups,
             "uid_slots": slots, "idle_loops": idle_loop_devices(), "image_spares": spares,
-            "spare_listeners": listeners}
+            "spare_listeners": listeners, "netns": netns}
 
 
 def fds_settled(base, now):
     """Daemon fds back to the base, give or take the couple the client
-    connections leave in flight and one per spare image or spare directory
-    listener more than there were (each holds exactly one)."""
+    connections leave in flight, one per spare image or spare directory
+    listener more than there were (each holds exactly one), and two per
+    network namespace kept (the namespace and its sysfs mount)."""
     extra = max(0, now["image_spares"] - base["image_spares"]) + \
-        max(0, now["spare_listeners"] - base["spare_listeners"])
+        max(0, now["spare_listeners"] - base["spare_listeners"]) + \
+        2 * max(0, now["netns"] - base["netns"])
     return now["fds"] <= base["fds"] + 2 + extra
 
 

@@ -263,3 +263,37 @@ def test_kill9_restart_leaks_nothing():
                 open("/proc/%d/stat" % pid).read().split()[2] == "Z"
     finally:
         d.stop()
+
+
+# The network namespace's cookie: unlike its inode number, never reused by
+# the kernel for another namespace.
+NETNS_COOKIE = ("python3 -c \"import socket, struct; s = socket.socket(socket.AF_UNIX); "
+                "print(struct.unpack('Q', s.getsockopt(socket.SOL_SOCKET, 71, 8))[0])\"")
+
+
+def churn_cookies(d, key, rounds):
+    """Network namespace cookies of `rounds` sandboxes that key's tenant
+    creates and deletes one after the other."""
+    seen = []
+    for _ in range(rounds):
+        sb = d.create_sandbox(key=key)
+        seen.append(int(sh(d, sb["id"], NETNS_COOKIE, key=key)))
+        assert d.delete_sandbox(sb["id"], key=key).status == 204
+        time.sleep(0.05)  # the teardown (and the namespace's check) run after the answer
+    return seen
+
+
+def test_network_namespaces_reused_within_a_tenant_only(pooled):
+    """A deleted sandbox's network namespace comes back to its tenant's
+    later sandboxes, through the warm pool too (netns.h cb_netns_retire:
+    no new namespace made and torn down per sandbox), and never to another
+    tenant's: it keeps the earlier sandbox's loopback counters."""
+    d = pooled
+    a, b = d.create_key("netns-a"), d.create_key("netns-b")
+    seen_a = churn_cookies(d, a, 12)
+    assert len(set(seen_a)) < len(seen_a), seen_a
+    seen_b = churn_cookies(d, b, 12)
+    assert not set(seen_b) & set(seen_a), (seen_a, seen_b)
+    assert len(set(seen_b)) < len(seen_b), seen_b
+    seen_a2 = churn_cookies(d, a, 12)
+    assert not set(seen_a2) & set(seen_b), (seen_b, seen_a2)

@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -1064,7 +1065,7 @@ TEST(netns_sysctls_in_every_namespace)
     struct cb_netns_spares *s = cb_netns_open(0); /* no maker: each take makes one here */
     for (int i = 0; i < 150; i++) {
         int netns, sysfs;
-        ASSERT_EQ(cb_netns_take(s, &netns, &sysfs), 0);
+        ASSERT_EQ(cb_netns_take(s, NULL, &netns, &sysfs), 0);
         pid_t child = fork();
         if (child == 0) {
             if (setns(netns, CLONE_NEWNET) < 0)
@@ -1166,6 +1167,121 @@ TEST(runtime_spare_network_namespace)
     free(host_ping);
     free(ports_after);
     free(ping_after);
+}
+
+/* A started sandbox of the host template whose network namespace may go
+ * to (and come from) sandboxes of group. */
+static struct cb_sandbox *start_group_sandbox(struct cb_runtime *rt, const char *id,
+                                              const char *group)
+{
+    struct cb_error *err = NULL;
+    struct cb_sandbox_spec spec = {.id = id, .template_name = "host", .net_group = group};
+    struct cb_sandbox *sb;
+    if (T->create(rt, &spec, &sb, &err) < 0 || T->start(sb, &err) < 0)
+        FAIL("create/start %s: %s", id, err->message);
+    return sb;
+}
+
+/* The network namespace's cookie (never reused, unlike inode numbers) of
+ * the sandbox's init, read from a socket made in it by a child of ours. */
+static uint64_t netns_cookie(struct cb_sandbox *sb)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/net", (int)init_pid(sb));
+    int ns = open(path, O_RDONLY | O_CLOEXEC), p[2];
+    ASSERT(ns >= 0);
+    ASSERT_EQ(pipe(p), 0);
+    pid_t child = fork();
+    if (child == 0) {
+        uint64_t cookie = 0;
+        socklen_t len = sizeof cookie;
+        int s = setns(ns, CLONE_NEWNET) == 0 ? socket(AF_UNIX, SOCK_DGRAM, 0) : -1;
+        if (s < 0 || getsockopt(s, SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &cookie, &len) < 0)
+            _exit(1);
+        close(s);
+        _exit(write(p[1], &cookie, sizeof cookie) == sizeof cookie ? 0 : 1);
+    }
+    close(p[1]);
+    uint64_t cookie = 0;
+    ASSERT_EQ(read(p[0], &cookie, sizeof cookie), (ssize_t)sizeof cookie);
+    int st;
+    ASSERT_EQ(waitpid(child, &st, 0), child);
+    close(p[0]);
+    close(ns);
+    return cookie;
+}
+
+/* Until the maker has checked every retired namespace. */
+static void wait_netns_checked(struct cb_runtime *rt)
+{
+    for (int i = 0; cb_netns_checking(rt->netns_spares) > 0; i++) {
+        if (i > 500)
+            FAIL("retired network namespaces not checked in 5 s");
+        usleep(10 * 1000);
+    }
+}
+
+/* A destroyed sandbox's network namespace goes to the next sandbox of the
+ * same group (cellboxd: tenant) instead of a new one being made (netns.h,
+ * cb_netns_retire), to no sandbox of another group or of none (it keeps
+ * the earlier one's loopback counters), and not at all when something of
+ * the earlier sandbox is left in it: here a TIME_WAIT connection, which
+ * would hold its port. The reused one works like a new one, and the group
+ * it came from survives in runtime.state for an adopted handle. */
+TEST(runtime_netns_reused_within_group_only)
+{
+    char state[] = "/tmp/cb-runtime-XXXXXX";
+    struct cb_runtime *rt = open_runtime(state);
+    usleep(200 * 1000); /* the maker's shared sysfs and spares */
+    struct cb_sandbox *a = start_group_sandbox(rt, "sb_nra", "tenant-a");
+    uint64_t first = netns_cookie(a);
+    ASSERT(cb_container_netns_of(a) == NULL); /* a new one */
+    destroy_sandbox(a);
+    wait_netns_checked(rt);
+    ASSERT_EQ(cb_netns_reusable(rt->netns_spares, "tenant-a"), 1);
+    struct cb_sandbox *b = start_group_sandbox(rt, "sb_nrb", "tenant-b");
+    struct cb_sandbox *none = start_group_sandbox(rt, "sb_nrn", NULL);
+    ASSERT_NE(netns_cookie(b), first);
+    ASSERT_NE(netns_cookie(none), first);
+    ASSERT(cb_container_netns_of(b) == NULL);
+    struct cb_sandbox *again = start_group_sandbox(rt, "sb_nra2", "tenant-a");
+    ASSERT_EQ(netns_cookie(again), first);
+    ASSERT(cb_container_netns_of(again) && strcmp(cb_container_netns_of(again), "tenant-a") == 0);
+    struct cb_sandbox *adopted = NULL;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(T->adopt(rt, "sb_nra2", &adopted, &err), 0);
+    ASSERT(cb_container_netns_of(adopted) &&
+           strcmp(cb_container_netns_of(adopted), "tenant-a") == 0);
+    T->release(adopted);
+    /* works as a new one: low ports, loopback, ping, sysfs, and empty */
+    ASSERT_EQ(run(again, 1000, "python3 -c \"import socket\n"
+                               "s = socket.socket(); s.bind(('127.0.0.1', 80)); s.listen()\n"
+                               "socket.create_connection(('127.0.0.1', 80)).close()\n"
+                               "socket.socket(socket.AF_INET, socket.SOCK_DGRAM, "
+                               "socket.IPPROTO_ICMP).close()\""),
+              0);
+    ASSERT_EQ(run(again, 0, SYSFS_AS_SEEN_INSIDE), 0);
+    /* leave a TIME_WAIT behind (the client closes first) */
+    ASSERT_EQ(run(again, 1000, "python3 -c \"import socket, time\n"
+                               "s = socket.socket(); s.bind(('127.0.0.1', 8080)); s.listen()\n"
+                               "c = socket.create_connection(('127.0.0.1', 8080))\n"
+                               "a, _ = s.accept(); c.close(); time.sleep(0.1); a.close()\n"
+                               "time.sleep(0.1)\" && grep -Eq 'tw [1-9]' /proc/net/sockstat"),
+              0);
+    destroy_sandbox(again);
+    wait_netns_checked(rt);
+    ASSERT_EQ(cb_netns_reusable(rt->netns_spares, "tenant-a"), 0);
+    struct cb_sandbox *fresh = start_group_sandbox(rt, "sb_nra3", "tenant-a");
+    ASSERT_NE(netns_cookie(fresh), first);
+    ASSERT(cb_container_netns_of(fresh) == NULL);
+    destroy_sandbox(fresh);
+    destroy_sandbox(none);
+    destroy_sandbox(b);
+    /* kept per group: tenant-b's is not tenant-a's */
+    wait_netns_checked(rt);
+    ASSERT_EQ(cb_netns_reusable(rt->netns_spares, "tenant-b"), 1);
+    ASSERT_EQ(cb_netns_reusable(rt->netns_spares, "tenant-a"), 1); /* fresh's */
+    cleanup_state(rt, state);
 }
 
 /* Without spare network namespaces (CB_NETNS_SPARES=0, or a burst that

@@ -223,7 +223,8 @@ void cb_api_sandbox_create(struct cb_http_req *req)
      * taken now, claimed by the start below. */
     struct cb_limits limits;
     cb_limits_from_spec(spec, &limits);
-    struct cb_sandbox *member = cb_pool_take(d->pool, a.template_name, a.tier, &limits);
+    struct cb_sandbox *member = cb_pool_take(d->pool, a.template_name, a.tier, &limits,
+                                              req->tenant);
     char hex[17];
     cb_random_hex(hex, 8);
     double now = cb_wall_time();
