@@ -36,7 +36,11 @@
  * them (unshare refused, e.g. inside a container without CAP_SYS_ADMIN)
  * does take fail, and callers clone a namespace of the sandbox's own, as
  * before. CB_NETNS_SPARES=N sets how many are kept ready (0: none made
- * ahead, each made at its start). Thread-safe. */
+ * ahead, each made at its start).
+ *
+ * A destroyed sandbox's namespace can also come back, to a later sandbox
+ * of the same group only, once the maker has found nothing of the old one
+ * left in it (cb_netns_retire below). Thread-safe. */
 #ifndef CB_NETNS_H
 #define CB_NETNS_H
 
