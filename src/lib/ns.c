@@ -803,7 +803,10 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
     /* Release it at once: the maps and the rest do not depend on its fd
      * table, so they are written while it unshares (below), and its "g"
      * is waiting when it looks. Two hand-offs between threads in a row
-     * (its "u", then our "g") cost 0.15-0.5 ms of a start on this VM. */
+     * (its "u", then our "g") cost 0.15-0.5 ms of a start on this VM.
+     * What we open meanwhile (/proc/<pid>/uid_map, ...) sits in the table
+     * it still shares; its unshare keeps only what is below the slots'
+     * floor and close_inherited closes all but its own. */
     int r = pid >= 0 ? parent_release_child(c, pid, parent_end, err) : 0;
     struct child_report early;
     if (r < 0 && recv(parent_end, &early, sizeof early, MSG_DONTWAIT) == (ssize_t)sizeof early) {

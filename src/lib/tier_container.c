@@ -178,16 +178,9 @@ static void sandbox_free(struct cb_sandbox *sb)
 {
     if (!sb)
         return;
-    if (sb->pidfd >= 0)
-        close(sb->pidfd);
-    if (sb->disk_fd >= 0)
-        close(sb->disk_fd);
-    if (sb->conn >= 0)
-        close(sb->conn);
-    if (sb->listener >= 0)
-        close(sb->listener);
-    if (sb->netns >= 0)
-        close(sb->netns);
+    int *fds[] = {&sb->pidfd, &sb->disk_fd, &sb->conn, &sb->listener, &sb->netns};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(fds); i++)
+        cb_closep(fds[i]);
     free(sb->net_group);
     free(sb->netns_of);
     cb_holder_close(sb->held_root);
@@ -703,18 +696,10 @@ static void start_plan_clear(struct start_plan *p)
 {
     cb_template_free(p->tmpl);
     cb_mount_table_free(&p->mounts);
-    if (p->init_fd >= 0)
-        close(p->init_fd);
-    if (p->control_fd >= 0)
-        close(p->control_fd);
-    if (p->log_fd >= 0)
-        close(p->log_fd);
-    if (p->lower_fd >= 0)
-        close(p->lower_fd);
-    if (p->netns_fd >= 0)
-        close(p->netns_fd);
-    if (p->sysfs_fd >= 0)
-        close(p->sysfs_fd);
+    int *fds[] = {&p->init_fd, &p->control_fd, &p->log_fd, &p->lower_fd, &p->netns_fd,
+                  &p->sysfs_fd};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(fds); i++)
+        cb_closep(fds[i]);
     free(p->lower_dir);
     free(p->empty_dir);
 }

@@ -72,6 +72,11 @@ def fds_settled(base, now):
 # images recycled, up to IMAGE_SPARES_MAX; each holds one fd (its mount).
 IMAGE_SPARES_MAX = 8
 
+# Network namespaces the daemon may hold (netns.c): 4 made ahead, up to 16
+# kept for their tenant and 16 waiting for the check; more is a leak (the
+# fd allowance above counts them, so it is bounded here).
+NETNS_HELD_MAX = 4 + 16 + 16
+
 
 # Idle loop devices the runtime keeps for re-use (quota.c LOOP_RESERVE_DEFAULT):
 # removing one takes ~50 ms of RCU waits and the next sandbox needs one again.
@@ -148,6 +153,7 @@ def test_fifty_clients_no_leaks(daemon, sandbox_works):
     assert after["cgroups"] == base["cgroups"], (base, after)
     assert after["uid_slots"] == base["uid_slots"], (base, after)
     assert after["image_spares"] <= IMAGE_SPARES_MAX, (base, after)
+    assert after["netns"] <= NETNS_HELD_MAX, (base, after)
     assert fds_settled(base, after), (base, after)
     assert after["spare_listeners"] <= 64, (base, after)  # CB_SBDIR_SPARES_MAX
     assert after["idle_loops"] <= base["idle_loops"] + LOOP_RESERVE, (base, after)
