@@ -42,7 +42,8 @@ INIT_CC     := $(shell command -v musl-gcc >/dev/null 2>&1 && echo musl-gcc || e
 INIT_CFLAGS := -std=gnu17 -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter \
                -O2 -g -D_GNU_SOURCE -Isrc/lib -fstack-protector-strong
 
-all: $(BUILD)/cellboxd $(BUILD)/cellbox $(BUILD)/cellbox-init $(UNIT_BINS) $(TOOL_BINS) $(BENCH_BINS)
+all: $(BUILD)/cellboxd $(BUILD)/cellbox $(BUILD)/cellbox-init $(UNIT_BINS) $(TOOL_BINS) $(BENCH_BINS) \
+     $(BUILD)/bench/noop
 
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -77,6 +78,11 @@ $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libcellbox.a
 $(BUILD)/bench/%: bench/%.c $(BUILD)/libcellbox.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $< $(BUILD)/libcellbox.a $(DAEMON_LIBS)
+
+# bench_runtime's floor probe: a program without libc (bench/probes/noop.c).
+$(BUILD)/bench/noop: bench/probes/noop.c
+	@mkdir -p $(dir $@)
+	$(CC) -O2 -Wall -Wextra -Werror -static -nostdlib -o $@ $<
 
 test: all
 	scripts/test.sh

@@ -4,8 +4,10 @@
  *   build/bench/bench_runtime --idle N --json PATH   (see idle_main)
  *
  * Prints and writes bench/results/runtime.json: create+start+first exec
- * p50/p99 for 1, 10, 100 live sandboxes; exec round trip vs a bare
- * posix_spawn+wait of /bin/true; pause/resume; destroy; memory per idle
+ * p50/p99 for 1, 10, 100 live sandboxes made back to back (a burst: what
+ * the runtime makes ahead runs out), and one at a time with N_MAX alive; exec round trip (over one
+ * connection to init, as cellboxd keeps) vs a bare posix_spawn+wait of
+ * /bin/true; pause/resume; destroy; memory per idle
  * sandbox, all-in (the host memory that cannot be reclaimed, before and
  * after the N_MAX sandboxes: init, kernel objects, network namespace, the
  * shrinker maps every memory cgroup keeps; caches not counted) and what
@@ -15,18 +17,34 @@
  * each, kept alive) and the rate at which they are then destroyed; and
  * create+first exec from a warm pool: a sandbox created and started
  * ahead, claimed (cb_container_claim, as cellboxd's pool does) and its
- * first process run. Needs root. */
+ * first process run.
+ *
+ * Host floors, same run: the figures above all run /bin/true, whose own
+ * start is most of them on some hosts, so the run also measures a program
+ * without libc (build/bench/noop) on the host, in a sandbox and from a
+ * warm pool; the cost of one CPUID instruction (glibc 2.36's start runs
+ * 68, each a trap to the hypervisor on a virtual machine); and what the kernel
+ * pins for one empty memory cgroup (every sandbox has one). Needs root. */
+#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <unistd.h>
 #include <spawn.h>
+#include <sched.h>
+#include <sys/fsuid.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/wait.h>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+#include "fsops.h"
 #include "proto.h"
 #include "runtime.h"
 #include "tier.h"
@@ -34,34 +52,149 @@
 extern char **environ;
 static const struct cb_tier_ops *T;
 
+/* ---- where the runtime's state goes ----
+ *
+ * On a file system of the bench's own: an ext4 image with a journal,
+ * loop-mounted in a mount namespace private to this process (the image
+ * file is unlinked once mounted, so the space goes back when the process
+ * does). The sandboxes' directories, and their upper layers when they have
+ * no disk image, are made and removed there by the thousand each run. On
+ * a host whose state file system is ext4 without a journal (as /tmp is on
+ * our build hosts) every new inode skips, one by one, those freed in the
+ * last minutes: back-to-back runs slowed each other down (a new file
+ * 18 us rested, ~300 us after a few runs), so figures depended on what ran
+ * before. docs/operations.md asks for a journaled state file system; this
+ * measures that. CB_BENCH_STATE_DIR=DIR puts the state under DIR instead
+ * (its own file system, as it is). Returns the directory to make state
+ * directories in. */
+static const char *bench_base(void)
+{
+    static char base[128];
+    const char *dir = getenv("CB_BENCH_STATE_DIR");
+    if (dir)
+        return dir;
+    if (base[0])
+        return base;
+    char tmp[] = "/tmp/cb-bench-vol-XXXXXX", cmd[512];
+    if (!mkdtemp(tmp) || chmod(tmp, 0711) < 0)
+        return "/tmp";
+    /* lazy_itable_init + noinit_itable: no inode-table zeroing, up front
+     * or in a kernel thread during the run. */
+    snprintf(cmd, sizeof cmd,
+             "truncate -s 64G %s/vol.img && mkfs.ext4 -q -F -E lazy_itable_init=1,nodiscard "
+             "%s/vol.img && mkdir %s/mnt",
+             tmp, tmp, tmp);
+    if (system(cmd) != 0)
+        goto fallback;
+    /* The mount point stays behind in the host's namespace, where this
+     * process cannot remove it (a mount point here): a child left there
+     * removes it once this process and its own children are gone. */
+    int gone[2];
+    if (pipe2(gone, O_CLOEXEC) < 0)
+        goto fallback;
+    pid_t k = fork();
+    if (k == 0) {
+        char c;
+        close(gone[1]);
+        while (read(gone[0], &c, 1) < 0 && errno == EINTR)
+            ;
+        snprintf(cmd, sizeof cmd, "%s/mnt", tmp);
+        rmdir(cmd);
+        rmdir(tmp);
+        _exit(0);
+    }
+    close(gone[0]);
+    if (k < 0 || unshare(CLONE_NEWNS) < 0 ||
+        mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        goto fallback;
+    snprintf(cmd, sizeof cmd, "mount -o loop,noinit_itable %s/vol.img %s/mnt", tmp, tmp);
+    if (system(cmd) != 0)
+        goto fallback;
+    snprintf(cmd, sizeof cmd, "%s/vol.img", tmp);
+    unlink(cmd);
+    snprintf(base, sizeof base, "%s/mnt", tmp);
+    printf("state on a journaled ext4 of the bench's own (%s)\n", base);
+    return base;
+fallback:
+    fprintf(stderr, "bench: no ext4 volume of its own (mkfs.ext4, loop, mount): state in /tmp\n");
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (system(cmd) != 0)
+        fprintf(stderr, "bench: cannot remove %s\n", tmp);
+    return "/tmp";
+}
+
+/* mkdtemp of base/name-XXXXXX into buf, mode 0711 (sandbox directories
+ * below must be reachable by their uids). NULL on failure. */
+static char *bench_dir(char *buf, size_t size, const char *name)
+{
+    snprintf(buf, size, "%s/%s-XXXXXX", bench_base(), name);
+    return mkdtemp(buf) && chmod(buf, 0711) == 0 ? buf : NULL;
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
     uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
     return x < y ? -1 : x > y;
 }
 
-/* Memory the host cannot reclaim, in bytes, from /proc/meminfo: kernel
- * objects that are not caches (SUnreclaim), kernel stacks, page tables,
- * per-CPU data and anonymous memory. MemAvailable swings with page cache
- * and reclaim heuristics; this does not. */
+/* Bytes of slab objects in use in caches that are not reclaimable
+ * (/proc/slabinfo's active objects times their size; a cache's
+ * /sys/kernel/slab/<name>/reclaim_account says whether the kernel can
+ * shrink it), or -1 if slabinfo cannot be read. Objects, not pages:
+ * objects freed by earlier work (a previous run's memory cgroups) leave
+ * slab pages with room, which new objects fill without growing
+ * SUnreclaim; measured here, 40 empty memory cgroups grew SUnreclaim by
+ * 16 KiB each while their objects took 1.1 MiB each. */
+static long long slab_objects_unreclaimable(void)
+{
+    FILE *f = fopen("/proc/slabinfo", "r");
+    if (!f)
+        return -1;
+    char line[512], name[128], path[256];
+    long long total = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long active, num, size;
+        if (sscanf(line, "%127s %lu %lu %lu", name, &active, &num, &size) != 4)
+            continue; /* the two header lines */
+        snprintf(path, sizeof path, "/sys/kernel/slab/%s/reclaim_account", name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        char c = '0';
+        if (fd >= 0) {
+            if (read(fd, &c, 1) != 1)
+                c = '0';
+            close(fd);
+        }
+        if (c != '1')
+            total += (long long)active * (long long)size;
+    }
+    fclose(f);
+    return total;
+}
+
+/* Memory the host cannot reclaim, in bytes: slab objects of caches that
+ * are not reclaimable (slab_objects_unreclaimable; SUnreclaim where
+ * slabinfo is unreadable), and from /proc/meminfo kernel stacks, page
+ * tables, per-CPU data and anonymous memory. MemAvailable swings with
+ * page cache and reclaim heuristics; this does not. */
 static uint64_t pinned_memory(void)
 {
+    long long slab = slab_objects_unreclaimable();
     static const char *const keys[] = {"SUnreclaim:", "KernelStack:", "PageTables:",
                                        "Percpu:", "AnonPages:"};
     FILE *f = fopen("/proc/meminfo", "r");
     char line[128];
-    unsigned long long total = 0;
+    unsigned long long total = slab >= 0 ? (unsigned long long)slab : 0;
     while (f && fgets(line, sizeof line, f)) {
-        for (size_t i = 0; i < sizeof keys / sizeof *keys; i++) {
+        for (size_t i = slab >= 0 ? 1 : 0; i < sizeof keys / sizeof *keys; i++) {
             size_t kl = strlen(keys[i]);
             unsigned long long kib;
             if (strncmp(line, keys[i], kl) == 0 && sscanf(line + kl, "%llu", &kib) == 1)
-                total += kib;
+                total += kib * 1024;
         }
     }
     if (f)
         fclose(f);
-    return (uint64_t)total * 1024;
+    return total;
 }
 
 /* pinned_memory once it has stopped moving (three readings 0.5 s apart
@@ -100,6 +233,47 @@ static int memory_cgroups(void)
     return num;
 }
 
+/* What the kernel pins for one empty memory cgroup at this moment: the
+ * mean over 40 made under the runtime's parent (v1 memory hierarchy, else
+ * the v2 tree) and removed again; 0 when unknown. Every sandbox has one.
+ * Besides its own few KiB, each memory cgroup carries shrinker maps sized
+ * by the most superblocks (file system instances: every sandbox has a
+ * few) that ever existed at once since boot, so on a host that once ran
+ * many sandboxes together this is most of the per-sandbox figure. */
+static uint64_t empty_memcg_bytes(const char *parent)
+{
+    enum { PROBES = 40 };
+    char base[192], path[224];
+    snprintf(base, sizeof base, "/sys/fs/cgroup/memory/%s", parent);
+    if (access(base, F_OK) != 0)
+        snprintf(base, sizeof base, "/sys/fs/cgroup/%s", parent);
+    if (access(base, F_OK) != 0)
+        return 0;
+    if (strncmp(base, "/sys/fs/cgroup/memory/", 22) != 0) {
+        /* v2: children get a memory controller only if the parent hands it down */
+        char ctl[256] = "";
+        snprintf(path, sizeof path, "%s/cgroup.subtree_control", base);
+        FILE *f = fopen(path, "r");
+        bool has = f && fgets(ctl, sizeof ctl, f) && strstr(ctl, "memory");
+        if (f)
+            fclose(f);
+        if (!has)
+            return 0;
+    }
+    uint64_t before = settled_pinned_memory();
+    int made = 0;
+    for (int i = 0; i < PROBES; i++) {
+        snprintf(path, sizeof path, "%s/memprobe%d", base, i);
+        made += mkdir(path, 0755) == 0;
+    }
+    uint64_t after = settled_pinned_memory();
+    for (int i = 0; i < PROBES; i++) {
+        snprintf(path, sizeof path, "%s/memprobe%d", base, i);
+        rmdir(path);
+    }
+    return made && after > before ? (after - before) / (uint64_t)made : 0;
+}
+
 static double pct(uint64_t *v, int n, double p)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_u64);
@@ -107,15 +281,13 @@ static double pct(uint64_t *v, int n, double p)
     return v[i] / 1e6; /* ms */
 }
 
-static int exec_true(struct cb_sandbox *sb)
+/* Run path (no arguments) as root over s, a connection to a sandbox's
+ * init, and wait for its exit. 0, or -1 if it could not run. */
+static int exec_on(int s, const char *path)
 {
-    int s;
-    struct cb_error *err = NULL;
-    if (T->connect(sb, &s, &err) < 0)
-        return -1;
     struct cb_builder b;
     cb_builder_init(&b, CB_MSG_SPAWN, 1);
-    cb_builder_str(&b, CB_F_ARGV, "/bin/true");
+    cb_builder_str(&b, CB_F_ARGV, path);
     cb_builder_str(&b, CB_F_ENV, "PATH=/usr/bin");
     cb_builder_str(&b, CB_F_CWD, "/");
     cb_builder_u32(&b, CB_F_UID, 0);
@@ -130,23 +302,95 @@ static int exec_true(struct cb_sandbox *sb)
         uint8_t *p = NULL;
         int fds[3], nfds = 0;
         if (cb_proto_recv(s, &h, &p, fds, &nfds) < 0)
-            break;
+            return -1;
         for (int i = 0; i < nfds; i++)
             close(fds[i]);
         struct cb_field_view f;
         uint32_t got = 0;
-        int done = h.type == CB_MSG_ERROR;
+        int done = 0;
         if (h.type == CB_MSG_SPAWNED && cb_proto_find(p, h.length, CB_F_PID, &f) == 1)
             cb_field_u32(&f, &pid);
         if (h.type == CB_MSG_EXIT && cb_proto_find(p, h.length, CB_F_PID, &f) == 1 &&
             cb_field_u32(&f, &got) == 0 && got == pid)
             done = 1;
         free(p);
+        if (h.type == CB_MSG_ERROR)
+            return -1;
         if (done)
-            break;
+            return 0;
     }
+}
+
+/* exec_on over a connection of its own, as a first exec does (the one
+ * start kept: no connect). */
+static int exec_path(struct cb_sandbox *sb, const char *path)
+{
+    int s;
+    struct cb_error *err = NULL;
+    if (T->connect(sb, &s, &err) < 0) {
+        cb_error_free(err);
+        return -1;
+    }
+    int r = exec_on(s, path);
     close(s);
-    return 0;
+    return r;
+}
+
+static int exec_true(struct cb_sandbox *sb)
+{
+    return exec_path(sb, "/bin/true");
+}
+
+/* Where put_noop puts build/bench/noop in a sandbox. */
+#define NOOP_IN_SANDBOX "/tmp/cb-noop"
+
+/* Copy build/bench/noop into the sandbox (NOOP_IN_SANDBOX, mode 0755)
+ * through its root as the files API writes files: with this thread's
+ * fsuid/fsgid those of the sandbox's root (its overlay refuses inodes of
+ * ids its user namespace does not map). 0 or -1. */
+static int put_noop(struct cb_sandbox *sb)
+{
+    int root = -1, out = -1, r = -1;
+    struct cb_error *err = NULL;
+    struct cb_fs_owner own = {0};
+    T->map_ids(sb, 0, 0, &own.uid, &own.gid);
+    own.base_uid = own.uid, own.base_gid = own.gid;
+    int in = open("build/bench/noop", O_RDONLY | O_CLOEXEC);
+    setfsgid(own.gid);
+    setfsuid(own.uid);
+    if (in >= 0 && T->root_fd(sb, &root, &err) == 0 &&
+        (out = cb_fs_open_write(root, NOOP_IN_SANDBOX, 0755, false, &own, &err)) >= 0) {
+        char buf[16384];
+        ssize_t n;
+        r = 0;
+        while (r == 0 && (n = read(in, buf, sizeof buf)) > 0)
+            if (write(out, buf, (size_t)n) != n)
+                r = -1;
+    }
+    setfsuid(0);
+    setfsgid(0);
+    if (err)
+        fprintf(stderr, "bench: noop into %s: %s\n", cb_container_id(sb), err->message);
+    cb_error_free(err);
+    cb_closep(&in);
+    cb_closep(&root);
+    cb_closep(&out);
+    return r;
+}
+
+/* One CPUID instruction, in microseconds (mean of 500), or -1 without
+ * one. On a virtual machine every CPUID traps to the hypervisor. */
+static double cpuid_us(void)
+{
+#if defined(__x86_64__)
+    unsigned a, b, c, d;
+    uint64_t t0 = cb_now_ns();
+    for (int i = 0; i < 500; i++)
+        __cpuid_count(4, 0, a, b, c, d);
+    return (double)(cb_now_ns() - t0) / 500 / 1e3;
+#else
+    return -1;
+#endif
 }
 
 static uint64_t spawn_wait(char *const argv[])
@@ -382,8 +626,8 @@ static int idle_main(int argc, char **argv)
         fprintf(stderr, "usage: bench_runtime --idle N --json PATH [--samples S] [--disk-mb M]\n");
         return 2;
     }
-    char state[] = "/tmp/cb-bench-idle-XXXXXX";
-    if (!mkdtemp(state) || chmod(state, 0711) < 0)
+    char state[192];
+    if (!bench_dir(state, sizeof state, "cb-bench-idle"))
         return 1;
     const char *b = getenv("CB_BUILD");
     char initp[4096];
@@ -405,7 +649,7 @@ static int idle_main(int argc, char **argv)
     cb_runtime_free(rt);
     free(init);
     rmdir_cgroups("cellbox-bench-idle");
-    char cmd[128];
+    char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", state);
     return (system(cmd) == 0 && r == 0) ? 0 : 1;
 }
@@ -491,13 +735,93 @@ static double rate_measure(struct cb_runtime *rt, uint64_t disk_bytes, int *thre
     return rate;
 }
 
+/* n cold create+start+first exec each of /bin/true (into t_true[]) and of
+ * the no-op (t_noop[]), alternating, one sandbox at a time with the N_MAX
+ * sandboxes alive: the no-op's copy into its sandbox (between start and
+ * exec) is not counted. Each sandbox is destroyed after. */
+static int cold_round(struct cb_runtime *rt, uint64_t *t_true, uint64_t *t_noop, int n)
+{
+    struct cb_error *err = NULL;
+    for (int i = 0; i < 2 * n; i++) {
+        bool noop = i % 2;
+        char id[32];
+        snprintf(id, sizeof id, "sb_cold%d", i);
+        struct cb_sandbox_spec spec = {.id = id, .template_name = "host"};
+        struct cb_sandbox *sb = NULL;
+        uint64_t t0 = cb_now_ns();
+        int r = T->create(rt, &spec, &sb, &err);
+        if (r == 0)
+            r = T->start(sb, &err);
+        uint64_t t1 = cb_now_ns();
+        if (r == 0 && noop)
+            r = put_noop(sb);
+        uint64_t t2 = cb_now_ns();
+        if (r == 0)
+            r = exec_path(sb, noop ? NOOP_IN_SANDBOX : "/bin/true");
+        (noop ? t_noop : t_true)[i / 2] = (t1 - t0) + (cb_now_ns() - t2);
+        if (sb) {
+            T->destroy(sb, NULL);
+            T->release(sb);
+        }
+        if (r < 0) {
+            fprintf(stderr, "bench: cold round: %s\n", err ? err->message : "exec");
+            cb_error_free(err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* n warm-pool members made and started ahead (ids prefix0..), then each
+ * claimed and its first process run (noop: the no-op, copied in before the
+ * claim; NULL: /bin/true), timed into t[]; all destroyed after. */
+static int warm_pool_round(struct cb_runtime *rt, const char *prefix, const char *noop,
+                           uint64_t *t, int n)
+{
+    struct cb_sandbox *members[64];
+    struct cb_error *err = NULL;
+    int made = 0, r = 0;
+    for (; made < n && made < 64; made++) {
+        char id[32];
+        snprintf(id, sizeof id, "%s%d", prefix, made);
+        struct cb_sandbox_spec spec = {.id = id, .template_name = "host"};
+        if (T->create(rt, &spec, &members[made], &err) < 0)
+            break;
+        if (T->start(members[made], &err) < 0 || (noop && put_noop(members[made]) < 0)) {
+            made++;
+            break;
+        }
+    }
+    if (made < n || err) {
+        fprintf(stderr, "bench: warm pool: %s\n", err ? err->message : "noop");
+        r = -1;
+    }
+    usleep(100 * 1000); /* the members' starts settled */
+    for (int i = 0; r == 0 && i < n; i++) {
+        struct cb_limits defaults = {0};
+        uint64_t t0 = cb_now_ns();
+        if (cb_container_claim(members[i], cb_container_id(members[i]), NULL, &defaults, &err) < 0 ||
+            exec_path(members[i], noop ? noop : "/bin/true") < 0) {
+            fprintf(stderr, "bench: claim: %s\n", err ? err->message : "exec");
+            r = -1;
+        }
+        t[i] = cb_now_ns() - t0;
+    }
+    for (int i = 0; i < made; i++) {
+        T->destroy(members[i], NULL);
+        T->release(members[i]);
+    }
+    cb_error_free(err);
+    return r;
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--idle") == 0)
         return idle_main(argc, argv);
     int nmax = argc > 1 ? atoi(argv[1]) : 100;
-    char state[] = "/tmp/cb-bench-XXXXXX";
-    if (!mkdtemp(state))
+    char state[192];
+    if (!bench_dir(state, sizeof state, "cb-bench"))
         return 1;
     char *init = realpath("build/cellbox-init", NULL);
     struct cb_runtime_config cfg = {.state_dir = state, .init_path = init,
@@ -537,13 +861,28 @@ int main(int argc, char **argv)
         }
     }
     enum { R = 200 };
-    uint64_t ex[R], host[R], pa[R], re[R];
-    char *true_argv[] = {"/bin/true", NULL};
+    uint64_t ex[R], host[R], pa[R], re[R], ex_noop[R], host_noop[R];
+    char *true_argv[] = {"/bin/true", NULL}, *noop_argv[] = {"build/bench/noop", NULL};
+    /* Over one connection, as cellboxd keeps one per sandbox (initc.h). */
+    int conn = -1;
+    if (put_noop(sbs[0]) < 0 || T->connect(sbs[0], &conn, &err) < 0) {
+        fprintf(stderr, "bench: %s\n", err ? err->message : "noop");
+        return 1;
+    }
     for (int i = 0; i < R; i++) {
         uint64_t t0 = cb_now_ns();
-        exec_true(sbs[0]);
+        int r = exec_on(conn, "/bin/true");
         ex[i] = cb_now_ns() - t0;
+        t0 = cb_now_ns();
+        if (r == 0)
+            r = exec_on(conn, NOOP_IN_SANDBOX);
+        ex_noop[i] = cb_now_ns() - t0;
+        if (r < 0) {
+            fprintf(stderr, "bench: exec round trip failed\n");
+            return 1;
+        }
         host[i] = spawn_wait(true_argv);
+        host_noop[i] = spawn_wait(noop_argv);
         t0 = cb_now_ns();
         T->pause(sbs[0], NULL);
         pa[i] = cb_now_ns() - t0;
@@ -551,6 +890,7 @@ int main(int argc, char **argv)
         T->resume(sbs[0], NULL);
         re[i] = cb_now_ns() - t0;
     }
+    close(conn);
     /* Idle memory all-in: what the host pins for the nmax live sandboxes
      * (their spares made ahead included); and the part charged to each
      * sandbox's own memory cgroup (init, its page tables, the kernel
@@ -565,36 +905,19 @@ int main(int argc, char **argv)
         if (T->stats(sbs[i], &st, NULL) == 0)
             mem += st.memory_bytes;
     }
+    uint64_t memcg_bytes = empty_memcg_bytes(cfg.cgroup_parent);
+    double cpuid = cpuid_us();
     /* From a warm pool: members made ahead under the id their sandbox gets
      * (cellboxd's pool.h), each claimed with the default shape and its
-     * first process run. The claim is what a create then does. */
+     * first process run. The claim is what a create then does. Once with
+     * /bin/true, once with the no-op (put in each member beforehand). */
     enum { WARM = 30 };
-    uint64_t warm[WARM];
-    struct cb_sandbox *members[WARM];
-    for (int i = 0; i < WARM; i++) {
-        char id[32];
-        snprintf(id, sizeof id, "sb_warm%d", i);
-        struct cb_sandbox_spec spec = {.id = id, .template_name = "host"};
-        if (T->create(rt, &spec, &members[i], &err) < 0 || T->start(members[i], &err) < 0) {
-            fprintf(stderr, "bench: warm pool: %s\n", err->message);
-            return 1;
-        }
-    }
-    usleep(100 * 1000); /* the members' starts settled */
-    for (int i = 0; i < WARM; i++) {
-        struct cb_limits defaults = {0};
-        uint64_t t0 = cb_now_ns();
-        if (cb_container_claim(members[i], cb_container_id(members[i]), NULL, &defaults, &err) < 0 ||
-            exec_true(members[i]) < 0) {
-            fprintf(stderr, "bench: claim: %s\n", err ? err->message : "exec");
-            return 1;
-        }
-        warm[i] = cb_now_ns() - t0;
-    }
-    for (int i = 0; i < WARM; i++) {
-        T->destroy(members[i], NULL);
-        T->release(members[i]);
-    }
+    uint64_t warm[WARM], warm_noop[WARM], cold_true[WARM], cold_noop[WARM];
+    if (cold_round(rt, cold_true, cold_noop, WARM) < 0)
+        return 1;
+    if (warm_pool_round(rt, "sb_warm", NULL, warm, WARM) < 0 ||
+        warm_pool_round(rt, "sb_warmnoop", NOOP_IN_SANDBOX, warm_noop, WARM) < 0)
+        return 1;
     uint64_t bw[20];
     char *bwrap_argv[] = {"/usr/bin/bwrap", "--unshare-all", "--ro-bind", "/usr", "/usr",
                           "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
@@ -629,11 +952,11 @@ int main(int argc, char **argv)
     double destroy_rate = 0, destroy_rate_img = 0;
     double create_rate = rate_measure(rt, 0, &threads, &created, &destroy_rate);
     double create_rate_img = -1;
-    char img_state[] = "/tmp/cb-bench-img-XXXXXX";
+    char img_state[192];
     struct cb_runtime_config icfg = {.state_dir = img_state, .init_path = init,
                                      .cgroup_parent = "cellbox-bench-img"};
     struct cb_runtime *irt = NULL;
-    if (mkdtemp(img_state) && chmod(img_state, 0711) == 0 &&
+    if (bench_dir(img_state, sizeof img_state, "cb-bench-img") &&
         cb_runtime_open(&icfg, &irt, &err) == 0 && cb_template_ensure_host(irt, &err) == 0 &&
         cb_runtime_disk_images(irt))
         create_rate_img = rate_measure(irt, 2048ull << 20, &threads, &created_img,
@@ -642,12 +965,13 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: no disk images on this host: %s\n", err ? err->message : "quota");
     cb_runtime_free(irt);
     rmdir_cgroups("cellbox-bench-img");
-    char rmcmd[128];
+    char rmcmd[256];
     snprintf(rmcmd, sizeof rmcmd, "rm -rf %s", img_state);
     if (system(rmcmd) != 0)
         fprintf(stderr, "bench: cannot remove %s\n", img_state);
     double bw50 = pct(bw, 20, 0.5);
-    printf("create+start+first exec, %d sandboxes: p50 %.3f ms  p99 %.3f ms\n", nmax, p50[2], p99[2]);
+    printf("create+start+first exec, %d sandboxes back to back: p50 %.3f ms  p99 %.3f ms\n", nmax,
+           p50[2], p99[2]);
     double warm50 = pct(warm, WARM, 0.5), warm99 = pct(warm, WARM, 0.99);
     printf("create+first exec from a warm pool (claim a started sandbox): p50 %.3f ms  "
            "p99 %.3f ms\n", warm50, warm99);
@@ -674,6 +998,29 @@ int main(int argc, char **argv)
     else
         printf("  runc: failed (see stderr)\n");
     printf("  %-28s %8.3f\n", "host posix_spawn /bin/true", pct(host, R, 0.5));
+    /* The floors: what this host charges any process and any sandbox, so
+     * that the figures above can be read against another host's. */
+    double host50 = pct(host, R, 0.5), hostn50 = pct(host_noop, R, 0.5);
+    double warmn50 = pct(warm_noop, WARM, 0.5), warmn99 = pct(warm_noop, WARM, 0.99);
+    printf("host floors, same run:\n");
+    printf("  posix_spawn+wait on the host: /bin/true %.3f ms, a program without libc %.3f ms "
+           "(libc's start: %.3f ms)\n", host50, hostn50, host50 - hostn50);
+    if (cpuid >= 0)
+        printf("  one CPUID instruction: %.1f us (glibc's start runs dozens: 68 in Debian 12's "
+               "/bin/true; a hypervisor traps each)\n", cpuid);
+    printf("  exec round trip in a sandbox: /bin/true %.3f ms (%.2fx the host's), "
+           "no-op %.3f ms (%.2fx)\n", pct(ex, R, 0.5), pct(ex, R, 0.5) / host50,
+           pct(ex_noop, R, 0.5), pct(ex_noop, R, 0.5) / hostn50);
+    printf("  create+start+first exec, one at a time, %d live: /bin/true p50 %.3f ms  p99 %.3f "
+           "ms; no-op p50 %.3f ms  p99 %.3f ms\n", nmax, pct(cold_true, WARM, 0.5),
+           pct(cold_true, WARM, 0.99), pct(cold_noop, WARM, 0.5), pct(cold_noop, WARM, 0.99));
+    printf("  create+first exec from a warm pool, no-op: p50 %.3f ms  p99 %.3f ms\n", warmn50,
+           warmn99);
+    if (memcg_bytes)
+        printf("  an empty memory cgroup pins %.0f KiB now (shrinker maps sized by the most "
+               "superblocks alive at once since boot); the rest of the %.0f KiB per idle "
+               "sandbox above: %.0f KiB\n", memcg_bytes / 1024.0, host_mem / 1024.0,
+               host_mem > memcg_bytes ? (host_mem - memcg_bytes) / 1024.0 : 0.0);
     char runc_json[160];
     if (nrc)
         snprintf(runc_json, sizeof runc_json,
@@ -705,11 +1052,22 @@ int main(int argc, char **argv)
              "  \"create_rate_sandboxes\": %d,\n  \"destroy_rate_per_s\": %.0f,\n"
              "  \"create_rate_disk_image_per_s\": %.0f,\n"
              "  \"destroy_rate_disk_image_per_s\": %.0f,\n"
+             "  \"host_posix_spawn_noop_ms_p50\": %.3f,\n"
+             "  \"exec_roundtrip_noop_ms_p50\": %.3f,\n"
+             "  \"create_exec_one_at_a_time_ms\": {\"p50\": %.3f, \"p99\": %.3f},\n"
+             "  \"create_exec_noop_ms\": {\"p50\": %.3f, \"p99\": %.3f},\n"
+             "  \"warm_pool_create_exec_noop_ms\": {\"p50\": %.3f, \"p99\": %.3f},\n"
+             "  \"host_cpuid_us\": %.2f,\n"
+             "  \"host_empty_memory_cgroup_bytes\": %llu,\n"
              "  %s\n}\n",
              sizes, warm50, warm99, pct(ex, R, 0.5),
              pct(host, R, 0.5), pct(pa, R, 0.5), pct(re, R, 0.5), pct(de, nd, 0.5),
              (unsigned long long)host_mem, (unsigned long long)(mem / (uint64_t)nmax), bw50, p50[2] / bw50, create_rate,
-             threads, created, destroy_rate, create_rate_img, destroy_rate_img, runc_json);
+             threads, created, destroy_rate, create_rate_img, destroy_rate_img, hostn50,
+             pct(ex_noop, R, 0.5), pct(cold_true, WARM, 0.5), pct(cold_true, WARM, 0.99),
+             pct(cold_noop, WARM, 0.5), pct(cold_noop, WARM, 0.99),
+             warmn50, warmn99, cpuid, (unsigned long long)memcg_bytes,
+             runc_json);
     fputs(json, stdout);
     FILE *f = fopen("bench/results/runtime.json", "w");
     if (f) {
@@ -718,7 +1076,7 @@ int main(int argc, char **argv)
     }
     cb_runtime_free(rt);
     rmdir_cgroups("cellbox-bench");
-    char cmd[128];
+    char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", state);
     return system(cmd) == 0 ? 0 : 1;
 }
