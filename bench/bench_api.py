@@ -3,7 +3,10 @@
 
   exec round trip  POST /exec {"argv":["true"]} over one keep-alive unix-socket
                    connection, p50/p99, against os.posix_spawn + waitpid of the
-                   same binary on the host in the same run (ratio)
+                   same binary on the host in the same run (ratio); the same
+                   for build/bench/noop, a program without libc (on virtual
+                   machines glibc's start is most of /bin/true's cost:
+                   docs/operations.md, "Benchmarks")
   churn            create + exec + delete per second, several clients at once
   daemon memory    VmRSS of cellboxd with 0, 100 and 500 idle sandboxes
   --idle N         N idle sandboxes (10000 is the issue's target): creation rate,
@@ -38,10 +41,13 @@ class Conn:
         self.buf = b""
 
     def request(self, method, target, body=None):
-        data = json.dumps(body).encode() if body is not None else b""
+        """body: JSON-encoded, or sent as it is when bytes."""
+        raw = isinstance(body, bytes)
+        data = body if raw else json.dumps(body).encode() if body is not None else b""
         head = "%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n" % (method, target, len(data))
         if data:
-            head += "Content-Type: application/json\r\n"
+            head += "Content-Type: %s\r\n" % ("application/octet-stream" if raw else
+                                               "application/json")
         self.s.sendall(head.encode() + b"\r\n" + data)
         while b"\r\n\r\n" not in self.buf:
             self._more()
@@ -88,15 +94,15 @@ def spawn_baseline(binary, n):
     return times
 
 
-def exec_round_trips(sock, sbid, n):
+def exec_round_trips(sock, sbid, n, argv=("true",)):
     c = Conn(sock)
     target = "/v1/sandboxes/%s/exec" % sbid
     for _ in range(20):  # warm up
-        c.request("POST", target, {"argv": ["true"]})
+        c.request("POST", target, {"argv": list(argv)})
     times = []
     for _ in range(n):
         t0 = time.perf_counter()
-        status, r = c.request("POST", target, {"argv": ["true"]})
+        status, r = c.request("POST", target, {"argv": list(argv)})
         times.append(time.perf_counter() - t0)
         assert status == 200 and r["exit_code"] == 0, r
     c.close()
@@ -312,6 +318,23 @@ def exec_phase(d, n, results):
     print("posix_spawn+wait of %s on the host: p50 %.3f ms p99 %.3f ms"
           % (true_bin, pct(spawn_all, 50) * 1e3, pct(spawn_all, 99) * 1e3))
     print("  ratio (p50) %.2fx (target <= 1.5x)" % ratio)
+    # The floor without libc's start: build/bench/noop, put in the sandbox
+    # through the files API.
+    noop = os.path.join(ROOT, "build", "bench", "noop")
+    with open(noop, "rb") as f:
+        st, r = Conn(d.socket_path).request(
+            "PUT", "/v1/sandboxes/%s/files?path=/tmp/cb-noop&mode=0755" % sb["id"], f.read())
+    assert st == 201, r
+    spawn_noop = spawn_baseline(noop, n)
+    api_noop = exec_round_trips(d.socket_path, sb["id"], n, ("/tmp/cb-noop",))
+    spawn_noop += spawn_baseline(noop, n)
+    ratio_noop = pct(api_noop, 50) / pct(spawn_noop, 50)
+    results["exec_round_trip_noop"] = {"api": ms(api_noop), "posix_spawn": ms(spawn_noop),
+                                       "p50_ratio_api_vs_spawn": round(ratio_noop, 2)}
+    print("the same with a program without libc: over the API p50 %.3f ms, posix_spawn+wait "
+          "p50 %.3f ms (%.2fx; the API's own share %.3f ms)"
+          % (pct(api_noop, 50) * 1e3, pct(spawn_noop, 50) * 1e3, ratio_noop,
+             (pct(api_noop, 50) - pct(spawn_noop, 50)) * 1e3))
     Conn(d.socket_path).request("DELETE", "/v1/sandboxes/%s" % sb["id"])
 
 
