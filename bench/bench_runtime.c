@@ -1,9 +1,9 @@
 /* bench_runtime — container-tier latencies (a benchmark, never a test).
  *
- *   build/bench/bench_runtime [N_MAX=100]
+ *   build/bench/bench_runtime [N_MAX=100] [--out PATH]
  *   build/bench/bench_runtime --idle N --json PATH   (see idle_main)
  *
- * Prints and writes bench/results/runtime.json: create+start+first exec
+ * Prints and writes PATH (default bench/results/runtime.json): create+start+first exec
  * p50/p99 for 1, 10, 100 live sandboxes made back to back (a burst: what
  * the runtime makes ahead runs out), and one at a time with N_MAX alive; exec round trip (over one
  * connection to init, as cellboxd keeps) vs a bare posix_spawn+wait of
@@ -341,6 +341,15 @@ static int exec_true(struct cb_sandbox *sb)
     return exec_path(sb, "/bin/true");
 }
 
+/* rel under the build directory, $CB_BUILD (scripts/test.sh sets it) or
+ * ./build, in buf. */
+static const char *build_path(char *buf, size_t size, const char *rel)
+{
+    const char *b = getenv("CB_BUILD");
+    snprintf(buf, size, "%s/%s", b ? b : "build", rel);
+    return buf;
+}
+
 /* Where put_noop puts build/bench/noop in a sandbox. */
 #define NOOP_IN_SANDBOX "/tmp/cb-noop"
 
@@ -355,7 +364,8 @@ static int put_noop(struct cb_sandbox *sb)
     struct cb_fs_owner own = {0};
     T->map_ids(sb, 0, 0, &own.uid, &own.gid);
     own.base_uid = own.uid, own.base_gid = own.gid;
-    int in = open("build/bench/noop", O_RDONLY | O_CLOEXEC);
+    char noop[4096];
+    int in = open(build_path(noop, sizeof noop, "bench/noop"), O_RDONLY | O_CLOEXEC);
     setfsgid(own.gid);
     setfsuid(own.uid);
     if (in >= 0 && T->root_fd(sb, &root, &err) == 0 &&
@@ -629,10 +639,8 @@ static int idle_main(int argc, char **argv)
     char state[192];
     if (!bench_dir(state, sizeof state, "cb-bench-idle"))
         return 1;
-    const char *b = getenv("CB_BUILD");
     char initp[4096];
-    snprintf(initp, sizeof initp, "%s/cellbox-init", b ? b : "build");
-    char *init = realpath(initp, NULL);
+    char *init = realpath(build_path(initp, sizeof initp, "cellbox-init"), NULL);
     struct cb_runtime_config cfg = {.state_dir = state, .init_path = init,
                                     .cgroup_parent = "cellbox-bench-idle"};
     struct cb_runtime *rt;
@@ -819,11 +827,23 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "--idle") == 0)
         return idle_main(argc, argv);
-    int nmax = argc > 1 ? atoi(argv[1]) : 100;
+    int nmax = 100;
+    const char *out = "bench/results/runtime.json";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--out") == 0 && i + 1 < argc)
+            out = argv[++i];
+        else if ((nmax = atoi(argv[i])) < 1) {
+            fprintf(stderr, "usage: bench_runtime [N_MAX=100] [--out PATH]\n"
+                            "       bench_runtime --idle N --json PATH [--samples S] "
+                            "[--disk-mb M]\n");
+            return 2;
+        }
+    }
     char state[192];
     if (!bench_dir(state, sizeof state, "cb-bench"))
         return 1;
-    char *init = realpath("build/cellbox-init", NULL);
+    char initp[4096], noop[4096];
+    char *init = realpath(build_path(initp, sizeof initp, "cellbox-init"), NULL);
     struct cb_runtime_config cfg = {.state_dir = state, .init_path = init,
                                     .cgroup_parent = "cellbox-bench", .no_disk_quota = true};
     struct cb_runtime *rt;
@@ -862,7 +882,8 @@ int main(int argc, char **argv)
     }
     enum { R = 200 };
     uint64_t ex[R], host[R], pa[R], re[R], ex_noop[R], host_noop[R];
-    char *true_argv[] = {"/bin/true", NULL}, *noop_argv[] = {"build/bench/noop", NULL};
+    char *true_argv[] = {"/bin/true", NULL};
+    char *noop_argv[] = {(char *)build_path(noop, sizeof noop, "bench/noop"), NULL};
     /* Over one connection, as cellboxd keeps one per sandbox (initc.h). */
     int conn = -1;
     if (put_noop(sbs[0]) < 0 || T->connect(sbs[0], &conn, &err) < 0) {
@@ -1038,7 +1059,7 @@ int main(int argc, char **argv)
     if (nmax > 1)
         snprintf(sizes + k, sizeof sizes - (size_t)k, ", \"%d\": {\"p50\": %.3f, \"p99\": %.3f}", nmax,
                  p50[2], p99[2]);
-    char json[2048];
+    char json[4096];
     snprintf(json, sizeof json,
              "{\n  \"create_exec_ms\": {%s},\n"
              "  \"warm_pool_create_exec_ms\": {\"p50\": %.3f, \"p99\": %.3f},\n"
@@ -1069,14 +1090,20 @@ int main(int argc, char **argv)
              warmn50, warmn99, cpuid, (unsigned long long)memcg_bytes,
              runc_json);
     fputs(json, stdout);
-    FILE *f = fopen("bench/results/runtime.json", "w");
-    if (f) {
-        fputs(json, f);
-        fclose(f);
-    }
+    FILE *f = fopen(out, "w");
+    int status = f ? 0 : 1;
+    if (f && fputs(json, f) < 0)
+        status = 1;
+    if (f && fclose(f) != 0)
+        status = 1;
+    if (status)
+        fprintf(stderr, "bench: cannot write %s\n", out);
     cb_runtime_free(rt);
     rmdir_cgroups("cellbox-bench");
+    free(init);
+    free(sbs);
+    free(lat);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", state);
-    return system(cmd) == 0 ? 0 : 1;
+    return system(cmd) == 0 ? status : 1;
 }
