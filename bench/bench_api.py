@@ -28,7 +28,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from cellboxd import Daemon  # noqa: E402
+from cellboxd import BUILD, Daemon  # noqa: E402
 
 
 class Conn:
@@ -320,7 +320,7 @@ def exec_phase(d, n, results):
     print("  ratio (p50) %.2fx (target <= 1.5x)" % ratio)
     # The floor without libc's start: build/bench/noop, put in the sandbox
     # through the files API.
-    noop = os.path.join(ROOT, "build", "bench", "noop")
+    noop = os.path.join(BUILD, "bench", "noop")
     with open(noop, "rb") as f:
         st, r = Conn(d.socket_path).request(
             "PUT", "/v1/sandboxes/%s/files?path=/tmp/cb-noop&mode=0755" % sb["id"], f.read())

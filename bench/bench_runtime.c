@@ -3,11 +3,12 @@
  *   build/bench/bench_runtime [N_MAX=100] [--out PATH]
  *   build/bench/bench_runtime --idle N --json PATH   (see idle_main)
  *
- * Prints and writes PATH (default bench/results/runtime.json): create+start+first exec
- * p50/p99 for 1, 10, 100 live sandboxes made back to back (a burst: what
- * the runtime makes ahead runs out), and one at a time with N_MAX alive; exec round trip (over one
- * connection to init, as cellboxd keeps) vs a bare posix_spawn+wait of
- * /bin/true; pause/resume; destroy; memory per idle
+ * Prints and writes PATH (default bench/results/runtime.json):
+ * create+start+first exec p50/p99 for 1, 10, 100 live sandboxes made back
+ * to back (a burst: what the runtime makes ahead runs out), and one at a
+ * time with N_MAX alive; exec round trip (over one connection to init, as
+ * cellboxd keeps) vs a bare posix_spawn+wait of /bin/true; pause/resume;
+ * destroy; memory per idle
  * sandbox, all-in (the host memory that cannot be reclaimed, before and
  * after the N_MAX sandboxes: init, kernel objects, network namespace, the
  * shrinker maps every memory cgroup keeps; caches not counted) and what
@@ -69,15 +70,16 @@ static const struct cb_tier_ops *T;
  * directories in. */
 static const char *bench_base(void)
 {
-    static char base[128];
+    static char base[128]; /* made once; "/tmp" after a failure */
     const char *dir = getenv("CB_BENCH_STATE_DIR");
     if (dir)
         return dir;
     if (base[0])
         return base;
+    strcpy(base, "/tmp");
     char tmp[] = "/tmp/cb-bench-vol-XXXXXX", cmd[512];
     if (!mkdtemp(tmp) || chmod(tmp, 0711) < 0)
-        return "/tmp";
+        return base;
     /* lazy_itable_init + noinit_itable: no inode-table zeroing, up front
      * or in a kernel thread during the run. */
     snprintf(cmd, sizeof cmd,
@@ -104,6 +106,8 @@ static const char *bench_base(void)
         _exit(0);
     }
     close(gone[0]);
+    if (k < 0)
+        close(gone[1]);
     if (k < 0 || unshare(CLONE_NEWNS) < 0 ||
         mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         goto fallback;
@@ -120,7 +124,7 @@ fallback:
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (system(cmd) != 0)
         fprintf(stderr, "bench: cannot remove %s\n", tmp);
-    return "/tmp";
+    return base;
 }
 
 /* mkdtemp of base/name-XXXXXX into buf, mode 0711 (sandbox directories
@@ -282,7 +286,8 @@ static double pct(uint64_t *v, int n, double p)
 }
 
 /* Run path (no arguments) as root over s, a connection to a sandbox's
- * init, and wait for its exit. 0, or -1 if it could not run. */
+ * init, and wait for its exit. 0, or -1 if it could not run or did not
+ * exit with 0 (a figure of a failure is no figure). */
 static int exec_on(int s, const char *path)
 {
     struct cb_builder b;
@@ -307,15 +312,22 @@ static int exec_on(int s, const char *path)
             close(fds[i]);
         struct cb_field_view f;
         uint32_t got = 0;
-        int done = 0;
+        int32_t code = -1;
+        int done = 0; /* 1: exited 0; -1: failed or exited otherwise */
         if (h.type == CB_MSG_SPAWNED && cb_proto_find(p, h.length, CB_F_PID, &f) == 1)
             cb_field_u32(&f, &pid);
         if (h.type == CB_MSG_EXIT && cb_proto_find(p, h.length, CB_F_PID, &f) == 1 &&
             cb_field_u32(&f, &got) == 0 && got == pid)
-            done = 1;
+            done = cb_proto_find(p, h.length, CB_F_EXIT_CODE, &f) == 1 &&
+                           cb_field_i32(&f, &code) == 0 && code == 0
+                       ? 1
+                       : -1;
         free(p);
-        if (h.type == CB_MSG_ERROR)
+        if (h.type == CB_MSG_ERROR || done < 0) {
+            fprintf(stderr, "bench: %s %s\n", path,
+                    done < 0 ? "did not exit with 0" : "could not be run");
             return -1;
+        }
         if (done)
             return 0;
     }
@@ -379,7 +391,9 @@ static int put_noop(struct cb_sandbox *sb)
     }
     setfsuid(0);
     setfsgid(0);
-    if (err)
+    if (in < 0)
+        fprintf(stderr, "bench: %s: %s\n", noop, strerror(errno));
+    else if (err)
         fprintf(stderr, "bench: noop into %s: %s\n", cb_container_id(sb), err->message);
     cb_error_free(err);
     cb_closep(&in);

@@ -47,7 +47,9 @@ def test_bench_runtime_measures_the_floors_and_cleans_up(tmp_path):
     assert d["host_posix_spawn_noop_ms_p50"] < d["host_posix_spawn_true_ms_p50"]
     if platform.machine() == "x86_64":
         assert d["host_cpuid_us"] > 0
-    assert d["host_empty_memory_cgroup_bytes"] >= 0
+    # Measured (0 = unknown: no memory controller, or the kernel freed more
+    # meanwhile than 40 empty cgroups took); only its presence is checked.
+    assert isinstance(d["host_empty_memory_cgroup_bytes"], int)
     assert "host floors, same run" in r.stdout
     # Nothing left: the volume's mount point (removed by a helper in the
     # host's mount namespace once the bench is gone) and its loop device.
