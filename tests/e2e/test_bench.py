@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
@@ -51,6 +52,15 @@ def test_bench_runtime_measures_the_floors_and_cleans_up(tmp_path):
     # meanwhile than 40 empty cgroups took); only its presence is checked.
     assert isinstance(d["host_empty_memory_cgroup_bytes"], int)
     assert "host floors, same run" in r.stdout
+    # The yardstick, measured in the same run on the same volume,
+    # and the cost of a hand-off between CPUs.
+    for key in ("blocks_ms", "blocks_newnet_ms"):
+        assert 0 < d[key]["p50"] <= d[key]["p99"], key
+    assert d["ratio_create_exec_noop_vs_blocks"] > 0
+    assert d["host_pipe_roundtrip_same_cpu_us"] > 0
+    if os.cpu_count() > 1:
+        assert d["host_pipe_roundtrip_cross_cpu_us"] > 0
+    assert "the bare building blocks of a start" in r.stdout
     # Nothing left: the volume's mount point (removed by a helper in the
     # host's mount namespace once the bench is gone) and its loop device.
     deadline = time.time() + 20
@@ -67,3 +77,44 @@ def test_bench_runtime_refuses_a_bad_argument():
     assert r.returncode == 2
     assert "usage: bench_runtime" in r.stderr
     assert not volumes() - before  # refused before making anything
+
+
+def blocks_dir():
+    # The probe's child runs as an unprivileged host uid: every directory
+    # on the way must let it through (pytest's tmp_path is 0700).
+    d = tempfile.mkdtemp(prefix="cb-blocks-", dir="/tmp")
+    os.chmod(d, 0o711)
+    return d
+
+
+def test_blocks_times_the_bare_building_blocks_and_leaves_nothing():
+    d = blocks_dir()
+    try:
+        r = subprocess.run([os.path.join(BUILD, "bench", "blocks"), d,
+                            os.path.join(BUILD, "bench", "noop"), "3"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        fields = dict(kv.split("=") for kv in r.stdout.split()[1:])
+        assert r.stdout.startswith("blocks ")
+        for k in ("p50_ms", "p99_ms", "newnet_p50_ms", "newnet_p99_ms"):
+            assert float(fields[k]) > 0, k
+        assert os.listdir(d) == []  # samples and lower layer removed
+        with open("/proc/self/mountinfo") as f:
+            assert d not in f.read()  # the mounts lived in the children's namespaces
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_blocks_says_what_is_wrong():
+    d = blocks_dir()
+    try:
+        blocks = os.path.join(BUILD, "bench", "blocks")
+        r = subprocess.run([blocks, d], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "usage: blocks" in r.stderr
+        r = subprocess.run([blocks, d, os.path.join(d, "missing"), "1"],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 1 and "lower layer" in r.stderr
+        assert r.stdout == ""  # no figure from a failed run
+        assert os.listdir(d) == []  # and nothing of it left
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
