@@ -13,8 +13,8 @@
                    /healthz and exec latency with all of them alive, daemon RSS,
                    host memory used, fds
 
-It starts its own cellboxd on a temporary state dir (tests/e2e/cellboxd.py),
-or uses --socket PATH of a running one. Usage:
+It starts its own cellboxd (tests/e2e/cellboxd.py) with its state on a journaled
+ext4 volume of its own (bench/volume.py; --state-on-tmp: under /tmp instead). Usage:
   /usr/bin/python3 bench/bench_api.py [--quick] [--idle N] [--out bench/results/api.json]
 """
 import argparse
@@ -28,7 +28,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from cellboxd import BUILD, Daemon  # noqa: E402
+from cellboxd import BUILD  # noqa: E402
+from volume import VolumeDaemon  # noqa: E402
 
 
 class Conn:
@@ -338,12 +339,12 @@ def exec_phase(d, n, results):
     Conn(d.socket_path).request("DELETE", "/v1/sandboxes/%s" % sb["id"])
 
 
-def state_fs(path):
+def state_fs(path, pid):
     """File system type and mount options of path (the longest mount point
-    above it): creation costs differ widely between them (ext4 without a
-    journal is slow under churn: docs/operations.md)."""
+    above it) as process pid sees it: creation costs differ widely between
+    them (ext4 without a journal is slow under churn: docs/operations.md)."""
     best = ("", "?", "")
-    with open("/proc/self/mounts") as f:
+    with open("/proc/%d/mounts" % pid) as f:
         for line in f:
             dev, mnt, fstype, opts = line.split()[:4]
             mnt = mnt.replace("\\040", " ")
@@ -352,7 +353,7 @@ def state_fs(path):
     fstype, opts = best[1], best[2]
     if fstype == "ext4":
         # journal_task names the jbd2 thread's pid, or "<none>" without one
-        dev = os.stat(path).st_dev
+        dev = os.stat("/proc/%d/root%s" % (pid, path)).st_dev  # in pid's mount namespace
         try:
             with open("/sys/dev/block/%d:%d/uevent" % (os.major(dev), os.minor(dev))) as f:
                 name = [l.split("=", 1)[1].strip() for l in f if l.startswith("DEVNAME=")][0]
@@ -369,6 +370,8 @@ def main():
     ap.add_argument("--idle", type=int, default=0, help="also hold N idle sandboxes")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "api.json"))
     ap.add_argument("--daemon-args", default="", help="extra cellboxd arguments")
+    ap.add_argument("--state-on-tmp", action="store_true",
+                    help="the daemon's state under /tmp, not on a journaled volume of its own")
     ap.add_argument("--churn-only", action="store_true",
                     help="only the create+exec+delete phase (for before/after comparisons)")
     ap.add_argument("--churn-seconds", type=float, default=0,
@@ -376,8 +379,8 @@ def main():
     args = ap.parse_args()
     n = 100 if args.quick else 1000
     results = {"host": {"cpus": os.cpu_count(), "kernel": os.uname().release}}
-    with Daemon(extra_args=args.daemon_args.split()) as d:
-        results["host"]["state_fs"] = state_fs(d.state_dir)
+    with VolumeDaemon(extra_args=args.daemon_args.split(), state_on_tmp=args.state_on_tmp) as d:
+        results["host"]["state_fs"] = state_fs(d.state_dir, d.pid)
         print("state dir %s on %s" % (d.state_dir, results["host"]["state_fs"]["type"]))
         if not args.churn_only:
             exec_phase(d, n, results)

@@ -3,8 +3,9 @@
 
     sudo /usr/bin/python3 bench/bench_create.py [N]      (default N=50)
 
-Starts build/cellboxd twice on a temporary state dir and unix socket
-(--pool-size 4, then --pool-size 0) and times, per sandbox, POST
+Starts build/cellboxd twice, its state on a journaled volume of its own
+(bench/volume.py) and a temporary unix socket (--pool-size 4, then
+--pool-size 0), and times, per sandbox, POST
 /v1/sandboxes followed by POST /v1/sandboxes/<id>/exec {"cmd": "true"} on
 one keep-alive connection, i.e. what a client sees. Deletes are not timed.
 
@@ -22,7 +23,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
-from cellboxd import Daemon, UnixHTTPConnection  # noqa: E402
+from cellboxd import UnixHTTPConnection  # noqa: E402
+from volume import VolumeDaemon  # noqa: E402
 
 POOL = 4
 SPLIT = {}
@@ -117,7 +119,7 @@ def roundtrip_floor(d, n):
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 50
     res = {}
-    with Daemon(extra_args=["--pool-size", str(POOL)]) as d:
+    with VolumeDaemon(extra_args=["--pool-size", str(POOL)]) as d:
         wait_full(d)
         run(d, 3, True)  # warm-up (page cache, first cgroup writes)
         LABEL[0] = "pool_paced"
@@ -128,7 +130,7 @@ def main():
         res["api_healthz_ms"] = summary(roundtrip_floor(d, n))
         with open(d.log_path, errors="replace") as f:
             claimed = f.read().count("claimed from the warm pool")
-    with Daemon(extra_args=["--pool-size", "0"]) as d:
+    with VolumeDaemon(extra_args=["--pool-size", "0"]) as d:
         run(d, 3, False, delete_each=True)
         LABEL[0] = "cold"
         res["cold_ms"] = summary(run(d, n, False, delete_each=True))

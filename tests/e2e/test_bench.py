@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -118,3 +119,39 @@ def test_blocks_says_what_is_wrong():
         assert os.listdir(d) == []  # and nothing of it left
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def api_volumes():
+    return set(glob.glob("/tmp/cb-bench-api-vol-*"))
+
+
+def test_python_benches_keep_the_daemon_state_on_a_volume_of_their_own():
+    # bench_api and bench_create (bench/volume.py): the daemon's state on a
+    # journaled ext4 that only the daemon's mount namespace sees; nothing
+    # of it left once the daemon is gone.
+    sys.path.insert(0, os.path.join(ROOT, "bench"))
+    from volume import VolumeDaemon
+    from bench_api import state_fs
+    before = api_volumes()
+    with VolumeDaemon() as d:
+        vol = d.vol[2]
+        assert d.state_dir.startswith(vol + "/")
+        fs = state_fs(d.state_dir, d.pid)
+        assert fs["type"] == "ext4 (journal)", fs
+        # The host's namespace does not see it: an empty mount point.
+        with open("/proc/self/mountinfo") as f:
+            assert vol not in f.read()
+        assert os.listdir(vol) == []
+        sb = d.create_sandbox()
+        out = d.exec(sb["id"], cmd="echo hi > /tmp/f && cat /tmp/f")
+        assert out["exit_code"] == 0 and out["stdout"] == "hi\n", out
+    assert not api_volumes() - before
+    deadline = time.time() + 20
+    while any(vol in l for l in bench_loop_files()) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(vol in l for l in bench_loop_files())
+
+
+def bench_loop_files():
+    out = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    return [l for l in out.splitlines() if "cb-bench-api-vol-" in l]
