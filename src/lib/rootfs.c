@@ -116,6 +116,30 @@ int cb_rootfs_make_host_skeleton(const char *rootfs, const struct cb_template_bi
     return 0;
 }
 
+/* Give the open file fd owner uid:gid and mode (permission and special
+ * bits), on the fd so that the name cannot be swapped for a symlink.
+ * Only what differs is changed: a sandbox directory recycled for the same
+ * uid slot (the common case: a released slot is taken back first) has its
+ * entries right already, and every chown or chmod, even to the values an
+ * inode has, is a metadata change its file system journals (~20 of them
+ * per create). fchown also clears set-id bits of files; the mode is
+ * compared after it. */
+static int own_fd(int fd, mode_t mode, uid_t uid, gid_t gid)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    if ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid) < 0)
+        return -errno;
+    if (st.st_uid != uid || st.st_gid != gid) {
+        if (fstat(fd, &st) < 0)
+            return -errno;
+    }
+    if ((st.st_mode & 07777) != mode && fchmod(fd, mode) < 0)
+        return -errno;
+    return 0;
+}
+
 static int make_owned_dir(int parent, const char *name, int mode, uid_t uid, gid_t gid)
 {
     if (mkdirat(parent, name, mode) < 0 && errno != EEXIST)
@@ -123,8 +147,7 @@ static int make_owned_dir(int parent, const char *name, int mode, uid_t uid, gid
     int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return -errno;
-    /* fchown/fchmod on the fd: the name cannot be swapped for a symlink. */
-    int r = fchown(fd, uid, gid) < 0 || fchmod(fd, (mode_t)mode) < 0 ? -errno : 0;
+    int r = own_fd(fd, (mode_t)mode, uid, gid);
     close(fd);
     return r;
 }
@@ -143,11 +166,16 @@ static int write_owned_file(int dirfd, const char *name, const char *text, uid_t
     if (fd < 0)
         return -errno;
     size_t len = strlen(text);
-    int r = cb_write_all(fd, text, len);
-    if (r == 0 && ftruncate(fd, (off_t)len) < 0)
+    struct stat st;
+    int r = fstat(fd, &st) < 0 ? -errno : 0;
+    if (r == 0)
+        r = cb_write_all(fd, text, len);
+    /* Only a longer file (one the sandbox's root rewrote before a stop
+     * that was not recycled) has a tail to cut. */
+    if (r == 0 && st.st_size > (off_t)len && ftruncate(fd, (off_t)len) < 0)
         r = -errno;
-    if (r == 0 && (fchown(fd, uid, gid) < 0 || fchmod(fd, 0644) < 0))
-        r = -errno;
+    if (r == 0)
+        r = own_fd(fd, 0644, uid, gid);
     close(fd);
     return r;
 }
@@ -189,12 +217,12 @@ int cb_rootfs_prepare_upper(const char *upper, const char *work, uint32_t base,
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "sandbox layer directories");
     /* upper is the sandbox's "/" (owned by its root); work belongs to the
      * overlay mounter, which is the sandbox's root too. */
-    if (chown(upper, base, base) < 0 || chown(work, base, base) < 0 ||
-        chmod(upper, 0755) < 0 || chmod(work, 0700) < 0)
-        return cb_error_set(err, errno, CB_ERR_INTERNAL, "chown sandbox layers");
-    _cleanup_close_ int u = open(upper, O_PATH | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
-    if (u < 0)
-        return cb_error_set(err, errno, CB_ERR_INTERNAL, "open upper");
+    _cleanup_close_ int u = open(upper, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    _cleanup_close_ int w = open(work, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (u < 0 || w < 0)
+        return cb_error_set(err, errno, CB_ERR_INTERNAL, "open sandbox layers");
+    if ((r = own_fd(u, 0755, base, base)) < 0 || (r = own_fd(w, 0700, base, base)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "chown sandbox layers");
     return prepare_upper_contents(u, base, hostname, err);
 }
 

@@ -217,6 +217,39 @@ TEST(rootfs_prepare_upper_ownership)
     ASSERT_EQ(stat(hosts, &st), 0);
     ASSERT_EQ(st.st_ino, before.st_ino);
     ASSERT_EQ(st.st_uid, 200000);
+    /* What the last sandbox's root may have changed in entries a recycled
+     * directory keeps is put back (only what differs is written: rootfs.c
+     * own_fd), and a different uid slot re-owns them all. */
+    char *hostname = cb_xasprintf("%s/etc/hostname", upper);
+    ASSERT_EQ(chmod(tmp, 0700), 0);
+    ASSERT_EQ(chown(home, 200005, 200005), 0);
+    ASSERT_EQ(chmod(hostname, 04777), 0);
+    ASSERT_EQ(chmod(upper, 0777), 0);
+    ASSERT_EQ(cb_rootfs_prepare_upper(upper, work, 200000, "b3", NULL), 0);
+    ASSERT_EQ(stat(tmp, &st), 0);
+    ASSERT_EQ(st.st_mode & 07777, 01777);
+    ASSERT_EQ(stat(home, &st), 0);
+    ASSERT_EQ(st.st_uid, 201000);
+    ASSERT_EQ(st.st_gid, 201000);
+    ASSERT_EQ(stat(hostname, &st), 0);
+    ASSERT_EQ(st.st_mode & 07777, 0644);
+    ASSERT_EQ(stat(upper, &st), 0);
+    ASSERT_EQ(st.st_mode & 07777, 0755);
+    ASSERT_EQ(cb_rootfs_prepare_upper(upper, work, 300000, "b3", NULL), 0);
+    const char *const entries[] = {"", "/home", "/tmp", "/root", "/etc", "/etc/hosts",
+                                   "/etc/hostname"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(entries); i++) {
+        _cleanup_free_ char *e = cb_xasprintf("%s%s", upper, entries[i]);
+        ASSERT_EQ(stat(e, &st), 0);
+        ASSERT_EQ(st.st_uid, 300000);
+        ASSERT_EQ(st.st_gid, 300000);
+    }
+    ASSERT_EQ(stat(work, &st), 0);
+    ASSERT_EQ(st.st_uid, 300000);
+    ASSERT_EQ(st.st_mode & 07777, 0700);
+    ASSERT_EQ(stat(home, &st), 0);
+    ASSERT_EQ(st.st_uid, 301000);
+    free(hostname);
     cb_rootfs_remove_tree(tmpl);
 }
 
