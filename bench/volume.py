@@ -62,11 +62,13 @@ class VolumeDaemon(Daemon):
     def start(self, timeout=20):
         try:
             return super().start(timeout)
-        except RuntimeError:
+        except (RuntimeError, OSError) as e:
             if not self.vol:
                 raise
-            # The volume's mount failed in the wrapper: say so, use /tmp.
-            print("bench: no volume of its own (%s): state under /tmp" % self.log()[-300:].strip())
+            # No unshare, or the volume's mount failed in the wrapper: say
+            # so, use /tmp.
+            print("bench: no volume of its own (%s): state under /tmp"
+                  % (self.log()[-300:].strip() or e))
             self._drop_volume()
             self.state_dir = os.path.join(self.tmp, "state")
             return super().start(timeout)
