@@ -7,11 +7,14 @@
 #include <linux/magic.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "thread.h"
 
 static int open_at_dir(const char *dir, const char *file, int flags);
 
@@ -25,19 +28,158 @@ struct cb_cgroup_spares {
     char *names[CB_CGROUP_SPARES_MAX];
 };
 
+/* The number of spares of hierarchy h. */
+static int spares_held(const struct cb_cgroup_manager *m, int h)
+{
+    struct cb_cgroup_spares *s = m->spares[h];
+    pthread_mutex_lock(&s->lock);
+    int n = s->n;
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
 int cb_cgroup_spare_count(const struct cb_cgroup_manager *m)
 {
     int most = 0;
-    for (int h = 0; h < CB_CGROUP_MAX_DIRS; h++) {
-        struct cb_cgroup_spares *s = m->spares[h];
-        if (!s)
-            continue;
-        pthread_mutex_lock(&s->lock);
-        if (s->n > most)
-            most = s->n;
-        pthread_mutex_unlock(&s->lock);
-    }
+    for (int h = 0; h < CB_CGROUP_MAX_DIRS; h++)
+        if (m->spares[h] && spares_held(m, h) > most)
+            most = spares_held(m, h);
     return most;
+}
+
+int cb_cgroup_spare_count_min(const struct cb_cgroup_manager *m)
+{
+    int fewest = -1;
+    for (int h = 0; h < CB_CGROUP_MAX_DIRS; h++) {
+        if (!m->spares[h])
+            continue;
+        int n = spares_held(m, h);
+        if (fewest < 0 || n < fewest)
+            fewest = n;
+    }
+    return fewest < 0 ? 0 : fewest;
+}
+
+/* ---- spares made ahead (cgroup.h: cb_cgroup_spares_ahead) ----
+ *
+ * Lock order: the maker's lock, then a hierarchy's (never the other way:
+ * a take signals the maker after dropping the hierarchy's lock). */
+struct cb_cgroup_maker {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int ahead;
+    bool closing;
+    pthread_t thread;
+};
+
+/* Wake the maker after a take (a spare fewer somewhere). */
+static void maker_wake(const struct cb_cgroup_manager *m)
+{
+    struct cb_cgroup_maker *k = m->maker;
+    if (!k)
+        return;
+    pthread_mutex_lock(&k->lock);
+    pthread_cond_signal(&k->cond);
+    pthread_mutex_unlock(&k->lock);
+}
+
+/* The hierarchy with the fewest spares if that is under ahead, else -1:
+ * sets are completed one at a time, as creates take them. */
+static int hierarchy_short(const struct cb_cgroup_manager *m, int ahead)
+{
+    int best = -1, fewest = ahead;
+    for (int h = 0; h < CB_CGROUP_MAX_DIRS; h++) {
+        if (!m->spares[h])
+            continue;
+        int n = spares_held(m, h);
+        if (n < fewest) {
+            fewest = n;
+            best = h;
+        }
+    }
+    return best;
+}
+
+/* mkdir one new spare in hierarchy h. 0, or -errno. */
+static int spare_make(const struct cb_cgroup_manager *m, int h)
+{
+    struct cb_cgroup_spares *s = m->spares[h];
+    char name[64];
+    pthread_mutex_lock(&s->lock);
+    snprintf(name, sizeof name, CB_CGROUP_SPARE_PREFIX "%d-%lu", (int)getpid(), s->next++);
+    pthread_mutex_unlock(&s->lock);
+    _cleanup_free_ char *path = cb_xasprintf("%s/%s", s->dir, name);
+    if (mkdir(path, 0755) < 0)
+        return -errno;
+    bool kept = false;
+    pthread_mutex_lock(&s->lock);
+    if (s->n < CB_CGROUP_SPARES_MAX) {
+        s->names[s->n++] = cb_xstrdup(name);
+        kept = true;
+    }
+    pthread_mutex_unlock(&s->lock);
+    if (!kept) /* destroys filled it meanwhile */
+        rmdir(path);
+    return 0;
+}
+
+static void *maker_main(void *arg)
+{
+    struct cb_cgroup_manager *m = arg;
+    struct cb_cgroup_maker *k = m->maker;
+    pthread_mutex_lock(&k->lock);
+    while (!k->closing) {
+        int h = hierarchy_short(m, k->ahead);
+        if (h < 0) {
+            pthread_cond_wait(&k->cond, &k->lock);
+            continue;
+        }
+        pthread_mutex_unlock(&k->lock);
+        int r = spare_make(m, h);
+        pthread_mutex_lock(&k->lock);
+        if (r < 0) {
+            /* Creates make their own as before; not retried in a loop. */
+            fprintf(stderr, "cellbox: cannot make cgroups ahead (%s): %s\n",
+                    m->spares[h]->dir, strerror(-r));
+            break;
+        }
+    }
+    pthread_mutex_unlock(&k->lock);
+    return NULL;
+}
+
+void cb_cgroup_spares_ahead(struct cb_cgroup_manager *m, int n)
+{
+    const char *env = getenv("CB_CGROUP_AHEAD");
+    if (env)
+        n = atoi(env);
+    if (n > CB_CGROUP_SPARES_MAX)
+        n = CB_CGROUP_SPARES_MAX;
+    if (n <= 0 || m->maker || !m->spares[0])
+        return;
+    struct cb_cgroup_maker *k = cb_xcalloc(1, sizeof *k);
+    pthread_mutex_init(&k->lock, NULL);
+    pthread_cond_init(&k->cond, NULL);
+    k->ahead = n;
+    m->maker = k;
+    if (cb_thread_start(&k->thread, "cb-cgroups", maker_main, m) != 0) {
+        m->maker = NULL;
+        pthread_cond_destroy(&k->cond);
+        pthread_mutex_destroy(&k->lock);
+        free(k);
+    }
+}
+
+static void maker_stop(struct cb_cgroup_manager *m)
+{
+    struct cb_cgroup_maker *k = m->maker;
+    if (!k)
+        return;
+    cb_thread_stop(k->thread, &k->lock, &k->cond, &k->closing);
+    m->maker = NULL;
+    pthread_cond_destroy(&k->cond);
+    pthread_mutex_destroy(&k->lock);
+    free(k);
 }
 
 /* Spares an earlier process left (a daemon restart, a crash): adopt the
@@ -118,6 +260,7 @@ static int spare_take(const struct cb_cgroup_manager *m, int h, const char *targ
         }
     }
     pthread_mutex_unlock(&s->lock);
+    maker_wake(m);
     return r;
 }
 
@@ -180,6 +323,7 @@ void cb_cgroup_manager_free(struct cb_cgroup_manager *m)
 {
     if (!m)
         return;
+    maker_stop(m); /* before the spares it fills go */
     for (int h = 0; h < CB_CGROUP_MAX_DIRS; h++)
         spares_free(m->spares[h]);
     for (int h = 0; h < m->nhier; h++)

@@ -56,6 +56,7 @@ struct cb_cgroup_ops {
 };
 
 struct cb_cgroup_spares;
+struct cb_cgroup_maker;
 
 struct cb_cgroup_manager {
     const struct cb_cgroup_ops *ops;
@@ -63,6 +64,7 @@ struct cb_cgroup_manager {
     char *parent; /* relative parent cgroup */
     /* v1: emptied cgroups kept for reuse, one set per hierarchy (hier[]) */
     struct cb_cgroup_spares *spares[CB_CGROUP_MAX_DIRS];
+    struct cb_cgroup_maker *maker; /* cb_cgroup_spares_ahead, or NULL */
     /* v1, resolved once by prepare_parent: the real path of each distinct
      * controller hierarchy, and for each controller (memory, cpu, cpuacct,
      * pids, freezer) the index of its hierarchy in hier[] (-1: absent). */
@@ -105,6 +107,23 @@ struct cb_cgroup_manager {
 /* Spares currently held, in the hierarchy that holds most (for tests and
  * stats: one destroyed sandbox adds one). */
 int cb_cgroup_spare_count(const struct cb_cgroup_manager *m);
+/* Spares currently held in the hierarchy that holds fewest. */
+int cb_cgroup_spare_count_min(const struct cb_cgroup_manager *m);
+
+/* Made ahead (v1, with recycling on): a thread of the manager keeps at
+ * least n spares ready in every hierarchy, made with mkdir, so that a
+ * create that finds no destroyed sandbox's cgroups (a burst of creates, a
+ * fresh daemon) renames instead of making them. A memory cgroup's mkdir
+ * allocates its per-CPU statistics and its shrinker maps, which are sized
+ * by the most superblocks alive at once since boot: 0.4-1.2 ms on a host
+ * that once ran 10,000 sandboxes, under the kernel's global cgroup mutex.
+ * The cost moves to the thread; n memory cgroups are held in advance
+ * (their memory counts for the daemon, see docs/operations.md).
+ * CB_CGROUP_AHEAD=N in the environment overrides n (0: none). Stopped by
+ * cb_cgroup_manager_free. No-op on v2 (no spares) or when recycling is
+ * off (CB_CGROUP_SPARES=0). */
+#define CB_CGROUP_AHEAD_DEFAULT 4
+void cb_cgroup_spares_ahead(struct cb_cgroup_manager *m, int n);
 
 /* Which version is mounted at root: v2 only when root itself is a cgroup2
  * filesystem with controllers (a hybrid host's empty v2 at root/unified does

@@ -114,6 +114,7 @@ int cb_runtime_open(const struct cb_runtime_config *cfg, struct cb_runtime **out
         cb_runtime_free(rt);
         return cb_error_wrap(err, "runtime");
     }
+    cb_cgroup_spares_ahead(rt->cgroups, CB_CGROUP_AHEAD_DEFAULT);
     cb_quota_open(&rt->quota, rt->state_dir, cfg->volume_bytes, cfg->no_disk_quota);
     rt->quota.durable = cfg->durable_disks; /* before the image maker starts */
     cb_quota_spares_open(&rt->quota);

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include "cgroup.h"
 #include "rootfs.h"
@@ -308,4 +310,81 @@ TEST(cgroup_write_changed_skips_equal_value)
     ASSERT_EQ(cb_cgroup_write_changed(root, "cpu.cfs_quota_us", "50000", NULL), 0);
     expect_file(root, "cpu.cfs_quota_us", "50000");
     cb_rootfs_remove_tree(root);
+}
+
+/* Wait up to ~5 s until every hierarchy of m holds n spares. */
+static bool spares_reach(const struct cb_cgroup_manager *m, int n)
+{
+    for (int i = 0; i < 500; i++) {
+        if (cb_cgroup_spare_count_min(m) == n && cb_cgroup_spare_count(m) == n)
+            return true;
+        usleep(10000);
+    }
+    return false;
+}
+
+TEST(cgroup_v1_spares_made_ahead)
+{
+    unsetenv("CB_CGROUP_AHEAD");
+    char *root = fake_root();
+    const char *hier[] = {"memory", "pids", "freezer"};
+    char *parents[3];
+    for (int i = 0; i < 3; i++) {
+        char *h = cb_xasprintf("%s/%s", root, hier[i]);
+        ASSERT_EQ(mkdir(h, 0755), 0);
+        free(h);
+        parents[i] = cb_xasprintf("%s/%s/cellbox", root, hier[i]);
+    }
+    struct cb_cgroup_manager *m;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    ASSERT_EQ(cb_cgroup_spare_count(m), 0); /* nothing until asked */
+    cb_cgroup_spares_ahead(m, 3);
+    ASSERT(spares_reach(m, 3));
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(count_spares(parents[i]), 3);
+    /* A burst of creates: each renames a set made ahead; the maker makes
+     * the next ones, back to the same count. */
+    struct cb_limits l = {.memory_bytes = 64 << 20};
+    struct cb_cgroup *cg[5];
+    for (int i = 0; i < 5; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "sb_%d", i);
+        ASSERT_EQ(cb_cgroup_create(m, id, &l, &cg[i], &err), 0);
+        for (int h = 0; h < 3; h++) {
+            char *dir = cb_xasprintf("%s/%s", parents[h], id);
+            struct stat st;
+            ASSERT_EQ(stat(dir, &st), 0);
+            free(dir);
+        }
+    }
+    expect_file(cg[4]->dirs[cg[4]->memory], "memory.limit_in_bytes", "67108864");
+    ASSERT(spares_reach(m, 3));
+    for (int i = 0; i < 3; i++)
+        ASSERT_EQ(count_spares(parents[i]), 3);
+    /* Asking again changes nothing; freeing the manager stops the maker
+     * and removes its spares, not the sandboxes' cgroups. */
+    cb_cgroup_spares_ahead(m, 3);
+    cb_cgroup_manager_free(m);
+    for (int i = 0; i < 3; i++) {
+        ASSERT_EQ(count_spares(parents[i]), 0);
+        char *dir = cb_xasprintf("%s/sb_4", parents[i]);
+        struct stat st;
+        ASSERT_EQ(stat(dir, &st), 0);
+        free(dir);
+    }
+    for (int i = 0; i < 5; i++)
+        cb_cgroup_free(cg[i]);
+    /* CB_CGROUP_AHEAD=0: none made ahead. */
+    setenv("CB_CGROUP_AHEAD", "0", 1);
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    cb_cgroup_spares_ahead(m, 3);
+    usleep(100000);
+    ASSERT_EQ(cb_cgroup_spare_count(m), 0);
+    cb_cgroup_manager_free(m);
+    unsetenv("CB_CGROUP_AHEAD");
+    for (int i = 0; i < 3; i++)
+        free(parents[i]);
+    cb_rootfs_remove_tree(root);
+    free(root);
 }
