@@ -48,6 +48,7 @@
 
 #include "fsops.h"
 #include "proto.h"
+#include "rootfs.h"
 #include "runtime.h"
 #include "tier.h"
 
@@ -122,8 +123,7 @@ static const char *bench_base(void)
     return base;
 fallback:
     fprintf(stderr, "bench: no ext4 volume of its own (mkfs.ext4, loop, mount): state in /tmp\n");
-    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
-    if (system(cmd) != 0)
+    if (cb_rootfs_remove_tree(tmp) < 0)
         fprintf(stderr, "bench: cannot remove %s\n", tmp);
     return base;
 }
@@ -487,20 +487,36 @@ static int two_cpus(int cpu[2])
  * p50/p99 of both series (ms), or -1. */
 static int run_blocks(const char *noop, int n, double out[4])
 {
-    char dir[192], prog[4096], cmd[4608];
+    char dir[192], prog[4096], count[16], line[256] = "";
     if (!bench_dir(dir, sizeof dir, "cb-bench-blocks"))
         return -1;
-    snprintf(cmd, sizeof cmd, "%s %s %s %d", build_path(prog, sizeof prog, "bench/blocks"),
-             dir, noop, n);
-    FILE *p = popen(cmd, "r");
-    char line[256] = "";
-    int got = p && fgets(line, sizeof line, p)
-                  ? sscanf(line, "blocks p50_ms=%lf p99_ms=%lf newnet_p50_ms=%lf newnet_p99_ms=%lf",
-                           &out[0], &out[1], &out[2], &out[3])
-                  : 0;
-    int st = p ? pclose(p) : -1;
+    snprintf(count, sizeof count, "%d", n);
+    char *argv[] = {(char *)build_path(prog, sizeof prog, "bench/blocks"), dir, (char *)noop,
+                    count, NULL};
+    /* No shell: the paths ($CB_BUILD, CB_BENCH_STATE_DIR) are the user's. */
+    int fds[2], got = 0, status = -1;
+    pid_t pid = -1;
+    posix_spawn_file_actions_t fa;
+    if (pipe2(fds, O_CLOEXEC) == 0) {
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+        if (posix_spawn(&pid, argv[0], &fa, NULL, argv, environ) != 0)
+            pid = -1;
+        posix_spawn_file_actions_destroy(&fa);
+        close(fds[1]);
+        FILE *f = fdopen(fds[0], "r");
+        if (f && fgets(line, sizeof line, f))
+            got = sscanf(line, "blocks p50_ms=%lf p99_ms=%lf newnet_p50_ms=%lf newnet_p99_ms=%lf",
+                         &out[0], &out[1], &out[2], &out[3]);
+        if (f)
+            fclose(f);
+        else
+            close(fds[0]);
+    }
+    if (pid > 0)
+        waitpid(pid, &status, 0);
     rmdir(dir);
-    return got == 4 && st == 0 ? 0 : -1;
+    return got == 4 && status == 0 ? 0 : -1;
 }
 
 static uint64_t spawn_wait(char *const argv[])
@@ -518,7 +534,7 @@ static uint64_t spawn_wait(char *const argv[])
  * namespace), process /bin/true. Built once; 0 on success. */
 static int make_runc_bundle(const char *dir)
 {
-    char path[1024], cmd[1200];
+    char path[1024];
     static const char *const dirs[] = {"rootfs", "rootfs/usr", "rootfs/proc", "rootfs/dev",
                                        "rootfs/sys", "rootfs/tmp", "rootfs/etc"};
     for (size_t i = 0; i < sizeof dirs / sizeof *dirs; i++) {
@@ -533,8 +549,11 @@ static int make_runc_bundle(const char *dir)
         if (symlink(links[i][0], path) < 0)
             return -1;
     }
-    snprintf(cmd, sizeof cmd, "runc spec --rootless --bundle %s", dir);
-    if (system(cmd) != 0)
+    char *spec[] = {"runc", "spec", "--rootless", "--bundle", (char *)dir, NULL};
+    pid_t pid;
+    int st = -1;
+    if (posix_spawnp(&pid, "runc", NULL, NULL, spec, environ) != 0 ||
+        waitpid(pid, &st, 0) < 0 || st != 0)
         return -1;
     snprintf(path, sizeof path, "%s/config.json", dir);
     json_t *cfg = json_load_file(path, 0, NULL);
@@ -757,9 +776,7 @@ static int idle_main(int argc, char **argv)
     cb_runtime_free(rt);
     free(init);
     rmdir_cgroups("cellbox-bench-idle");
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", state);
-    return (system(cmd) == 0 && r == 0) ? 0 : 1;
+    return (cb_rootfs_remove_tree(state) == 0 && r == 0) ? 0 : 1;
 }
 
 /* Sustained create rate: threads creating and starting sandboxes back to
@@ -956,7 +973,7 @@ int main(int argc, char **argv)
     struct cb_sandbox **sbs = calloc((size_t)nmax, sizeof *sbs);
     uint64_t *lat = calloc((size_t)nmax, sizeof *lat);
     double p50[3] = {0}, p99[3] = {0};
-    int marks[3] = {1, 10, nmax};
+    int marks[3] = {1, nmax < 10 ? nmax : 10, nmax}; /* ascending: each is reached */
     int mi = 0;
     uint64_t pinned0 = settled_pinned_memory();
     int memcgs0 = memory_cgroups();
@@ -1094,9 +1111,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "bench: no disk images on this host: %s\n", err ? err->message : "quota");
     cb_runtime_free(irt);
     rmdir_cgroups("cellbox-bench-img");
-    char rmcmd[256];
-    snprintf(rmcmd, sizeof rmcmd, "rm -rf %s", img_state);
-    if (system(rmcmd) != 0)
+    if (cb_rootfs_remove_tree(img_state) < 0)
         fprintf(stderr, "bench: cannot remove %s\n", img_state);
     double bw50 = pct(bw, 20, 0.5);
     printf("create+start+first exec, %d sandboxes back to back: p50 %.3f ms  p99 %.3f ms\n", nmax,
@@ -1242,7 +1257,5 @@ int main(int argc, char **argv)
     free(init);
     free(sbs);
     free(lat);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", state);
-    return system(cmd) == 0 ? status : 1;
+    return cb_rootfs_remove_tree(state) == 0 ? status : 1;
 }

@@ -41,9 +41,11 @@ static int spares_held(const struct cb_cgroup_manager *m, int h)
 int cb_cgroup_spare_count(const struct cb_cgroup_manager *m)
 {
     int most = 0;
-    for (int h = 0; h < CB_CGROUP_MAX_DIRS; h++)
-        if (m->spares[h] && spares_held(m, h) > most)
-            most = spares_held(m, h);
+    for (int h = 0; h < CB_CGROUP_MAX_DIRS; h++) {
+        int n = m->spares[h] ? spares_held(m, h) : 0;
+        if (n > most)
+            most = n;
+    }
     return most;
 }
 

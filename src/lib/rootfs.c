@@ -129,12 +129,9 @@ static int own_fd(int fd, mode_t mode, uid_t uid, gid_t gid)
     struct stat st;
     if (fstat(fd, &st) < 0)
         return -errno;
-    if ((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid) < 0)
+    bool owner_differs = st.st_uid != uid || st.st_gid != gid;
+    if (owner_differs && (fchown(fd, uid, gid) < 0 || fstat(fd, &st) < 0))
         return -errno;
-    if (st.st_uid != uid || st.st_gid != gid) {
-        if (fstat(fd, &st) < 0)
-            return -errno;
-    }
     if ((st.st_mode & 07777) != mode && fchmod(fd, mode) < 0)
         return -errno;
     return 0;

@@ -41,6 +41,11 @@ def test_bench_runtime_measures_the_floors_and_cleans_up(tmp_path):
     for key in ("host_posix_spawn_true_ms_p50", "host_posix_spawn_noop_ms_p50",
                 "exec_roundtrip_ms_p50", "exec_roundtrip_noop_ms_p50"):
         assert d[key] > 0, key
+    # The back-to-back figures at 1 and N_MAX live sandboxes, and the peer
+    # ratios taken from them (N_MAX under 10 once left them at 0).
+    for n in ("1", "3"):
+        assert 0 < d["create_exec_ms"][n]["p50"] <= d["create_exec_ms"][n]["p99"], n
+    assert d["ratio_create_exec_vs_bwrap"] > 0
     for key in ("create_exec_one_at_a_time_ms", "create_exec_noop_ms",
                 "warm_pool_create_exec_ms", "warm_pool_create_exec_noop_ms"):
         assert 0 < d[key]["p50"] <= d[key]["p99"], key
