@@ -272,10 +272,17 @@ static uint64_t empty_memcg_bytes(const char *parent)
         made += mkdir(path, 0755) == 0;
     }
     uint64_t after = settled_pinned_memory();
+    int memcgs = memory_cgroups();
     for (int i = 0; i < PROBES; i++) {
         snprintf(path, sizeof path, "%s/memprobe%d", base, i);
         rmdir(path);
     }
+    /* The kernel frees removed memory cgroups later, in its own workers
+     * (each with its shrinker maps): wait until it has, so what the bench
+     * times next does not share the CPUs with that. */
+    for (int i = 0; i < 100 && memcgs >= 0 && memory_cgroups() > memcgs - made; i++)
+        usleep(100000);
+    settled_pinned_memory();
     return made && after > before ? (after - before) / (uint64_t)made : 0;
 }
 
@@ -884,6 +891,10 @@ static int cold_round(struct cb_runtime *rt, uint64_t *t_true, uint64_t *t_noop,
         if (r == 0)
             r = exec_path(sb, noop ? NOOP_IN_SANDBOX : "/bin/true");
         (noop ? t_noop : t_true)[i / 2] = (t1 - t0) + (cb_now_ns() - t2);
+        if (getenv("CB_TRACE_START")) /* which sample the trace lines above were */
+            fprintf(stderr, "cold sample %d (%s): create+start %llu us, first exec %llu us\n", i,
+                    noop ? "no-op" : "/bin/true", (unsigned long long)((t1 - t0) / 1000),
+                    (unsigned long long)((cb_now_ns() - t2) / 1000));
         if (sb) {
             T->destroy(sb, NULL);
             T->release(sb);

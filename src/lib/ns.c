@@ -580,13 +580,17 @@ static void parent_idmap_lower(struct cb_child_config *c, pid_t pid)
 static int parent_release_child(struct cb_child_config *c, pid_t pid, int sync,
                                 struct cb_error **err)
 {
+    c->parent_ns[0] = cb_now_ns();
     if (cb_idmap_write_maps(pid, c->id_base, err) < 0)
         return cb_error_wrap(err, "uid map");
+    c->parent_ns[1] = cb_now_ns();
     parent_idmap_lower(c, pid);
+    c->parent_ns[2] = cb_now_ns();
     if (c->cgroup && c->ncgroup_fds == 0 && cb_cgroup_attach(c->cgroup, pid, err) < 0)
         return cb_error_wrap(err, "join cgroup");
     if (CB_RETRY(write(sync, "g", 1)) != 1)
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "release sandbox child");
+    c->parent_ns[3] = cb_now_ns();
     return 0;
 }
 
@@ -623,8 +627,12 @@ static void trace_steps(struct cb_child_config *c, uint64_t done_ns)
         if (len >= sizeof line)
             break;
     }
-    fprintf(stderr, "ns_spawn:%s total=%lluus\n", line,
-            (unsigned long long)((done_ns - c->clone_ns) / 1000));
+    uint64_t *p = c->parent_ns;
+    fprintf(stderr, "ns_spawn:%s total=%lluus (parent: clone=%lluus maps=%lluus idmap=%lluus "
+            "release=%lluus)\n", line, (unsigned long long)((done_ns - c->clone_ns) / 1000),
+            (unsigned long long)((p[0] - c->clone_ns) / 1000),
+            (unsigned long long)((p[1] - p[0]) / 1000), (unsigned long long)((p[2] - p[1]) / 1000),
+            (unsigned long long)((p[3] - p[2]) / 1000));
     if (!c->mount_ns)
         return;
     prev = c->step_ns[5]; /* after "attach lower layer": the mount step starts */
@@ -744,6 +752,7 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
      * builds only). */
     unpoison_stack(stack, CHILD_STACK_SIZE);
     memset(c->step_ns, 0, sizeof c->step_ns);
+    memset(c->parent_ns, 0, sizeof c->parent_ns);
     c->disk_errno = 0;
     c->lower_idmap_errno = 0;
     c->time_ns_errno = 0;

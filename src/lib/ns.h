@@ -87,6 +87,10 @@ struct cb_child_config {
      * (CLONE_VM) until exec, so it records here without any syscall but the
      * vDSO clock; cb_ns_spawn prints them when CB_TRACE_START is set. */
     uint64_t clone_ns, step_ns[24];
+    /* Ours while the child waits for "g": the clone returned, the id maps
+     * and the lower layer's idmap are written, "g" sent (the clone's own
+     * cost, the namespaces, is otherwise hidden in "wait for parent"). */
+    uint64_t parent_ns[4];
     uint64_t *mount_ns; /* NULL, or one per mount step (CB_TRACE_START) */
 };
 
