@@ -11,11 +11,11 @@ import os
 # daemon, which now retries; "busy" below is how it showed at the end.)
 
 def _orphan_cgroups(busy=False):
-    """Ids of sandbox cgroups (memory hierarchy on v1, the unified one on
+    """Ids of sandbox cgroups (in any v1 hierarchy, or the unified one on
     v2) whose sandbox directory exists under no test daemon's state dir:
     empty ones, or (busy) ones still holding processes."""
     out = set()
-    for p in glob.glob("/sys/fs/cgroup/memory/cellbox/sb_*") + glob.glob("/sys/fs/cgroup/cellbox/sb_*"):
+    for p in glob.glob("/sys/fs/cgroup/*/cellbox/sb_*") + glob.glob("/sys/fs/cgroup/cellbox/sb_*"):
         sid = os.path.basename(p)
         try:
             with open(os.path.join(p, "cgroup.procs")) as f:
@@ -28,12 +28,22 @@ def _orphan_cgroups(busy=False):
     return out
 
 
+def _hierarchies():
+    """The cgroup hierarchies the kernel holds (one line each in
+    /proc/self/cgroup): a named v1 one a test mounts and fails to have
+    destroyed stays until reboot."""
+    with open("/proc/self/cgroup") as f:
+        return {line.split(":")[1] for line in f if line.count(":") >= 2}
+
+
 _cgroups_at_start = set()
 _cgroups_first_seen = {}
+_hierarchies_at_start = set()
 
 
 def pytest_sessionstart(session):
     _cgroups_at_start.update(_orphan_cgroups())
+    _hierarchies_at_start.update(_hierarchies())
 
 
 def pytest_runtest_logfinish(nodeid, location):
@@ -52,3 +62,7 @@ def pytest_terminal_summary(terminalreporter):
                                 % len(busy))
     for sid in busy:
         terminalreporter.write_line("  " + sid)
+    added = sorted(_hierarchies() - _hierarchies_at_start)
+    terminalreporter.write_line("cgroup hierarchies the run left on the host: %d" % len(added))
+    for h in added:
+        terminalreporter.write_line("  " + h)

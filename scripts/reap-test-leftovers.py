@@ -7,7 +7,8 @@ import re
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "e2e"))
-from cellboxd import reap_leftovers, remove_tree  # noqa: E402
+from cellboxd import (drop_named_cgroup_hierarchy, named_cgroup_hierarchies,  # noqa: E402
+                      reap_leftovers, remove_tree)
 
 
 def live_daemon_dirs():
@@ -69,6 +70,10 @@ def main():
             print("removed", cg)
         except OSError as e:
             print("kept", cg, e)
+    # Named v1 hierarchies the security battery's control mounts (cbtest*);
+    # earlier versions of it left each behind.
+    for name in named_cgroup_hierarchies("cbtest"):
+        print("dropped" if drop_named_cgroup_hierarchy(name) else "kept", "cgroup hierarchy", name)
 
 
 if __name__ == "__main__":

@@ -92,6 +92,64 @@ def reap_leftovers(state_dir):
         subprocess.run(["umount", "-l", vol], check=False)
 
 
+def named_cgroup_hierarchies(prefix):
+    """Names of the named v1 cgroup hierarchies the kernel holds (every
+    process lists each in /proc/self/cgroup) that start with prefix."""
+    names = []
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            m = re.match(r"\d+:name=([^:]+):", line)
+            if m and m.group(1).startswith(prefix):
+                names.append(m.group(1))
+    return names
+
+
+def drop_named_cgroup_hierarchy(name, tries=5):
+    """Make the kernel destroy the named v1 hierarchy `name` (only ever one
+    a test made for itself). Unmounting it destroys it only if it has no
+    child cgroup at that moment, and a child just removed still counts
+    until the kernel has released it, so an umount right after the rmdir
+    leaves the hierarchy behind for good: on every process's
+    /proc/<pid>/cgroup and in every css_set the kernel makes after, until
+    reboot. Mount it again once the child is gone and unmount it: True once
+    it is no longer listed."""
+    def gone(wait):
+        deadline = time.monotonic() + wait
+        while name in named_cgroup_hierarchies(name):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+        return True
+
+    mnt = tempfile.mkdtemp(prefix="cbcg-")
+    try:
+        if gone(0):
+            return True
+        for _ in range(tries):
+            r = subprocess.run(["mount", "-t", "cgroup", "-o", "none,name=" + name, "cgroup",
+                                mnt], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               timeout=10, check=False)
+            if r.returncode != 0:
+                continue
+            try:
+                for root, _, _ in os.walk(mnt, topdown=False):
+                    if root != mnt:
+                        try:
+                            os.rmdir(root)
+                        except OSError:
+                            pass
+            finally:
+                subprocess.run(["umount", mnt], check=False)
+            # The kernel destroys an unmounted hierarchy in its workers, a
+            # little after the umount (mounting the name again meanwhile
+            # waits for that, then makes a new one).
+            if gone(5):
+                return True
+        return False
+    finally:
+        os.rmdir(mnt)
+
+
 def tree_digest(top):
     """Hash of every name, type, owner, mode and file content under top,
     read by the host without following symlinks."""

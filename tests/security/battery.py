@@ -101,11 +101,22 @@ def api_daemon_fixture():
     return d
 
 
-def tree_digest(top):
-    """Names, types, owners, modes and contents under top, as the host reads
-    them (one definition, in tests/e2e/cellboxd.py)."""
+def _e2e_helpers():
+    """tests/e2e/cellboxd.py, where helpers both suites use are defined once."""
     e2e = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e")
     if e2e not in sys.path:
         sys.path.append(e2e)
-    from cellboxd import tree_digest as digest
-    return digest(top)
+    import cellboxd
+    return cellboxd
+
+
+def tree_digest(top):
+    """Names, types, owners, modes and contents under top, as the host reads
+    them."""
+    return _e2e_helpers().tree_digest(top)
+
+
+def drop_named_cgroup_hierarchy(name):
+    """See tests/e2e/cellboxd.py: True once the kernel no longer holds the
+    named v1 hierarchy."""
+    return _e2e_helpers().drop_named_cgroup_hierarchy(name)

@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from battery import INIT, control, judge, sandbox_pids
+from battery import INIT, control, drop_named_cgroup_hierarchy, judge, sandbox_pids
 from test_container_isolation import DENIED, PROBE_C  # noqa: F401  (reused probe)
 
 
@@ -102,6 +102,9 @@ def test_cgroup_v1_release_agent(rt, tmp_path):
         if (mnt / "x").exists():
             os.rmdir(mnt / "x")
         host_run("umount", str(mnt))
+        # The hierarchy outlives an umount that came too soon after the
+        # rmdir: make sure the host does not keep it.
+        assert drop_named_cgroup_hierarchy(name), f"cgroup hierarchy {name} left on the host"
 
 
 # ---- /proc/self/exe overwrite of a host binary (CVE-2019-5736) ----
