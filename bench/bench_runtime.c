@@ -24,8 +24,9 @@
  * start is most of them on some hosts, so the run also measures a program
  * without libc (build/bench/noop) on the host, in a sandbox and from a
  * warm pool; the cost of one CPUID instruction (glibc 2.36's start runs
- * 68, each a trap to the hypervisor on a virtual machine); and what the kernel
- * pins for one empty memory cgroup (every sandbox has one). Needs root. */
+ * 68, each a trap to the hypervisor on a virtual machine); what the kernel
+ * pins for one empty memory cgroup (every sandbox has one); and the two
+ * ways into a cgroup v2 directory (cgroup2_join_ms). Needs root. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -35,7 +36,11 @@
 #include <spawn.h>
 #include <sched.h>
 #include <sys/fsuid.h>
+#include <linux/magic.h>
+#include <linux/sched.h>
+#include <sys/mman.h>
 #include <sys/mount.h>
+#include <sys/statfs.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <stdio.h>
@@ -46,6 +51,7 @@
 #include <cpuid.h>
 #endif
 
+#include "clone3.h"
 #include "fsops.h"
 #include "proto.h"
 #include "rootfs.h"
@@ -423,6 +429,82 @@ static double cpuid_us(void)
 #else
     return -1;
 #endif
+}
+
+static int exit_at_once(void *arg) { return 0; }
+
+/* The two ways into a cgroup v2 directory, p50 in ms of 15 each after
+ * 50 ms of quiet (a sandbox start every so often): writing a process's
+ * pid to cgroup.procs, which takes the kernel's global threadgroup rwsem
+ * for writing and so waits for an RCU grace period unless a writer came
+ * just before; and a clone3 born in the cgroup (CLONE_INTO_CGROUP: the
+ * whole clone, with no such wait), how cellbox starts sandboxes on v2.
+ * On the cgroup2 mount there is (the host's on v2, the unified one of a
+ * hybrid v1 host, where no controller is needed for this). out[] -1 when
+ * there is none or clone3 is not available. */
+static void cgroup2_join_ms(double out[2])
+{
+    enum { N = 15 };
+    out[0] = out[1] = -1;
+    const char *root = NULL;
+    static const char *const roots[] = {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"};
+    for (size_t i = 0; i < sizeof roots / sizeof *roots && !root; i++) {
+        struct statfs sf;
+        if (statfs(roots[i], &sf) == 0 && sf.f_type == CGROUP2_SUPER_MAGIC)
+            root = roots[i];
+    }
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/cellbox-bench-join", root ? root : "");
+    if (!root || (mkdir(dir, 0755) < 0 && errno != EEXIST))
+        return;
+    uint64_t w[N], c[N];
+    int nw = 0, nc = 0;
+    void *stack = mmap(NULL, 64 << 10, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    char procs[160];
+    snprintf(procs, sizeof procs, "%s/cgroup.procs", dir);
+    int fd = open(procs, O_WRONLY | O_CLOEXEC);
+    int cg = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    for (int i = 0; i < N && fd >= 0 && cg >= 0 && stack != MAP_FAILED; i++) {
+        usleep(50000);
+        pid_t p = fork();
+        if (p == 0) {
+            pause();
+            _exit(0);
+        }
+        if (p > 0) {
+            char b[24];
+            int n = snprintf(b, sizeof b, "%d", (int)p);
+            uint64_t t0 = cb_now_ns();
+            if (write(fd, b, (size_t)n) == n)
+                w[nw++] = cb_now_ns() - t0;
+            kill(p, SIGKILL);
+            waitpid(p, NULL, 0);
+        }
+        usleep(50000);
+        int pidfd = -1;
+        uint64_t t0 = cb_now_ns();
+        long r = cb_clone3_vm(CLONE_VM | CLONE_PIDFD, 0, &pidfd, cg, stack, 64 << 10,
+                              exit_at_once, NULL);
+        uint64_t t1 = cb_now_ns();
+        if (r > 0) {
+            siginfo_t si;
+            waitid(P_PIDFD, (id_t)pidfd, &si, WEXITED | __WALL);
+            close(pidfd);
+            c[nc++] = t1 - t0;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    if (cg >= 0)
+        close(cg);
+    if (stack != MAP_FAILED)
+        munmap(stack, 64 << 10);
+    rmdir(dir);
+    if (nw)
+        out[0] = pct(w, nw, 0.5);
+    if (nc)
+        out[1] = pct(c, nc, 0.5);
 }
 
 /* One byte's round trip between two processes over a unix socket pair,
@@ -1072,6 +1154,8 @@ int main(int argc, char **argv)
     int ncpu = two_cpus(cpu);
     double wake_same = pingpong_us(cpu[0], cpu[0]);
     double wake_cross = ncpu > 1 ? pingpong_us(cpu[0], cpu[1]) : -1;
+    double v2join[2];
+    cgroup2_join_ms(v2join);
     if (warm_pool_round(rt, "sb_warm", NULL, warm, WARM) < 0 ||
         warm_pool_round(rt, "sb_warmnoop", NOOP_IN_SANDBOX, warm_noop, WARM) < 0)
         return 1;
@@ -1178,6 +1262,10 @@ int main(int argc, char **argv)
                "that)\n", wake_same, wake_cross);
     else if (wake_same >= 0)
         printf("  a one-byte round trip between two processes on one CPU: %.1f us\n", wake_same);
+    if (v2join[0] >= 0 && v2join[1] >= 0)
+        printf("  into a cgroup v2 after 50 ms of quiet: writing a pid to cgroup.procs %.3f ms "
+               "(an RCU grace period); a clone3 born in it %.3f ms, the whole clone (how "
+               "sandboxes start on v2)\n", v2join[0], v2join[1]);
     double coldn50 = pct(cold_noop, WARM, 0.5);
     if (have_blocks)
         printf("  the bare building blocks of a start (bench/blocks.c: namespaces, overlay, /usr, "
@@ -1207,7 +1295,7 @@ int main(int argc, char **argv)
     if (nmax > 1)
         snprintf(sizes + k, sizeof sizes - (size_t)k, ", \"%d\": {\"p50\": %.3f, \"p99\": %.3f}", nmax,
                  p50[2], p99[2]);
-    char blocks_json[256], wake_json[160];
+    char blocks_json[256], wake_json[320];
     if (have_blocks)
         snprintf(blocks_json, sizeof blocks_json,
                  "\"blocks_ms\": {\"p50\": %.3f, \"p99\": %.3f},\n"
@@ -1221,9 +1309,15 @@ int main(int argc, char **argv)
         snprintf(same_json, sizeof same_json, "%.1f", wake_same);
     if (wake_cross >= 0)
         snprintf(cross_json, sizeof cross_json, "%.1f", wake_cross);
+    char v2w_json[32] = "null", v2c_json[32] = "null";
+    if (v2join[0] >= 0)
+        snprintf(v2w_json, sizeof v2w_json, "%.3f", v2join[0]);
+    if (v2join[1] >= 0)
+        snprintf(v2c_json, sizeof v2c_json, "%.3f", v2join[1]);
     snprintf(wake_json, sizeof wake_json,
-             "\"host_roundtrip_same_cpu_us\": %s,\n  \"host_roundtrip_cross_cpu_us\": %s",
-             same_json, cross_json);
+             "\"host_roundtrip_same_cpu_us\": %s,\n  \"host_roundtrip_cross_cpu_us\": %s,\n"
+             "  \"host_cgroup2_pid_write_ms_p50\": %s,\n  \"host_cgroup2_clone_into_ms_p50\": %s",
+             same_json, cross_json, v2w_json, v2c_json);
     char json[4096];
     snprintf(json, sizeof json,
              "{\n  \"create_exec_ms\": {%s},\n"

@@ -400,6 +400,14 @@ int cb_cgroup_open_join_fds(struct cb_cgroup *cg, int fds[CB_CGROUP_MAX_DIRS],
     return cg->ndirs;
 }
 
+int cb_cgroup_open_clone_into_fd(struct cb_cgroup *cg)
+{
+    if (cg->mgr->ops != &cb_cgroup_v2_ops || cg->ndirs != 1)
+        return -EOPNOTSUPP;
+    int fd = open(cg->dirs[0], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    return fd < 0 ? -errno : fd;
+}
+
 int cb_cgroup_count_procs(struct cb_cgroup *cg)
 {
     /* Every v1 hierarchy holds the same processes; any one dir tells. */

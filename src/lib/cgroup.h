@@ -155,6 +155,10 @@ int cb_cgroup_attach(struct cb_cgroup *cg, pid_t pid, struct cb_error **err);
  * into its user namespace can still use fds its root parent opened. */
 int cb_cgroup_open_join_fds(struct cb_cgroup *cg, int fds[CB_CGROUP_MAX_DIRS],
                             struct cb_error **err);
+/* v2: the sandbox's cgroup directory opened for clone3's CLONE_INTO_CGROUP
+ * (clone3.h says why), O_CLOEXEC; -EOPNOTSUPP on v1 (its sandboxes join
+ * through cb_cgroup_open_join_fds), else -errno. */
+int cb_cgroup_open_clone_into_fd(struct cb_cgroup *cg);
 /* Number of processes in the cgroup (0 = empty), or -1 on error. */
 int cb_cgroup_count_procs(struct cb_cgroup *cg);
 /* Kill everything, wait (up to timeout_ms) until empty, rmdir all dirs. */

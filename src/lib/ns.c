@@ -20,6 +20,7 @@
 #endif
 
 #include "caps.h"
+#include "clone3.h"
 #include "idmap.h"
 #include "netns.h"
 #include "tier.h"
@@ -586,7 +587,8 @@ static int parent_release_child(struct cb_child_config *c, pid_t pid, int sync,
     c->parent_ns[1] = cb_now_ns();
     parent_idmap_lower(c, pid);
     c->parent_ns[2] = cb_now_ns();
-    if (c->cgroup && c->ncgroup_fds == 0 && cb_cgroup_attach(c->cgroup, pid, err) < 0)
+    if (c->cgroup && c->ncgroup_fds == 0 && !c->joined_at_clone &&
+        cb_cgroup_attach(c->cgroup, pid, err) < 0)
         return cb_error_wrap(err, "join cgroup");
     if (CB_RETRY(write(sync, "g", 1)) != 1)
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "release sandbox child");
@@ -701,11 +703,16 @@ static int spawn_prepared(struct cb_child_config *c, pid_t *pid_out, int *pidfd_
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "open /dev/null");
     c->null_fd = null_fd;
     c->ncgroup_fds = 0;
+    c->cgroup_into_fd = -1;
     if (c->cgroup) {
         int n = cb_cgroup_open_join_fds(c->cgroup, c->cgroup_fds, err);
         if (n < 0)
             return cb_error_wrap(err, "join cgroup");
         c->ncgroup_fds = n;
+        /* v2: born in it (clone3.h); if that cannot be, the parent writes
+         * the child's pid as before, and that write says what is wrong. */
+        if (n == 0)
+            c->cgroup_into_fd = cb_cgroup_open_clone_into_fd(c->cgroup);
     }
     c->sync_fd = steal_fd(child_end); /* spawn_child closes it after clone */
     c->parent_sync_fd = parent_end;
@@ -713,6 +720,9 @@ static int spawn_prepared(struct cb_child_config *c, pid_t *pid_out, int *pidfd_
     for (int i = 0; i < c->ncgroup_fds; i++)
         close(c->cgroup_fds[i]);
     c->ncgroup_fds = 0;
+    if (c->cgroup_into_fd >= 0)
+        close(c->cgroup_into_fd);
+    c->cgroup_into_fd = -1;
     return r;
 }
 
@@ -732,6 +742,25 @@ static void spawn_restore(struct cb_child_config *c, int group, const struct mov
         *mv[i].field = mv[i].orig;
     c->fd_floor = 0;
     slot_release(group);
+}
+
+/* The clone itself: clone3 (into the v2 cgroup when there is one), else
+ * glibc's clone, which is all kernels before 5.3, seccomp profiles that
+ * refuse clone3, and non-x86-64 builds have. Either way the child runs
+ * child_main(c) on stack; -1 with errno on failure. */
+static pid_t clone_child(struct cb_child_config *c, int flags, void *stack, int *pidfd)
+{
+    c->joined_at_clone = false;
+    long r = cb_clone3_vm((uint64_t)flags, 0, pidfd, c->cgroup_into_fd, stack,
+                          CHILD_STACK_SIZE, child_main, c);
+    if (r >= 0) {
+        c->joined_at_clone = c->cgroup_into_fd >= 0;
+        return (pid_t)r;
+    }
+    /* Whatever clone3 refused (missing, filtered, CLONE_INTO_CGROUP unknown
+     * before 5.7, or the cgroup itself), the old way either works or fails
+     * with the error to report. */
+    return clone(child_main, (char *)stack + CHILD_STACK_SIZE, flags, c, pidfd);
 }
 
 static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out,
@@ -798,7 +827,7 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
     }
     /* exit signal 0: the daemon's SIGCHLD handling (libuv) never sees our
      * sandboxes; we reap through the pidfd with __WALL. */
-    pid_t pid = clone(child_main, (char *)stack + CHILD_STACK_SIZE, flags, c, &pidfd);
+    pid_t pid = clone_child(c, flags, stack, &pidfd);
     int clone_errno = errno;
     /* A worker thread of the daemon left in a sandbox's network would open
      * every later connection there: never carry on like that. */

@@ -12,6 +12,7 @@
 #define CB_NS_H
 
 #include <linux/filter.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/resource.h>
 #include <sys/types.h>
@@ -81,6 +82,8 @@ struct cb_child_config {
     int timens_open_errno;
     int cgroup_fds[CB_CGROUP_MAX_DIRS]; /* v1 "tasks" files the child joins itself */
     int ncgroup_fds;
+    int cgroup_into_fd;     /* v2: the cgroup clone3 starts the child in, or -1 */
+    bool joined_at_clone;   /* it did: the parent has no pid to write */
     unsigned fd_floor;      /* CLONE_FILES spawn: the child keeps only fds below
                                this (the reserved slots), 0: a copied table */
     /* CLOCK_MONOTONIC after each child step. The child shares our memory

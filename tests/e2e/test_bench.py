@@ -67,6 +67,16 @@ def test_bench_runtime_measures_the_floors_and_cleans_up(tmp_path):
     if len(os.sched_getaffinity(0)) > 1:
         assert d["host_roundtrip_cross_cpu_us"] > 0
     assert "the bare building blocks of a start" in r.stdout
+    # The two ways into a cgroup v2 directory, on any cgroup2 mount (the
+    # unified one of a hybrid host will do); its probe cgroup is gone.
+    with open("/proc/mounts") as f:
+        cgroup2 = [line.split()[1] for line in f if line.split()[2] == "cgroup2"]
+    if set(cgroup2) & {"/sys/fs/cgroup", "/sys/fs/cgroup/unified"}:
+        assert d["host_cgroup2_pid_write_ms_p50"] > 0
+        assert d["host_cgroup2_clone_into_ms_p50"] > 0
+        assert "into a cgroup v2 after 50 ms of quiet" in r.stdout
+    assert not [p for p in ("/sys/fs/cgroup/cellbox-bench-join",
+                            "/sys/fs/cgroup/unified/cellbox-bench-join") if os.path.exists(p)]
     # Nothing left: the volume's mount point (removed by a helper in the
     # host's mount namespace once the bench is gone) and its loop device.
     deadline = time.time() + 20

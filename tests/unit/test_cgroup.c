@@ -1,5 +1,7 @@
 /* cgroup v1 and v2 back ends against fake trees in a temp dir. */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -385,6 +387,38 @@ TEST(cgroup_v1_spares_made_ahead)
     unsetenv("CB_CGROUP_AHEAD");
     for (int i = 0; i < 3; i++)
         free(parents[i]);
+    cb_rootfs_remove_tree(root);
+    free(root);
+}
+
+TEST(cgroup_clone_into_fd_v2_only)
+{
+    char *root = fake_root();
+    struct cb_cgroup_manager *m;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V2, root, "cellbox", &m, &err), 0);
+    struct cb_cgroup *cg = cb_cgroup_open(m, "sb_x");
+    ASSERT_EQ(cb_cgroup_open_clone_into_fd(cg), -ENOENT); /* not made yet */
+    ASSERT_EQ(mkdir(cg->dirs[0], 0755), 0);
+    int fd = cb_cgroup_open_clone_into_fd(cg);
+    ASSERT(fd >= 0);
+    struct stat a, b;
+    ASSERT_EQ(fstat(fd, &a), 0);
+    ASSERT_EQ(stat(cg->dirs[0], &b), 0);
+    ASSERT(a.st_ino == b.st_ino && S_ISDIR(a.st_mode));
+    ASSERT(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+    close(fd);
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+    cb_rootfs_remove_tree(root);
+    free(root);
+    /* v1 sandboxes join through their tasks files instead */
+    root = fake_v1_root();
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    cg = cb_cgroup_open(m, "sb_x");
+    ASSERT_EQ(cb_cgroup_open_clone_into_fd(cg), -EOPNOTSUPP);
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
     cb_rootfs_remove_tree(root);
     free(root);
 }
