@@ -416,7 +416,11 @@ static char *pop_spare(struct cb_sbdir_spares *s, int *listener)
         name = s->names[--s->n];
         *listener = s->listeners[s->n];
     }
-    pthread_cond_signal(&s->cond); /* the maker makes the next one */
+    /* The maker makes the next one, if that leaves it something to do: a
+     * wake-up of a thread on the other CPU that finds nothing to make is
+     * a cost on every create (and it then contends for this lock). */
+    if (s->n < s->ahead && s->n < s->max)
+        pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->lock);
     return name;
 }
