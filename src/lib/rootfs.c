@@ -19,6 +19,13 @@ static int write_file(const char *dir, const char *name, const char *text, int m
 
 static int mkdir_p(const char *path, int mode)
 {
+    /* The whole path first: it is there already on every create but the
+     * first of a directory (each mkdir of an ancestor walks the path from
+     * "/" again: 14 of them per create). */
+    if (mkdir(path, mode) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -errno;
     _cleanup_free_ char *p = cb_xstrdup(path);
     for (char *s = p + 1; *s; s++) {
         if (*s != '/')
@@ -124,11 +131,8 @@ int cb_rootfs_make_host_skeleton(const char *rootfs, const struct cb_template_bi
  * inode has, is a metadata change its file system journals (~20 of them
  * per create). fchown also clears set-id bits of files; the mode is
  * compared after it. */
-static int own_fd(int fd, mode_t mode, uid_t uid, gid_t gid)
+static int own_fd_stat(int fd, struct stat st, mode_t mode, uid_t uid, gid_t gid)
 {
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return -errno;
     bool owner_differs = st.st_uid != uid || st.st_gid != gid;
     if (owner_differs && (fchown(fd, uid, gid) < 0 || fstat(fd, &st) < 0))
         return -errno;
@@ -137,8 +141,26 @@ static int own_fd(int fd, mode_t mode, uid_t uid, gid_t gid)
     return 0;
 }
 
+static int own_fd(int fd, mode_t mode, uid_t uid, gid_t gid)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return -errno;
+    return own_fd_stat(fd, st, mode, uid, gid);
+}
+
 static int make_owned_dir(int parent, const char *name, int mode, uid_t uid, gid_t gid)
 {
+    /* Already right (the common case, as for own_fd): one look, not a
+     * mkdir, an open, a stat and a close. Not followed if it is a
+     * symlink; a name with a '/' ("home/user") comes after its parent was
+     * made or checked here, and nothing of a tenant runs while a sandbox
+     * is created, so that parent is still the directory it was. Anything
+     * else takes the way below, which opens what it changes. */
+    struct stat st;
+    if (fstatat(parent, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode) &&
+        st.st_uid == uid && st.st_gid == gid && (st.st_mode & 07777) == (mode_t)mode)
+        return 0;
     if (mkdirat(parent, name, mode) < 0 && errno != EEXIST)
         return -errno;
     int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -171,8 +193,10 @@ static int write_owned_file(int dirfd, const char *name, const char *text, uid_t
      * that was not recycled) has a tail to cut. */
     if (r == 0 && st.st_size > (off_t)len && ftruncate(fd, (off_t)len) < 0)
         r = -errno;
+    /* Our write keeps owner and mode (set-id bits too: we hold
+     * CAP_FSETID), so the stat from before it still tells. */
     if (r == 0)
-        r = own_fd(fd, 0644, uid, gid);
+        r = own_fd_stat(fd, st, 0644, uid, gid);
     close(fd);
     return r;
 }

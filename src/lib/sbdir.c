@@ -164,7 +164,13 @@ static int clean_entry(int dfd, dev_t dev, const char *name, const struct keep *
         int r = fstat(fd, &fst) < 0 ? -errno : 0;
         if (r == 0 && (!S_ISREG(fst.st_mode) || fst.st_nlink != 1 || fst.st_dev != dev))
             r = -EXDEV;
-        if (r == 0 && (ftruncate(fd, 0) < 0 || fchmod(fd, 0600) < 0))
+        /* Modes other than the two kept files are made with go back to
+         * 0600 (the next create sets its own either way); one of those is
+         * left as it is: a chmod is a journaled change here and another
+         * at the next create, which sets /etc/hosts' 0644 again. */
+        mode_t mode = fst.st_mode & 07777;
+        if (r == 0 && (ftruncate(fd, 0) < 0 ||
+                       (mode != 0600 && mode != 0644 && fchmod(fd, 0600) < 0)))
             r = -errno;
         if (r == 0)
             r = clear_xattrs(fd);

@@ -100,6 +100,10 @@ TEST(sbdir_retire_keeps_only_empty_skeleton)
     free(p);
     write_text((p = cb_xasprintf("%s/upper/etc/hostname", dir)), "tenant's name");
     ASSERT_EQ(setxattr(p, "user.overlay.metacopy", "", 0, 0), 0);
+    ASSERT_EQ(chmod(p, 06777), 0); /* set-id and writable by all: not kept */
+    free(p);
+    write_text((p = cb_xasprintf("%s/disk.loop", dir)), "42");
+    ASSERT_EQ(chmod(p, 0644), 0); /* a mode files are made with: left */
     free(p);
     ASSERT_EQ(link(canary, (p = cb_xasprintf("%s/upper/etc/hosts", dir))), 0);
     free(p);
@@ -131,6 +135,7 @@ TEST(sbdir_retire_keeps_only_empty_skeleton)
     struct stat hst;
     ASSERT_EQ(lstat((p = cb_xasprintf("%s/upper/etc/hostname", next)), &hst), 0);
     ASSERT(S_ISREG(hst.st_mode) && hst.st_size == 0);
+    ASSERT_EQ(hst.st_mode & 07777, 0600);
     ASSERT_EQ(listxattr(p, NULL, 0), 0);
     free(p);
     ASSERT_EQ(count_entries(tmp, ""), 2); /* canary and sandboxes: nothing followed */
@@ -142,6 +147,7 @@ TEST(sbdir_retire_keeps_only_empty_skeleton)
     free(p);
     ASSERT(S_ISREG(st.st_mode));
     ASSERT_EQ((long long)st.st_size, 0);
+    ASSERT_EQ(st.st_mode & 07777, 0644);
     ASSERT_EQ(stat(next, &st), 0);
     ASSERT_EQ(st.st_mode & 07777, 0711);
     cb_sbdir_close(s);
