@@ -911,6 +911,8 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
         stack_put(stack);
         return cb_error_set(err, clone_errno, CB_ERR_INTERNAL, "clone");
     }
+    if (r == 0 && c->meanwhile)
+        c->meanwhile(c->meanwhile_arg);
     if (r == 0)
         r = parent_wait_exec(c, parent_end, err);
     if (r < 0) {

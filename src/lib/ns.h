@@ -72,6 +72,13 @@ struct cb_child_config {
     int time_ns_errno;       /* out: errno when the sandbox could not get its
                                 own clocks (no time namespace or offsets
                                 refused: it runs on the host's), else 0 */
+    /* Called by the parent once the child runs its setup steps (released,
+     * with a table of its own: descriptors the call opens are not the
+     * child's), before it waits for the child's exec: work that needs the
+     * child started but not done (cellbox: connect to init's listener and
+     * send HELLO, so init finds it waiting when it starts). NULL: none. */
+    void (*meanwhile)(void *arg);
+    void *meanwhile_arg;
     unsigned weaken;         /* CB_WEAKEN_* bits (tier.h), test control runs
                                 only: the caller checked allow_weaken */
     /* used internally */
