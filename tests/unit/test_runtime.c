@@ -209,6 +209,17 @@ TEST(runtime_setup_failure_names_step)
     ASSERT(strstr(err->message, state) == NULL); /* no host path leaks */
     cb_error_free(err);
     err = NULL;
+    /* The failed start had already connected to the listener and sent its
+     * HELLO (while the child set up): the next start's init finds that
+     * connection closed in its queue, and still answers the new one. */
+    uid_t ru;
+    gid_t rg;
+    T->map_ids(sb, 0, 0, &ru, &rg);
+    ASSERT_EQ(mkdir(work, 0700), 0);
+    ASSERT_EQ(chown(work, ru, rg), 0);
+    if (T->start(sb, &err) < 0)
+        FAIL("start after a failed start: %s", err->message);
+    ASSERT_EQ(run(sb, 0, "true"), 0);
     ASSERT_EQ(T->destroy(sb, &err), 0);
     T->release(sb);
     cb_runtime_free(rt);
