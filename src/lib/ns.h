@@ -76,7 +76,10 @@ struct cb_child_config {
      * with a table of its own: descriptors the call opens are not the
      * child's), before it waits for the child's exec: work that needs the
      * child started but not done (cellbox: connect to init's listener and
-     * send HELLO, so init finds it waiting when it starts). NULL: none. */
+     * send HELLO, so init finds it waiting when it starts). The child still
+     * shares the calling thread's errno: raw system calls only, no libc
+     * call that may write errno, malloc and free included (rawsys.h).
+     * NULL: none. */
     void (*meanwhile)(void *arg);
     void *meanwhile_arg;
     unsigned weaken;         /* CB_WEAKEN_* bits (tier.h), test control runs

@@ -28,6 +28,7 @@
 #include "idmap.h"
 #include "ns.h"
 #include "proto.h"
+#include "rawsys.h"
 #include "rootfs.h"
 #include "runtime.h"
 #include "safepath.h"
@@ -643,6 +644,28 @@ static void take_netns(struct cb_sandbox *sb)
     }
 }
 
+/* The HELLO frame init is greeted with (malloc'd, *len bytes), or NULL. */
+static uint8_t *hello_frame(size_t *len)
+{
+    struct cb_builder b;
+    cb_builder_init(&b, CB_MSG_HELLO, 1);
+    cb_builder_u32(&b, CB_F_VERSION, CB_PROTO_VERSION);
+    if (cb_builder_finish(&b) < 0) {
+        cb_builder_free(&b);
+        return NULL;
+    }
+    *len = b.len;
+    return steal_ptr(b.buf);
+}
+
+/* Send and receive timeouts of timeout_ms on s (0: none). */
+static void set_timeouts(int s, int timeout_ms)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
 /* Connect to the sandbox's init and send HELLO; hello_finish reads the
  * answer. The connection (with send and receive timeouts of timeout_ms
  * until hello_finish), or -1. */
@@ -657,18 +680,13 @@ static int hello_begin(struct cb_sandbox *sb, int timeout_ms, struct cb_error **
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "socket");
     if (CB_RETRY(connect(s, (struct sockaddr *)&addr, sizeof addr)) < 0)
         return cb_error_set(err, errno, CB_ERR_UNAVAILABLE, "connect to sandbox init");
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    struct cb_builder b;
-    cb_builder_init(&b, CB_MSG_HELLO, 1);
-    cb_builder_u32(&b, CB_F_VERSION, CB_PROTO_VERSION);
-    int r = cb_builder_finish(&b);
-    if (r == 0)
-        r = cb_proto_send(s, &b, NULL, 0);
-    cb_builder_free(&b);
-    if (r < 0)
-        return cb_error_set(err, -r, CB_ERR_UNAVAILABLE, "sandbox init handshake");
+    set_timeouts(s, timeout_ms);
+    size_t len = 0;
+    _cleanup_free_ uint8_t *frame = hello_frame(&len);
+    ssize_t n = frame ? send(s, frame, len, MSG_NOSIGNAL) : -1;
+    if (n != (ssize_t)len)
+        return cb_error_set(err, n < 0 ? errno : EIO, CB_ERR_UNAVAILABLE,
+                            "sandbox init handshake");
     return steal_fd(s);
 }
 
@@ -686,9 +704,7 @@ static int hello_finish(int s, struct cb_error **err)
         return cb_error_set(err, -r, CB_ERR_UNAVAILABLE, "sandbox init handshake");
     if (hdr.type != CB_MSG_HELLO_OK)
         return cb_error_set(err, EPROTO, CB_ERR_UNAVAILABLE, "sandbox init refused HELLO");
-    struct timeval none = {0, 0};
-    setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &none, sizeof none);
-    setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof none);
+    set_timeouts(s, 0);
     return 0;
 }
 
@@ -713,6 +729,12 @@ struct start_plan {
     int netns_fd, sysfs_fd; /* a spare network namespace and its sysfs, or -1 */
     char *lower_dir; /* the overlay's lowerdir as the child sees it */
     char *empty_dir; /* source of the masked directories */
+    /* hello_meanwhile's: all made before the clone, as it may make none */
+    struct sockaddr_un hello_addr;
+    int hello_dirfd;     /* what a long hello_addr names through /proc, or -1 */
+    uint8_t *hello_msg;  /* the HELLO frame */
+    size_t hello_len;
+    int hello_fd;        /* out: the connection with the HELLO sent, or -1 */
 };
 
 static void start_plan_clear(struct start_plan *p)
@@ -720,11 +742,12 @@ static void start_plan_clear(struct start_plan *p)
     cb_template_free(p->tmpl);
     cb_mount_table_free(&p->mounts);
     int *fds[] = {&p->init_fd, &p->control_fd, &p->log_fd, &p->lower_fd, &p->netns_fd,
-                  &p->sysfs_fd};
+                  &p->sysfs_fd, &p->hello_dirfd, &p->hello_fd};
     for (size_t i = 0; i < CB_ARRAY_SIZE(fds); i++)
         cb_closep(fds[i]);
     free(p->lower_dir);
     free(p->empty_dir);
+    free(p->hello_msg);
 }
 
 /* Is the directory dfd exactly what a mask may show: root-owned, 0555,
@@ -916,31 +939,61 @@ static void warn_time_ns(int e)
 
 /* While the child sets up (cb_child_config.meanwhile): HELLO to init's
  * listener, which is bound before init runs, so the connection and its
- * HELLO wait there when init starts. Sent after the child's exec, as
- * before, it reached an init that had finished its own setup ~50 us
- * earlier and gone to sleep: a wake-up on the other CPU more, and the
- * answer came ~0.2 ms after the exec instead of ~0.1. A failure here is
- * not reported: container_start connects again and says what is wrong. */
+ * HELLO wait there when init starts. Sent after the child's exec, it
+ * reached an init that had finished its own setup ~50 us earlier and gone
+ * to sleep: a wake-up on the other CPU more (the answer ~90 us later).
+ * The child shares this thread's errno until its exec, so only raw system
+ * calls here (rawsys.h); what they need was made by plan_hello. Nothing
+ * is reported: without a connection, container_start connects after the
+ * exec and says what is wrong. */
+#if CB_HAVE_RAW_SYSCALL
 static void hello_meanwhile(void *arg)
 {
-    struct cb_sandbox *sb = arg;
-    cb_closep(&sb->hello);
-    sb->hello = hello_begin(sb, HELLO_TIMEOUT_MS, NULL);
+    struct start_plan *p = arg;
+    long s = cb_raw_syscall6(SYS_socket, AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, 0, 0, 0);
+    if (s < 0)
+        return;
+    long r = cb_raw_syscall6(SYS_connect, s, (long)&p->hello_addr, sizeof p->hello_addr, 0, 0, 0);
+    if (r == 0)
+        r = cb_raw_syscall6(SYS_sendto, s, (long)p->hello_msg, (long)p->hello_len,
+                            MSG_NOSIGNAL, 0, 0);
+    if (r != (long)p->hello_len) {
+        cb_raw_syscall6(SYS_close, s, 0, 0, 0, 0, 0);
+        return;
+    }
+    p->hello_fd = (int)s;
+}
+#endif
+
+/* What hello_meanwhile needs, made now; without it, no meanwhile. */
+static void plan_hello(struct cb_sandbox *sb, struct start_plan *p)
+{
+#if CB_HAVE_RAW_SYSCALL
+    if (sock_address(sb->dir, &p->hello_dirfd, &p->hello_addr, NULL) < 0 ||
+        !(p->hello_msg = hello_frame(&p->hello_len)))
+        return;
+    p->child.meanwhile = hello_meanwhile;
+    p->child.meanwhile_arg = p;
+#endif
 }
 
 static int spawn_init(struct cb_sandbox *sb, pid_t *pid, int *pidfd, int *disk_errno,
                       int *attach_errno, struct cb_error **err)
 {
     struct start_plan plan = {.init_fd = -1, .control_fd = -1, .log_fd = -1, .lower_fd = -1,
-                              .netns_fd = -1, .sysfs_fd = -1};
+                              .netns_fd = -1, .sysfs_fd = -1, .hello_dirfd = -1,
+                              .hello_fd = -1};
     int r = plan_start(sb, &plan, err);
+    if (r == 0)
+        plan_hello(sb, &plan);
     trace_phase("plan");
-    plan.child.meanwhile = hello_meanwhile;
-    plan.child.meanwhile_arg = sb;
     if (r == 0)
         r = cb_ns_spawn(&plan.child, pid, pidfd, err);
-    if (r < 0) /* its init never ran: the HELLO goes unanswered */
-        cb_closep(&sb->hello);
+    /* Spawned: the HELLO is the start's to finish. Else its init never
+     * ran, and start_plan_clear closes the connection. */
+    cb_closep(&sb->hello);
+    if (r == 0)
+        sb->hello = steal_fd(plan.hello_fd);
     sb->init_listen_fd = r == 0 ? plan.child.init_control_fd : -1;
     *disk_errno = plan.child.disk_errno;
     *attach_errno = plan.child.attach_errno;
@@ -1051,8 +1104,12 @@ static int container_start(struct cb_sandbox *sb, struct cb_error **err)
     if (spawn_with_disk(sb, &pid, &pidfd, err) < 0)
         return cb_error_wrap(err, "start %s", sb->id);
     /* The HELLO sent while the child set up (hello_meanwhile), or now. */
-    int fd = sb->hello >= 0 ? steal_fd(sb->hello) : hello_begin(sb, HELLO_TIMEOUT_MS, err);
+    int fd = sb->hello;
     sb->hello = -1;
+    if (fd >= 0)
+        set_timeouts(fd, HELLO_TIMEOUT_MS);
+    else
+        fd = hello_begin(sb, HELLO_TIMEOUT_MS, err);
     sb->pid = pid;
     sb->is_our_child = true;
     sb->start_time = proc_start_time(pid); /* pinned by the spawn's pidfd */
