@@ -865,7 +865,11 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
      * every later connection there: never carry on like that. */
     if (c->netns_fd >= 0 && setns(host_net, CLONE_NEWNET) < 0)
         abort();
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    /* Signals stay blocked in this thread until the child has exec'd or is
+     * gone: the child shares our errno (rawsys.h), and a handler run here
+     * meanwhile (libuv's saves and writes back errno) could overwrite the
+     * value the child is about to read. Process signals go to the daemon's
+     * other threads; one for this thread waits ~1 ms. */
     /* Only our copy: the child uses its own (a copy of the table, or the
      * slot it unshares), and c is shared memory the child still reads, so
      * c->sync_fd stays. */
@@ -905,6 +909,7 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
         if (moved[i].field == &c->sync_fd)
             dup3(slot_null, slots[group][i], O_CLOEXEC);
     if (pid < 0) {
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (group >= 0)
             slots_clear(group, nmoved);
         spawn_restore(c, group, moved, nmoved);
@@ -921,6 +926,7 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
         CB_RETRY(waitid(P_PIDFD, pidfd, &si, WEXITED | __WALL));
         close(pidfd);
     }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     /* The child exec'd or is dead: c is ours again, the slots free. */
     if (group >= 0)
         slots_clear(group, nmoved);
