@@ -683,7 +683,7 @@ static int hello_begin(struct cb_sandbox *sb, int timeout_ms, struct cb_error **
     set_timeouts(s, timeout_ms);
     size_t len = 0;
     _cleanup_free_ uint8_t *frame = hello_frame(&len);
-    ssize_t n = frame ? send(s, frame, len, MSG_NOSIGNAL) : -1;
+    ssize_t n = frame ? CB_RETRY(send(s, frame, len, MSG_NOSIGNAL)) : -1;
     if (n != (ssize_t)len)
         return cb_error_set(err, n < 0 ? errno : EIO, CB_ERR_UNAVAILABLE,
                             "sandbox init handshake");
