@@ -83,11 +83,7 @@ def api_daemon_fixture():
     through the public API."""
     import pytest
 
-    # after this suite's conftest: tests/e2e has a conftest.py of its own
-    e2e = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e")
-    if e2e not in sys.path:
-        sys.path.append(e2e)
-    from cellboxd import Daemon
+    Daemon = _e2e_helpers().Daemon
 
     @pytest.fixture(scope="module")
     def d():
@@ -102,7 +98,9 @@ def api_daemon_fixture():
 
 
 def _e2e_helpers():
-    """tests/e2e/cellboxd.py, where helpers both suites use are defined once."""
+    """tests/e2e/cellboxd.py, where helpers both suites use are defined once
+    (appended to sys.path, after this suite's conftest: tests/e2e has a
+    conftest.py of its own)."""
     e2e = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "e2e")
     if e2e not in sys.path:
         sys.path.append(e2e)
