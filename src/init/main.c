@@ -35,6 +35,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 
@@ -266,8 +267,22 @@ static int run(struct init_state *st)
     }
 }
 
+/* --probe-time-ns (the runtime, once, on the host: cb_ns_probe_time_ns):
+ * exit 0 when this process is in the time namespace its children get, 1
+ * when exec left it in its old one, 2 when that cannot be read. */
+static int probe_time_ns(void)
+{
+    struct stat now, children;
+    if (stat("/proc/self/ns/time", &now) < 0 ||
+        stat("/proc/self/ns/time_for_children", &children) < 0)
+        return 2;
+    return now.st_ino == children.st_ino && now.st_dev == children.st_dev ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--probe-time-ns") == 0)
+        return probe_time_ns();
     static struct init_state st;
     st.is_pid1 = getpid() == 1;
     if (parse_args(&st, argc, argv) < 0)

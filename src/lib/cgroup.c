@@ -358,6 +358,11 @@ static struct cb_cgroup *cgroup_new(const struct cb_cgroup_manager *m, const cha
     return cg;
 }
 
+bool cb_cgroup_can_rename(const struct cb_cgroup_manager *m)
+{
+    return m->ops->spare_clean != NULL; /* recycling is renaming */
+}
+
 struct cb_cgroup *cb_cgroup_open(const struct cb_cgroup_manager *m, const char *id)
 {
     return cgroup_new(m, id);

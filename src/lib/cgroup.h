@@ -141,6 +141,10 @@ void cb_cgroup_manager_free(struct cb_cgroup_manager *m);
 int cb_cgroup_create(const struct cb_cgroup_manager *m, const char *id,
                      const struct cb_limits *limits, struct cb_cgroup **out,
                      struct cb_error **err);
+/* Can a sandbox's cgroup directories be renamed (a claim under another
+ * id)? v1: yes; v2 refuses renames (EPERM, cgroup_rename on the default
+ * hierarchy). */
+bool cb_cgroup_can_rename(const struct cb_cgroup_manager *m);
 /* Build the handle of an existing sandbox cgroup (adopt) without touching it. */
 struct cb_cgroup *cb_cgroup_open(const struct cb_cgroup_manager *m, const char *id);
 /* Move a process into every directory of the cgroup. */

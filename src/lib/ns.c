@@ -88,6 +88,38 @@ void cb_ns_reserve_fd_slots(void)
     pthread_mutex_unlock(&slot_lock);
 }
 
+int cb_ns_probe_time_ns(const char *init_path)
+{
+    /* A forked child: only unshare, close_range, execve and _exit run in
+     * it, all safe after a fork of a threaded process. */
+    pid_t pid = fork();
+    if (pid < 0)
+        return -errno;
+    if (pid == 0) {
+        if (unshare(CLONE_NEWTIME) < 0)
+            _exit(3);
+        syscall(SYS_close_range, 3U, ~0U, 0U);
+        execl(init_path, "cellbox-init", "--probe-time-ns", (char *)NULL);
+        _exit(4);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return -errno;
+    if (!WIFEXITED(status))
+        return -ECHILD;
+    switch (WEXITSTATUS(status)) {
+    case 0:
+        return 1;
+    case 1:
+        return 0;
+    case 3:
+        return -ENOSYS;
+    default:
+        return -ENOEXEC; /* the probe did not run or could not read /proc */
+    }
+}
+
 static int slot_acquire(void)
 {
     int g = -1;
@@ -300,6 +332,8 @@ static int step_time_ns(struct cb_child_config *c, int *detail)
      * in it); the offsets must be written before that. Costs a page per
      * sandbox. A kernel without time namespaces (CONFIG_TIME_NS, < 5.6)
      * leaves the sandbox on the host's clocks; the parent says so once. */
+    if (c->no_time_ns)
+        return 0; /* the runtime said why, once (cb_ns_probe_time_ns) */
     if (unshare(CLONE_NEWTIME) < 0) {
         c->time_ns_errno = errno ? errno : EINVAL;
         return 0;

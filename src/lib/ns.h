@@ -69,6 +69,9 @@ struct cb_child_config {
     int netns_fd;
     int attach_errno;        /* out: errno when attaching a detached mount of
                                 the table (the spare's sysfs) failed, else 0 */
+    bool no_time_ns;         /* keep the host's clocks: this kernel leaves a
+                                process in its old time namespace at exec
+                                (cb_ns_probe_time_ns) */
     int time_ns_errno;       /* out: errno when the sandbox could not get its
                                 own clocks (no time namespace or offsets
                                 refused: it runs on the host's), else 0 */
@@ -112,6 +115,16 @@ struct cb_child_config {
  * process's lowest fds are still free. Idempotent; never fails (no slots:
  * each child copies the whole table, as it always did). */
 void cb_ns_reserve_fd_slots(void);
+
+/* Does execve move a process into the time namespace it made for its
+ * children (unshare(CLONE_NEWTIME))? Sandboxes rely on it: init is exec'd
+ * right after the unshare and spawns with CLONE_VM, which the kernel
+ * refuses (EINVAL) to a process whose own time namespace differs from its
+ * children's. Linux 6.1 (Debian 12's kernel) does not move it; later ones
+ * do. Runs init_path --probe-time-ns in a forked child once: 1 yes, 0 no,
+ * -errno when it could not tell (no time namespaces: CLONE_NEWTIME
+ * refused, or the probe did not run). Root only. */
+int cb_ns_probe_time_ns(const char *init_path);
 /* Clone the child, map its ids, put it in its cgroups, let it run its setup
  * steps and wait until it exec'd init. Returns 0 with *pid_out and
  * *pidfd_out (CLOEXEC) set; on failure the child is reaped and *err names

@@ -2,9 +2,13 @@
  * compiled seccomp program, the quota volume, the state directory layout. */
 #include "runtime.h"
 
+#include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/utsname.h>
 
 #include "caps.h"
 #include "ns.h"
@@ -75,6 +79,36 @@ static int check_state_dir_searchable(const char *state_dir, struct cb_error **e
     }
 }
 
+/* Whether sandboxes can have their own clocks on this kernel (ns.h): when
+ * it would leave init in the host's time namespace after its exec, init
+ * could not spawn anything (CLONE_VM refused), so they keep the host's.
+ * A kernel without time namespaces is told by the first start (as
+ * before). Said once per process. */
+static void probe_time_ns(struct cb_runtime *rt)
+{
+    static int said;
+    const char *off = getenv("CB_NO_TIME_NS"); /* operators, tests: host clocks */
+    if (off && strcmp(off, "1") == 0) {
+        rt->no_time_ns = true;
+        return;
+    }
+    int r = cb_ns_probe_time_ns(rt->init_path);
+    if (r == 1 || r == -ENOSYS)
+        return;
+    rt->no_time_ns = true;
+    if (__atomic_exchange_n(&said, 1, __ATOMIC_RELAXED))
+        return;
+    struct utsname u;
+    if (r == 0)
+        fprintf(stderr, "cellbox: this kernel (%s) keeps a process in its old time namespace "
+                        "across exec: sandboxes keep the host's clocks (uptime, "
+                        "CLOCK_MONOTONIC, CLOCK_BOOTTIME)\n",
+                uname(&u) == 0 ? u.release : "?");
+    else
+        fprintf(stderr, "cellbox: could not run %s --probe-time-ns (%s): sandboxes keep the "
+                        "host's clocks\n", rt->init_path, strerror(-r));
+}
+
 int cb_runtime_open(const struct cb_runtime_config *cfg, struct cb_runtime **out,
                     struct cb_error **err)
 {
@@ -105,6 +139,7 @@ int cb_runtime_open(const struct cb_runtime_config *cfg, struct cb_runtime **out
         return cb_error_set(err, ERANGE, CB_ERR_BAD_REQUEST, "uid ranges exceed 32 bits");
     }
     rt->last_cap = cb_caps_last_cap();
+    probe_time_ns(rt);
     struct rlimit rl;
     rt->nofile_max = getrlimit(RLIMIT_NOFILE, &rl) == 0 ? rl.rlim_max : 1024;
     if (open_layout(rt, err) < 0 ||

@@ -33,6 +33,7 @@ struct cb_runtime {
     struct cb_seccomp_program seccomp;
     struct cb_quota quota;
     int last_cap;
+    bool no_time_ns; /* sandboxes keep the host's clocks (cb_ns_probe_time_ns) */
     rlim_t nofile_max; /* our hard limit: raising past it needs CAP_SYS_RESOURCE */
 };
 
@@ -44,7 +45,9 @@ struct cb_runtime {
  * new_id, record new_id as its uid slot's owner, set its uts hostname and
  * /etc/hostname + /etc/hosts to hostname (or new_id when NULL/empty), and
  * apply limits. On failure the sandbox may be half-renamed: the caller
- * destroys it (destroy works from any of those states). Worker thread. */
+ * destroys it (destroy works from any of those states). Under cgroup v2,
+ * which cannot rename cgroups, only new_id == its id is accepted (EPERM,
+ * nothing changed, otherwise). Worker thread. */
 int cb_container_claim(struct cb_sandbox *sb, const char *new_id, const char *hostname,
                        const struct cb_limits *limits, struct cb_error **err);
 /* Remove what a sandbox id left behind when its handle cannot be adopted

@@ -868,6 +868,7 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
     c->nofile.rlim_cur = c->nofile.rlim_max = nofile;
     c->keep_caps = cb_caps_default_keep();
     c->last_cap = rt->last_cap;
+    c->no_time_ns = rt->no_time_ns;
     c->seccomp.filter = rt->seccomp.insns;
     c->seccomp.len = rt->seccomp.len;
     c->id_base = sb->base;
@@ -1509,6 +1510,14 @@ int cb_container_claim(struct cb_sandbox *sb, const char *new_id, const char *ho
     /* A member made under the id its sandbox gets (the daemon's pool) has
      * its directory, cgroups and uid-slot owner right already. */
     bool same_id = strcmp(new_id, sb->id) == 0;
+    /* Before anything moves: cellboxd's pool makes members under their
+     * sandboxes' ids; a member of an older daemon ("pool_<hex>") on a v2
+     * host is refused, and the caller creates the sandbox cold. */
+    if (!same_id && !cb_cgroup_can_rename(sb->rt->cgroups))
+        return cb_error_set(err, EPERM, CB_ERR_CONFLICT,
+                            "claim %s as %s: cgroup v2 cannot rename the member's cgroup "
+                            "(only a member made under its sandbox's id can be claimed)",
+                            sb->id, new_id);
     if (!same_id) {
         _cleanup_free_ char *new_dir = cb_xasprintf("%s/%s", sb->rt->sandboxes_dir, new_id);
         /* RENAME_NOREPLACE: an existing sandbox of that id is never overwritten. */

@@ -397,6 +397,7 @@ TEST(cgroup_clone_into_fd_v2_only)
     struct cb_cgroup_manager *m;
     struct cb_error *err = NULL;
     ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V2, root, "cellbox", &m, &err), 0);
+    ASSERT(!cb_cgroup_can_rename(m)); /* a claim under another id is refused */
     struct cb_cgroup *cg = cb_cgroup_open(m, "sb_x");
     ASSERT_EQ(cb_cgroup_open_clone_into_fd(cg), -ENOENT); /* not made yet */
     ASSERT_EQ(mkdir(cg->dirs[0], 0755), 0);
@@ -415,6 +416,7 @@ TEST(cgroup_clone_into_fd_v2_only)
     /* v1 sandboxes join through their tasks files instead */
     root = fake_v1_root();
     ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    ASSERT(cb_cgroup_can_rename(m));
     cg = cb_cgroup_open(m, "sb_x");
     ASSERT_EQ(cb_cgroup_open_clone_into_fd(cg), -EOPNOTSUPP);
     cb_cgroup_free(cg);
