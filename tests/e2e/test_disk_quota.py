@@ -28,6 +28,22 @@ def d():
     dm.stop()
 
 
+def kind(d):
+    """How limits are enforced here: "project" (XFS project quotas on the
+    shared volume) or "image" (an ext4 image per sandbox)."""
+    return d.request("GET", "/v1/info").json()["disk_quota"]["kind"]
+
+
+def on_quota_volume(d, sid):
+    """The sandbox's upper layer is on the XFS volume mounted with prjquota."""
+    volume = os.path.join(d.state_dir, "volume")
+    upper = os.path.join(volume, sid, "upper")
+    with open("/proc/self/mountinfo") as f:
+        line = [l for l in f if l.split()[4] == volume]
+    return (bool(line) and " xfs " in line[-1] and "prjquota" in line[-1]
+            and os.stat(upper).st_dev == os.stat(volume).st_dev)
+
+
 def mounts_of(path):
     with open("/proc/self/mountinfo") as f:
         return [l for l in f if path in l]
@@ -72,7 +88,10 @@ def test_fill_gives_enospc_inside_only(d):
     a = d.create_sandbox(name="filler", disk_mb=32)
     b = d.create_sandbox(name="neighbour", disk_mb=32)
     adir = os.path.join(d.state_dir, "sandboxes", a["id"])
-    assert loop_backed(adir), "no disk of its own: limit would not be enforced"
+    if kind(d) == "project":
+        assert on_quota_volume(d, a["id"]), "not on the quota volume: limit would not be enforced"
+    else:
+        assert loop_backed(adir), "no disk of its own: limit would not be enforced"
     # ... and the host's mount table does not grow with each sandbox.
     assert mounts_of(adir) == []
     r = run(d, a["id"], "dd if=/dev/zero of=/workspace/big bs=1M count=64")
@@ -118,6 +137,8 @@ def test_disk_survives_stop_start(d):
 
 
 def test_images_are_sparse_copies_of_one_golden_image(d):
+    if kind(d) != "image":
+        pytest.skip("disk limits here are XFS project quotas, not images")
     a = d.create_sandbox(disk_mb=48)
     b = d.create_sandbox(disk_mb=48)
     golden = os.path.join(d.state_dir, "images", "golden-48.img")
@@ -135,7 +156,24 @@ def test_images_are_sparse_copies_of_one_golden_image(d):
         d.delete_sandbox(sb["id"])
 
 
+def test_disk_limit_raised_live_with_project_quotas(d):
+    if kind(d) != "project":
+        pytest.skip("disk limits here are images: their size is fixed at create")
+    sb = d.create_sandbox(disk_mb=16)
+    rr = run(d, sb["id"], "dd if=/dev/zero of=/workspace/z bs=1M count=24")
+    assert "No space left" in rr["stderr"], rr
+    r = d.request("PATCH", "/v1/sandboxes/" + sb["id"], {"limits": {"disk_mb": 64}})
+    assert r.status == 200, r
+    assert d.request("GET", "/v1/sandboxes/" + sb["id"]).json()["limits"]["disk_mb"] == 64
+    rr = run(d, sb["id"], "rm -f /workspace/z; dd if=/dev/zero of=/workspace/z bs=1M count=40 "
+                          "&& echo ok")
+    assert rr["exit_code"] == 0 and rr["stdout"].strip().endswith("ok"), rr
+    d.delete_sandbox(sb["id"])
+
+
 def test_disk_limit_fixed_after_create(d):
+    if kind(d) != "image":
+        pytest.skip("disk limits here are XFS project quotas: disk_mb changes live")
     sb = d.create_sandbox(disk_mb=16)
     r = d.request("PATCH", "/v1/sandboxes/" + sb["id"], {"limits": {"disk_mb": 64}})
     # An image's size is fixed: refused, and the old limit still holds.

@@ -468,11 +468,14 @@ static int apply_patch(struct cb_sbx *s, json_t *b, bool *limits_changed,
         json_t *old_limits = json_object_get(s->spec, "limits");
         if (parse_limits(lim, old_limits, &new_limits, err) < 0)
             return -1;
-        /* The disk is an image of that size made at create (or a quota the
-         * tier fixed then): refuse here, before anything is saved, so the
-         * record never shows a size that is not enforced. */
-        if (json_integer_value(json_object_get(new_limits, "disk_mb")) !=
-            json_integer_value(json_object_get(old_limits, "disk_mb"))) {
+        /* With per-sandbox images the disk is an image of that size made
+         * at create (and without disk quotas no size is enforced at all):
+         * refuse here, before anything is saved, so the record never shows
+         * a size that is not enforced. XFS project quotas change live. */
+        const char *no_quota = NULL;
+        bool live = cb_runtime_disk_quota(s->d->rt, &no_quota) && !cb_runtime_disk_images(s->d->rt);
+        if (!live && json_integer_value(json_object_get(new_limits, "disk_mb")) !=
+                         json_integer_value(json_object_get(old_limits, "disk_mb"))) {
             json_decref(new_limits);
             return cb_error_set(err, 0, CB_ERR_CONFLICT,
                                 "'disk_mb' is fixed when the sandbox is created");

@@ -6,6 +6,7 @@
 
 #include "api.h"
 #include "pool.h"
+#include "runtime.h"
 #include "json.h"
 #include "metrics.h"
 
@@ -140,6 +141,10 @@ void cb_api_info(struct cb_http_req *req)
     bool quota = cb_runtime_disk_quota(d->rt, &quota_reason);
     /* durable: sandbox disks honour fsync (--durable-disks; operations.md) */
     json_t *disk = json_pack("{s:b,s:b}", "available", quota, "durable", d->cfg.durable_disks);
+    /* which of the two ways (docs/operations.md "Disk quotas") */
+    if (quota)
+        json_object_set_new(disk, "kind",
+                            json_string(cb_runtime_disk_images(d->rt) ? "image" : "project"));
     if (!quota)
         json_object_set_new(disk, "reason", json_string(quota_reason ? quota_reason : "unknown"));
     json_t *o = json_pack(
