@@ -106,6 +106,9 @@ mount --move /proc /host/proc; mount --move /sys /host/sys; mount --move /dev /h
 mount -t cgroup2 cgroup2 /host/sys/fs/cgroup
 mkdir -p /host/dev/pts /host/dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /host/dev/pts; mount -t tmpfs shm /host/dev/shm
+# what a host has writable besides /tmp, and its loopback (no other network)
+for d in run var/tmp root; do mount -t tmpfs -o mode=0755 "$d" "/host/$d"; done
+chmod 1777 /host/var/tmp; ip link set lo up
 exec switch_root /host /bin/sh /tmp/io/job.sh
 EOF
 chmod 755 "$ird/init"

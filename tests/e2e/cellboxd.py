@@ -104,6 +104,15 @@ def named_cgroup_hierarchies(prefix):
     return names
 
 
+def mounts_under_state(state_dir):
+    """The host's mounts that mention state_dir, but for the XFS quota
+    volume (state_dir/volume, src/lib/quota.h), which stays mounted by
+    design on hosts with project quotas: sandboxes live on it."""
+    volume = os.path.join(state_dir, "volume")
+    with open("/proc/self/mountinfo") as f:
+        return [l for l in f if state_dir in l and l.split()[4] != volume]
+
+
 def drop_named_cgroup_hierarchy(name, tries=5):
     """Make the kernel destroy the named v1 hierarchy `name` (only ever one
     a test made for itself). Unmounting it destroys it only if it has no

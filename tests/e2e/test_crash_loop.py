@@ -53,6 +53,13 @@ def test_kill9_loop_during_execs(crashing_daemon):
             pids.append(r.json()["pid"])
         background[sid] = pids
 
+    # The daemon lives at least a few execs' time between kills: 50 ms
+    # here, longer on a slow host (scripts/vm.sh's emulated CPU), where no
+    # exec could finish in 50 ms and "served requests" could not hold.
+    t0 = time.time()
+    assert d.request("POST", f"/v1/sandboxes/{sids[0]}/exec", {"cmd": "true"}).status == 200
+    window = max(0.05, 4 * (time.time() - t0))
+
     outcomes = {}  # token -> (sid, "ok" | "error" | "hang")
     lock = threading.Lock()
     jobs = [(sids[i % SANDBOXES], "T" + uuid.uuid4().hex) for i in range(EXECS)]
@@ -78,7 +85,7 @@ def test_kill9_loop_during_execs(crashing_daemon):
     for t in threads:
         t.start()
     for k in range(KILLS):
-        time.sleep(0.05 + 0.01 * (k % 5))
+        time.sleep(window + 0.01 * (k % 5))
         d.kill9()
         d.start()
     for t in threads:

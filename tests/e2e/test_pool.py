@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from cellboxd import Daemon
+from cellboxd import Daemon, mounts_under_state
 
 
 MARKER = ".pool-member"  # pool.h CB_POOL_MARKER
@@ -64,11 +64,6 @@ def slot_owners(d):
         with open(os.path.join(base, n)) as f:
             owners[n] = f.read()
     return owners
-
-
-def mounts_mentioning(path):
-    with open("/proc/self/mountinfo") as f:
-        return [l for l in f if path in l]
 
 
 def sh(d, sid, cmd, **kw):
@@ -257,7 +252,7 @@ def test_kill9_restart_leaks_nothing():
         assert [n for n in os.listdir(os.path.join(d.state_dir, "uidslots")) if n.isdigit()] == []
         for m in members + kept + [sb["id"]]:
             assert not cgroup_dirs(m), m
-        assert mounts_mentioning(d.state_dir) == []
+        assert mounts_under_state(d.state_dir) == []
         for pid in pids:
             assert not os.path.exists("/proc/%d" % pid) or \
                 open("/proc/%d/stat" % pid).read().split()[2] == "Z"

@@ -315,12 +315,20 @@ def test_pty_slow_viewer_is_bounded(daemon, sandbox):
         time.sleep(0.2)
     rss1 = int(open("/proc/%d/statm" % daemon.pid).read().split()[1]) * 4096
     assert rss1 - rss0 < 32 << 20, (rss0, rss1)
-    # Drain what was queued for the slow viewer: it ends with close 1008.
+    # Drain what was queued for the slow viewer: it ends with close 1008,
+    # or, when the flood outlasted the daemon's 5 s wait for the viewer to
+    # answer that close frame (a slow host), with the connection closed
+    # under it. Either way it was cut off: one still attached would get
+    # nothing more (the flood is over) and time out here.
     slow.term = b""
-    while slow.close_code is None:
-        slow.recv_frame()
-        slow.term = slow.term[-100:]
-    assert slow.close_code == 1008
+    slow.s.settimeout(60)
+    try:
+        while slow.close_code is None:
+            slow.recv_frame()
+            slow.term = slow.term[-100:]
+        assert slow.close_code == 1008
+    except ConnectionError:
+        pass
     slow.s.close()
     ws = attach(daemon, sid, p["pty_id"])
     ws.send("echo alive-$((8*8))\n")

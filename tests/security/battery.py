@@ -114,6 +114,11 @@ def tree_digest(top):
     return _e2e_helpers().tree_digest(top)
 
 
+def mounts_under_state(state_dir):
+    """See tests/e2e/cellboxd.py."""
+    return _e2e_helpers().mounts_under_state(state_dir)
+
+
 def drop_named_cgroup_hierarchy(name):
     """See tests/e2e/cellboxd.py: True once the kernel no longer holds the
     named v1 hierarchy."""

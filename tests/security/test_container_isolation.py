@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from battery import UID_BASE, host_uid_of
+from battery import UID_BASE, host_uid_of, mounts_under_state
 
 PROBE_C = r'''
 #define _GNU_SOURCE
@@ -171,13 +171,55 @@ def test_processes_run_as_unprivileged_host_uid(rt):
     assert found
 
 
+def host_mount_options(path):
+    """Mount options (per-mount, as a list) of the host mount holding path."""
+    best, opts = "", []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4]
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and \
+                    len(point) >= len(best):
+                best, opts = point, line.split()[5].split(",")
+    return opts
+
+
+def kernel_log_after(fd):
+    """Records the kernel logged since fd (/dev/kmsg, at its end) was opened."""
+    out = []
+    while True:
+        try:
+            out.append(os.read(fd, 8192).decode(errors="replace"))
+        except BlockingIOError:
+            return out
+        except OSError:  # EPIPE: records overwritten while we read
+            continue
+
+
 def test_proc_sysrq_and_kcore_unusable(rt):
     sid = rt.sandbox("sb_proc")
-    r = rt.sh(sid, "echo h > /proc/sysrq-trigger && echo WROTE; "
-                   "head -c 16 /proc/kcore | wc -c; cat /proc/keys | wc -c; "
-                   "echo 1 > /proc/sys/kernel/panic && echo WROTE2; true")
-    assert "WROTE" not in r.stdout
-    assert r.stdout.split()[:2] == ["0", "0"]
+    kmsg = os.open("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)
+    os.lseek(kmsg, 0, os.SEEK_END)
+    try:
+        r = rt.sh(sid, "[ -e /proc/sysrq-trigger ] && stat -c 'dev %t:%T' /proc/sysrq-trigger; "
+                       "echo h > /proc/sysrq-trigger && echo WROTE; "
+                       "head -c 16 /proc/kcore | wc -c; cat /proc/keys | wc -c; "
+                       "echo 1 > /proc/sys/kernel/panic && echo WROTE2; true")
+        logged = kernel_log_after(kmsg)
+    finally:
+        os.close(kmsg)
+    words = r.stdout.split()
+    if words[:1] == ["dev"]:
+        # A kernel with sysrq: the file is the null device (as in Docker),
+        # so the write "succeeds" into nothing.
+        assert words[1] == "1:3", r.stdout
+        words = [w for w in words[2:] if w != "WROTE"]
+    else:
+        assert "WROTE" not in words, r.stdout
+    assert "WROTE2" not in words, r.stdout
+    assert words[:2] == ["0", "0"], r.stdout
+    # The evidence: the host's kernel never handled a sysrq ("h" logs its
+    # help text).
+    assert not [rec for rec in logged if "sysrq" in rec.lower()], logged
 
 
 def gone(pid, timeout=3.0):
@@ -200,8 +242,7 @@ def test_destroy_leaves_nothing(rt):
     rt.cb("destroy", sid)
     rt.made.remove(sid)
     assert gone(init)
-    with open("/proc/self/mountinfo") as f:
-        assert rt.state not in f.read()
+    assert mounts_under_state(rt.state) == []
     for h in ("memory", "cpu", "cpuacct", "pids", "freezer"):
         assert not os.path.exists(f"/sys/fs/cgroup/{h}/cellbox/{sid}")
     # no slot taken (a released one's file is kept as .free-<n>: idmap.h)
@@ -350,5 +391,10 @@ def test_host_binds_stay_unwritable_with_lifted_readonly(rt):
         with open(f"/proc/{init}/mountinfo") as f:
             usr_opts = [line.split()[5] for line in f if line.split()[4] == "/usr"]
     # Control: the weakened sandbox really lifted the read-only flag (the
-    # host sees /usr rw in its mount table), so only permissions held.
+    # host sees /usr rw in its mount table), so only permissions held. Not
+    # on a host whose own /usr mount is read-only (scripts/vm.sh's guest):
+    # the kernel then locks the flag in the sandbox's copy too.
+    if "ro" in host_mount_options("/usr"):
+        pytest.skip("control: the host's /usr is mounted read-only here, so no sandbox "
+                    "can lift it (the judged runs above passed)")
     assert control("host-bind-rw", any(o.startswith("rw") for o in usr_opts))
