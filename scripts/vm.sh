@@ -3,9 +3,9 @@
 # Debian 12's own kernel (linux-image-amd64, 6.1) with the unified cgroup v2
 # hierarchy and every controller: what most users' hosts run, and not what
 # our build hosts do (a newer kernel, cgroup v1). QEMU with TCG (software
-# CPU: no KVM needed, ~10x slower), the host's root file system shared
-# read-only over 9p (the same binaries, this checkout included), a fresh
-# ext4 disk as the guest's /tmp, 8 GiB of RAM allocated as the guest uses it.
+# CPU: no KVM needed, ~10x slower), the host's root file system and this
+# checkout (at the same path) shared read-only over 9p, a fresh ext4 disk
+# as the guest's /tmp, 8 GiB of RAM allocated as the guest uses it.
 #
 #   scripts/vm.sh unit            the C unit tests; ends "N passed, M failed, K skipped"
 #   scripts/vm.sh run CMD [ARG]   CMD in this checkout inside the guest; its exit code
@@ -102,6 +102,10 @@ mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroo
 mount -t ext4 /dev/vda /host/tmp || { echo "vm: cannot mount the disk"; poweroff -f; }
 chmod 1777 /host/tmp; mkdir -p /host/tmp/io
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 io /host/tmp/io
+# the checkout, at its own path (one under /tmp would be hidden by the disk)
+src=$(cat /host/tmp/io/src_path); mkdir -p "/host$src" 2>/dev/null
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose src "/host$src" ||
+  { echo "vm: cannot mount the checkout"; poweroff -f; }
 mount --move /proc /host/proc; mount --move /sys /host/sys; mount --move /dev /host/dev
 mount -t cgroup2 cgroup2 /host/sys/fs/cgroup
 mkdir -p /host/dev/pts /host/dev/shm
@@ -118,6 +122,7 @@ chmod 755 "$ird/init"
 # back through the same share.
 io="$VM/io"
 rm -rf "$io" && mkdir -p "$io"
+echo "$PWD" > "$io/src_path"
 {
   echo "cd '$PWD' || exit 1"
   echo "export CB_BUILD='$PWD/$BUILD' PATH='$PATH' HOME=/root"
@@ -161,6 +166,7 @@ timeout "${CB_VM_TIMEOUT:-1800}" qemu-system-x86_64 -accel tcg,thread=multi -cpu
   -append "console=ttyS0 quiet panic=-1" -nographic -no-reboot -nic none \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
   -virtfs local,path="$io",mount_tag=io,security_model=none \
+  -virtfs local,path="$PWD",mount_tag=src,security_model=none,readonly=on \
   -drive file="$disk",if=virtio,format=raw,cache=unsafe > "$VM/console.log" 2>&1
 qrc=$?
 rm -f "$disk"
