@@ -126,6 +126,8 @@ echo "$PWD" > "$io/src_path"
 {
   echo "cd '$PWD' || exit 1"
   echo "export CB_BUILD='$PWD/$BUILD' PATH='$PATH' HOME=/root"
+  # a host's service limits, not the kernel's 1024/4096 for its first process
+  echo 'ulimit -n 1048576'
   # every controller for the sandboxes' parent (the root cgroup is exempt
   # from the no-internal-processes rule, so the job may stay there)
   echo 'echo "+cpu +memory +pids +io" > /sys/fs/cgroup/cgroup.subtree_control'
