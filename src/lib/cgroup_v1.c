@@ -82,9 +82,18 @@ static int v1_set_memory(const char *dir, uint64_t bytes, struct cb_error **err)
     /* memsw (memory+swap) must stay >= limit: setting both to the same value
      * turns swap off. Lowering works limit-first, raising memsw-first; try
      * the first order and fall back to the second. */
-    if (cb_cgroup_write(dir, "memory.limit_in_bytes", v, NULL) == 0) {
+    int r = cb_cgroup_write(dir, "memory.limit_in_bytes", v, NULL);
+    if (r == 0)
         return cb_cgroup_write(dir, "memory.memsw.limit_in_bytes", v, err);
-    }
+    /* Below what the sandbox uses now, v1 reclaims what it can and then
+     * refuses (EBUSY) where v2 would OOM-kill inside: the caller's error,
+     * said as such (the old limit stays). */
+    if (r == -EBUSY)
+        return cb_error_set(err, EBUSY, CB_ERR_CONFLICT,
+                            "memory limit of %" PRIu64 " MiB is below what the sandbox uses "
+                            "now and the kernel could not reclaim enough; the limit is "
+                            "unchanged",
+                            bytes >> 20);
     if (cb_cgroup_write(dir, "memory.memsw.limit_in_bytes", v, err) < 0)
         return -1;
     return cb_cgroup_write(dir, "memory.limit_in_bytes", v, err);

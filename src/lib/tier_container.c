@@ -1369,8 +1369,13 @@ static int container_set_limits(struct cb_sandbox *sb, const struct cb_limits *l
         return cb_error_set(err, EINVAL, CB_ERR_CONFLICT,
                             "disk_mb cannot change: this host enforces it with a fixed-size "
                             "disk image per sandbox (no quota support in the kernel)");
-    if (sb->rt->cgroups->ops->set_limits(sb->cg, l, err) < 0)
+    if (sb->rt->cgroups->ops->set_limits(sb->cg, l, err) < 0) {
+        /* Limits are written one file at a time: put back any the refused
+         * one followed, so the sandbox runs under its old limits, all of
+         * them, as its record says. */
+        sb->rt->cgroups->ops->set_limits(sb->cg, &sb->limits, NULL);
         return cb_error_wrap(err, "limits %s", sb->id);
+    }
     if (sb->rt->quota.enabled && strcmp(sb->layer_dir, sb->dir) != 0 &&
         cb_quota_set(&sb->rt->quota, sb->layer_dir, sb->project, l->disk_bytes, err) < 0)
         return cb_error_wrap(err, "limits %s", sb->id);

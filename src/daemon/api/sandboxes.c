@@ -117,27 +117,36 @@ static int parse_create(struct cb_daemon *d, json_t *b, struct create_args *a,
     return 0;
 }
 
-/* Per-tenant quotas: a tenants row, or the daemon's defaults. */
-static int check_quota(struct cb_daemon *d, const char *tenant, int64_t memory_mb,
-                       struct cb_error **err)
+/* Per-tenant quotas: a tenants row, or the daemon's defaults. A new
+ * sandbox of memory_mb, or (self) an existing one's memory raised to
+ * memory_mb by a PATCH: then the count is not checked and self's old
+ * memory is not summed. */
+static int check_quota_of(struct cb_daemon *d, const char *tenant, int64_t memory_mb,
+                          const struct cb_sbx *self, struct cb_error **err)
 {
     struct cb_tenant_quota q = {0, 0};
     if (cb_store_tenant_get(d->store, tenant, &q) != 1 && strcmp(tenant, "admin") != 0)
         q = (struct cb_tenant_quota){d->cfg.default_max_sandboxes, d->cfg.default_max_memory_mb};
     int64_t count = 0, mem = 0;
     for (struct cb_sbx *s = d->sandboxes; s; s = s->next) {
-        if (s->deleted || strcmp(s->rec.tenant, tenant) != 0)
+        if (s->deleted || s == self || strcmp(s->rec.tenant, tenant) != 0)
             continue;
         count++;
         mem += json_integer_value(json_object_get(json_object_get(s->spec, "limits"), "memory_mb"));
     }
-    if (q.max_sandboxes > 0 && count + 1 > q.max_sandboxes)
+    if (!self && q.max_sandboxes > 0 && count + 1 > q.max_sandboxes)
         return cb_error_set(err, 0, CB_ERR_LIMIT, "tenant quota: at most %lld sandboxes",
                             (long long)q.max_sandboxes);
     if (q.max_memory_mb > 0 && mem + memory_mb > q.max_memory_mb)
         return cb_error_set(err, 0, CB_ERR_LIMIT, "tenant quota: at most %lld MiB of memory",
                             (long long)q.max_memory_mb);
     return 0;
+}
+
+static int check_quota(struct cb_daemon *d, const char *tenant, int64_t memory_mb,
+                       struct cb_error **err)
+{
+    return check_quota_of(d, tenant, memory_mb, NULL, err);
 }
 
 static json_t *build_spec(json_t *body, struct create_args *a, struct cb_error **err)
@@ -463,8 +472,11 @@ static int apply_patch(struct cb_sbx *s, json_t *b, bool *limits_changed,
                             "'on_idle' must be pause or stop on this tier");
     json_t *new_limits = NULL;
     if (lim) {
+        static const char *const limit_keys[] = {"cpu", "memory_mb", "disk_mb", "pids", NULL};
         if (!json_is_object(lim))
             return cb_error_set(err, 0, CB_ERR_BAD_REQUEST, "'limits' must be an object");
+        if (cb_json_check_keys(lim, limit_keys, err) < 0)
+            return -1;
         json_t *old_limits = json_object_get(s->spec, "limits");
         if (parse_limits(lim, old_limits, &new_limits, err) < 0)
             return -1;
@@ -479,6 +491,15 @@ static int apply_patch(struct cb_sbx *s, json_t *b, bool *limits_changed,
             json_decref(new_limits);
             return cb_error_set(err, 0, CB_ERR_CONFLICT,
                                 "'disk_mb' is fixed when the sandbox is created");
+        }
+        /* More memory counts against the tenant's quota as a create does;
+         * less is always allowed (a quota lowered since stays honoured by
+         * shrinking). */
+        int64_t mem = json_integer_value(json_object_get(new_limits, "memory_mb"));
+        if (mem > json_integer_value(json_object_get(old_limits, "memory_mb")) &&
+            check_quota_of(s->d, s->rec.tenant, mem, s, err) < 0) {
+            json_decref(new_limits);
+            return -1;
         }
         json_object_set_new(s->spec, "limits", new_limits);
         *limits_changed = true;
@@ -496,6 +517,36 @@ static int apply_patch(struct cb_sbx *s, json_t *b, bool *limits_changed,
     return cb_sbx_save(s, err);
 }
 
+/* A PATCH of limits: the record is saved with the new ones before the
+ * worker applies them; if the tier refuses (v1 cannot lower memory below
+ * what is in use, a cgroup write fails), the record gets the old ones back
+ * so it never shows limits that are not enforced. */
+struct limits_patch {
+    struct cb_http_req *req;
+    json_t *old_limits, *new_limits;
+};
+
+static void limits_done(struct cb_sbx *s, struct cb_error *err, void *arg)
+{
+    struct limits_patch *p = arg;
+    json_t *now = json_object_get(s->spec, "limits");
+    /* Only while the record still holds this PATCH's limits: a later PATCH
+     * queued behind this one owns them otherwise. */
+    if (err && !s->deleted && now && json_equal(now, p->new_limits)) {
+        json_object_set(s->spec, "limits", p->old_limits);
+        struct cb_error *serr = NULL;
+        if (cb_sbx_save(s, &serr) < 0) {
+            cb_log_error(s->rec.id, "restoring limits after a refused change: %s",
+                         serr->message);
+            cb_error_free(serr);
+        }
+    }
+    action_done(s, err, p->req);
+    json_decref(p->old_limits);
+    json_decref(p->new_limits);
+    free(p);
+}
+
 void cb_api_sandbox_patch(struct cb_http_req *req)
 {
     struct cb_sbx *s = cb_api_sandbox(req);
@@ -506,14 +557,25 @@ void cb_api_sandbox_patch(struct cb_http_req *req)
         return;
     struct cb_error *err = NULL;
     bool limits_changed = false;
+    json_t *old_limits = json_deep_copy(json_object_get(s->spec, "limits"));
     int r = apply_patch(s, body, &limits_changed, &err);
     json_decref(body);
     if (r < 0) {
+        json_decref(old_limits);
         cb_http_respond_cb_error(req, err);
         cb_error_free(err);
         return;
     }
     cb_sbx_touch(s);
+    if (limits_changed && old_limits) {
+        struct limits_patch *p = cb_xcalloc(1, sizeof(*p));
+        p->req = req;
+        p->old_limits = old_limits;
+        p->new_limits = json_deep_copy(json_object_get(s->spec, "limits"));
+        cb_sbx_set_limits(s, limits_done, p);
+        return;
+    }
+    json_decref(old_limits);
     if (limits_changed)
         cb_sbx_set_limits(s, action_done, req);
     else
