@@ -178,6 +178,17 @@ def churn(sock, seconds, clients, pid=None):
     return res
 
 
+def memory_cgroups():
+    """The memory controller's cgroups, removed ones still held included
+    (/proc/cgroups): each keeps shrinker maps sized by the peak count of
+    superblocks since boot (docs/operations.md)."""
+    for line in open("/proc/cgroups"):
+        w = line.split()
+        if w and w[0] == "memory":
+            return int(w[2])
+    return 0
+
+
 def rss_kib(pid):
     for line in open("/proc/%d/status" % pid):
         if line.startswith("VmRSS:"):
@@ -204,6 +215,40 @@ def pinned_kib():
         if line.startswith(PINNED):
             total += int(line.split()[1])
     return total
+
+
+def meminfo_split():
+    """The pinned parts of /proc/meminfo, each in KiB."""
+    out = {}
+    for line in open("/proc/meminfo"):
+        if line.startswith(PINNED):
+            out[line.split(":")[0]] = int(line.split()[1])
+    return out
+
+
+def slab_kib():
+    """Every slab cache's size in KiB (objects x object size), {} when
+    /proc/slabinfo cannot be read (not root)."""
+    out = {}
+    try:
+        with open("/proc/slabinfo") as f:
+            for line in f:
+                if line.startswith(("slabinfo", "#")):
+                    continue
+                w = line.split()
+                out[w[0]] = int(w[2]) * int(w[3]) / 1024.0
+    except OSError:
+        pass
+    return out
+
+
+def per_sandbox_split(before, after, n, top=12):
+    """KiB per sandbox by meminfo field and by the largest slab caches'
+    growth: where an idle sandbox's memory goes."""
+    mi = {k: round((after[0][k] - before[0].get(k, 0)) / n, 1) for k in after[0]}
+    grew = sorted(((after[1][k] - before[1].get(k, 0), k) for k in after[1]), reverse=True)
+    slab = {k: round(d / n, 1) for d, k in grew[:top] if d > 0}
+    return {"meminfo_kib": mi, "slab_kib_top": slab}
 
 
 def settled_pinned_kib():
@@ -279,22 +324,27 @@ def memory_steps(d, steps):
 def idle_target(d, n):
     avail0 = mem_available_kib()
     pinned0 = settled_pinned_kib()
+    split0 = (meminfo_split(), slab_kib())
     ids, secs = create_idle(d.socket_path, n, clients=8)
     time.sleep(2.0)
     pinned1 = settled_pinned_kib()
+    split = per_sandbox_split(split0, (meminfo_split(), slab_kib()), max(1, len(ids)))
     probe = latency_probe(d.socket_path, ids[len(ids) // 2])
     res = {"idle_sandboxes": len(ids), "create_seconds": round(secs, 1),
            "creates_per_second": round(len(ids) / secs, 1),
            "daemon_rss_kib": rss_kib(d.proc.pid), "daemon_fds": d.fd_count(),
            "host_memory_used_mib": round((avail0 - mem_available_kib()) / 1024.0, 1),
            "host_pinned_kib_per_sandbox": round((pinned1 - pinned0) / max(1, len(ids)), 1),
-           "with_all_alive": probe}
+           "per_sandbox": split, "with_all_alive": probe}
     print("  %d idle sandboxes in %.1f s (%.0f/s); daemon RSS %d KiB, %d fds; host memory "
           "used %.0f MiB (%.0f KiB pinned per sandbox: no caches); healthz p50 %.3f ms, "
           "exec p50 %.3f ms"
           % (len(ids), secs, res["creates_per_second"], res["daemon_rss_kib"], res["daemon_fds"],
              res["host_memory_used_mib"], res["host_pinned_kib_per_sandbox"],
              probe["healthz"]["p50_ms"], probe["exec"]["p50_ms"]))
+    print("  per sandbox, KiB: %s" % ", ".join("%s %.0f" % kv for kv in split["meminfo_kib"].items()))
+    print("  largest slab caches' growth per sandbox, KiB: %s"
+          % ", ".join("%s %.0f" % kv for kv in split["slab_kib_top"].items()))
     t0 = time.time()
     delete_all(d.socket_path, ids, clients=8)
     res["delete_seconds"] = round(time.time() - t0, 1)
@@ -378,7 +428,9 @@ def main():
                     help="length of each churn run (default 3 with --quick, else 10)")
     args = ap.parse_args()
     n = 100 if args.quick else 1000
-    results = {"host": {"cpus": os.cpu_count(), "kernel": os.uname().release}}
+    results = {"host": {"cpus": os.cpu_count(), "kernel": os.uname().release,
+                        "uptime_seconds": round(float(open("/proc/uptime").read().split()[0])),
+                        "memory_cgroups": memory_cgroups()}}
     with VolumeDaemon(extra_args=args.daemon_args.split(), state_on_tmp=args.state_on_tmp) as d:
         results["host"]["state_fs"] = state_fs(d.state_dir, d.pid)
         print("state dir %s on %s" % (d.state_dir, results["host"]["state_fs"]["type"]))
