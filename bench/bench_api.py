@@ -414,6 +414,13 @@ def state_fs(path, pid):
     return {"type": fstype, "options": opts}
 
 
+def write_results(path, results):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print("wrote", path)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
@@ -455,10 +462,7 @@ def main():
             if args.idle:
                 print("idle target:")
                 results["idle_target"] = idle_target(d, args.idle)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(results, f, indent=2)
-    print("wrote", args.out)
+    write_results(args.out, results)
 
 
 if __name__ == "__main__":

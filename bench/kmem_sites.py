@@ -17,7 +17,6 @@ process. Root only. Usage:
 """
 import argparse
 import collections
-import json
 import os
 import re
 import shutil
@@ -30,7 +29,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from bench_api import create_idle, delete_all  # noqa: E402
+from bench_api import create_idle, delete_all, write_results  # noqa: E402
 from volume import VolumeDaemon  # noqa: E402
 
 EVENTS = "kmem:kmalloc,kmem:kfree,kmem:kmem_cache_alloc,kmem:kmem_cache_free"
@@ -124,10 +123,7 @@ def main():
                             for c, b in sorted(by_cache.items(), key=lambda kv: -kv[1])[:30]},
            "by_site": [{"site": s, "cache": c, "kib": round(b / 1024.0 / n, 2),
                         "objects": round(o / float(n), 2)} for (s, c), (o, b) in rows[:200]]}
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(res, f, indent=2)
-    print("wrote", args.out)
+    write_results(args.out, res)
 
 
 if __name__ == "__main__":
