@@ -33,7 +33,7 @@ _cellbox()
         cword=$COMP_CWORD
     }
 
-    local commands="create ls info rm stop start pause resume keepalive exec run ps logs kill cp cat write ls-files shell attach pty expose unexpose ports admin version help"
+    local commands="create ls info rm stop start pause resume keepalive update exec run ps logs kill cp cat write ls-files shell attach pty expose unexpose ports admin version help"
     local globals="--socket --host --api-key --json --help"
     local create_opts="--template --tier --cpu --memory --disk --pids --timeout --idle-timeout --on-idle --env --metadata --name --workdir --user --snapshot --no-internet --help"
 
@@ -97,9 +97,13 @@ _cellbox()
             COMPREPLY=($(compgen -W "$(_cellbox_sandboxes)" -- "$cur"))
         fi
         ;;
-    keepalive)
+    keepalive | update)
         if [[ $cur == -* ]]; then
-            COMPREPLY=($(compgen -W "--timeout --help" -- "$cur"))
+            if [[ $cmd == update ]]; then
+                COMPREPLY=($(compgen -W "--cpu --memory --disk --pids --timeout --idle-timeout --on-idle --metadata --help" -- "$cur"))
+            else
+                COMPREPLY=($(compgen -W "--timeout --help" -- "$cur"))
+            fi
         elif ((nargs == 1)); then
             COMPREPLY=($(compgen -W "$(_cellbox_sandboxes)" -- "$cur"))
         fi

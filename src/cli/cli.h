@@ -90,6 +90,7 @@ int cmd_info(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_rm(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_lifecycle(struct cli_ctx *ctx, int argc, char **argv); /* stop/start/pause/resume */
 int cmd_keepalive(struct cli_ctx *ctx, int argc, char **argv);
+int cmd_update(struct cli_ctx *ctx, int argc, char **argv); /* PATCH: limits, lifetime, labels */
 
 int cmd_exec(struct cli_ctx *ctx, int argc, char **argv);
 int cmd_run(struct cli_ctx *ctx, int argc, char **argv);

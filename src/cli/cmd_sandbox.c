@@ -1,4 +1,4 @@
-/* cmd_sandbox.c — create, ls, info, rm, stop/start/pause/resume, keepalive. */
+/* cmd_sandbox.c — create, ls, info, rm, stop/start/pause/resume, keepalive, update. */
 #include <getopt.h>
 #include <string.h>
 
@@ -392,6 +392,68 @@ int cmd_keepalive(struct cli_ctx *ctx, int argc, char **argv)
         goto out;
     }
     rc = post_action(ctx, argv[optind], "keepalive", body);
+out:
+    json_decref(body);
+    return rc;
+}
+
+/* ---- update: PATCH /v1/sandboxes/{id} ------------------------------------ */
+
+int cmd_update(struct cli_ctx *ctx, int argc, char **argv)
+{
+    /* create's options that PATCH takes, spelled as create spells them */
+    static const int wanted[] = {OPT_CPU,          OPT_MEMORY,  OPT_DISK,     OPT_PIDS, OPT_TIMEOUT,
+                                 OPT_IDLE_TIMEOUT, OPT_ON_IDLE, OPT_METADATA, 'h'};
+    struct option opts[CB_ARRAY_SIZE(wanted) + 1];
+    size_t n = 0;
+    for (const struct option *o = cli_create_options; o->name; o++)
+        for (size_t i = 0; i < CB_ARRAY_SIZE(wanted); i++)
+            if (o->val == wanted[i])
+                opts[n++] = *o;
+    opts[n] = (struct option){NULL, 0, NULL, 0};
+    _cleanup_error_ struct cb_error *err = NULL;
+    _cleanup_free_ char *target = NULL;
+    json_t *body = json_object();
+    int opt, rc = CLI_EXIT_OK;
+    optind = 0;
+    while ((opt = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (opt == 'h') {
+            printf("usage: cellbox update ID [OPTIONS]\n"
+                   "Changes a sandbox's limits (live), lifetime or labels.\n"
+                   "  --cpu N              CPUs (float)\n"
+                   "  --memory MIB         memory limit in MiB\n"
+                   "  --disk MIB           disk quota in MiB (where the host changes it live)\n"
+                   "  --pids N             process limit\n"
+                   "  --timeout SECONDS    expire SECONDS from now (0 = never)\n"
+                   "  --idle-timeout SECS  idle time before --on-idle applies (0 = never)\n"
+                   "  --on-idle ACTION     pause | stop\n"
+                   "  --metadata K=V       labels (repeatable; replaces all labels)\n");
+            goto out;
+        }
+        /* Limits go in their own object; the rest as create names them. */
+        json_t *into = opt == OPT_CPU || opt == OPT_MEMORY || opt == OPT_DISK || opt == OPT_PIDS
+                           ? object_field(body, "limits")
+                           : body;
+        if (opt == '?' || cli_create_option(into, opt, optarg) != 1) {
+            rc = CLI_EXIT_USAGE;
+            goto out;
+        }
+    }
+    if (optind + 1 != argc || json_object_size(body) == 0) {
+        rc = cli_usage_error("update", "expected ID and at least one change");
+        goto out;
+    }
+    target = cli_sandbox_path(argv[optind], NULL);
+    json_t *sb = cli_api_json(ctx, "PATCH", target, body, &err);
+    if (!sb) {
+        rc = cli_report(err);
+        goto out;
+    }
+    if (ctx->json)
+        cli_print_json(sb);
+    else
+        cli_print_object(sb, stdout);
+    json_decref(sb);
 out:
     json_decref(body);
     return rc;

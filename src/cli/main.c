@@ -27,6 +27,7 @@ static const struct command {
     {"pause", cmd_lifecycle, "freeze every process of a sandbox"},
     {"resume", cmd_lifecycle, "resume a paused sandbox"},
     {"keepalive", cmd_keepalive, "extend a sandbox's lifetime"},
+    {"update", cmd_update, "change a sandbox's limits (live), lifetime or labels"},
     {"exec", cmd_exec, "run a command in a sandbox, streaming its output"},
     {"run", cmd_run, "create a sandbox, run one command, delete it"},
     {"ps", cmd_ps, "list a sandbox's processes"},

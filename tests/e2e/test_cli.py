@@ -52,7 +52,8 @@ def run_cli(sock, *args, input=None, env=None, timeout=60, json_out=False):
 def test_help_and_usage_errors():
     r = subprocess.run([CLI, "help"], capture_output=True)
     assert r.returncode == 0 and b"exec" in r.stdout
-    for cmd in ("create", "ls", "exec", "run", "cp", "logs", "kill", "admin", "ls-files", "write"):
+    for cmd in ("create", "ls", "exec", "run", "cp", "logs", "kill", "admin", "ls-files", "write",
+                "update"):
         r = subprocess.run([CLI, cmd, "--help"], capture_output=True)
         assert r.returncode == 0 and b"usage: cellbox" in r.stdout, cmd
     r = subprocess.run([CLI, "frobnicate"], capture_output=True)
@@ -129,6 +130,25 @@ def test_ls_table_json_and_pagination():
         assert [s["id"] for s in json.loads(r.stdout)["items"]] == ["sb_1", "sb_2"]
 
 
+def test_update_request_shape():
+    answer = json.dumps({"id": "sb_x", "state": "running", "limits": {"memory_mb": 256}})
+    with StubServer(lambda r: json_answer(200, answer)) as srv:
+        r = run_cli(srv.socket_path, "update", "sb_x", "--memory", "256", "--cpu", "0.5",
+                    "--pids", "64", "--idle-timeout", "30", "--on-idle", "stop",
+                    "--metadata", "a=1", "--metadata", "b=2", json_out=True)
+        assert r.returncode == 0, r.stderr
+        req = srv.requests[0]
+        assert req.method == "PATCH" and req.path == "/v1/sandboxes/sb_x"
+        assert json.loads(req.body) == {"limits": {"memory_mb": 256, "cpu": 0.5, "pids": 64},
+                                        "idle_timeout": 30, "on_idle": "stop",
+                                        "metadata": {"a": "1", "b": "2"}}
+        assert json.loads(r.stdout)["limits"]["memory_mb"] == 256
+    for bad in ([], ["sb_x"], ["sb_x", "--memory", "lots"], ["sb_x", "--swap", "1"],
+                ["sb_x", "sb_y", "--pids", "9"]):
+        r = subprocess.run([CLI, "--socket", "/nonexistent", "update"] + bad, capture_output=True)
+        assert r.returncode == 2 and r.stderr, bad
+
+
 # ===== Part 2: against a real cellboxd ====================================
 
 
@@ -181,6 +201,21 @@ def test_lifecycle_commands(sock, sbid):
         assert r.returncode == 0, (cmd, r.stderr)
         assert json.loads(run_cli(sock, "info", sbid, json_out=True).stdout)["state"] == state
     assert run_cli(sock, "keepalive", sbid, "--timeout", "600").returncode == 0
+
+
+def test_update_limits_live(sock, sbid):
+    r = run_cli(sock, "update", sbid, "--memory", "200", "--pids", "77", "--metadata", "suite=cli2",
+                json_out=True)
+    assert r.returncode == 0, r.stderr
+    sb = json.loads(r.stdout)
+    assert sb["limits"]["memory_mb"] == 200 and sb["limits"]["pids"] == 77
+    assert sb["metadata"] == {"suite": "cli2"}
+    # The limit is the cgroup's, not only the record's (evidence on the host).
+    files = ([f"/sys/fs/cgroup/pids/cellbox/{sbid}/pids.max", f"/sys/fs/cgroup/cellbox/{sbid}/pids.max"])
+    assert [open(f).read().strip() for f in files if os.path.exists(f)] == ["77"]
+    r = run_cli(sock, "update", sbid, "--memory", "8")
+    assert r.returncode == 1 and b"memory_mb" in r.stderr
+    assert json.loads(run_cli(sock, "info", sbid, json_out=True).stdout)["limits"]["memory_mb"] == 200
 
 
 def test_exec_exit_code_stdin_stderr(sock, sbid):

@@ -354,6 +354,8 @@ def test_bash_completion(daemon, sandbox):
     assert pty_id in complete(daemon, "cellbox --socket %s pty kill %s " % (sock, sid))
     assert "--public" in complete(daemon, "cellbox expose %s --" % sid)
     assert "--cols" in complete(daemon, "cellbox shell --c")
+    assert {"--memory", "--pids", "--metadata"} <= set(complete(daemon, "cellbox update %s --" % sid))
+    assert sid in complete(daemon, "cellbox --socket %s update " % sock)
 
 
 def test_expose_with_preview_domain(sandbox_works):

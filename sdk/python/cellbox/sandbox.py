@@ -442,6 +442,7 @@ class Sandbox:
         cpu: Optional[float] = None,
         memory_mb: Optional[int] = None,
         disk_mb: Optional[int] = None,
+        pids: Optional[int] = None,
         timeout: Optional[float] = None,
         idle_timeout: Optional[float] = None,
         on_idle: Optional[str] = None,
@@ -468,6 +469,7 @@ class Sandbox:
             "cpu": cpu,
             "memory_mb": memory_mb,
             "disk_mb": disk_mb,
+            "pids": pids,
             "timeout": timeout,
             "idle_timeout": idle_timeout,
             "on_idle": on_idle,
@@ -606,8 +608,12 @@ class Sandbox:
     # -- life cycle ----------------------------------------------------------
 
     def _action(self, action: str, body: Optional[Mapping[str, Any]] = None) -> None:
+        self._apply("POST", "/" + action, dict(body or {}))
+
+    def _apply(self, method: str, rest: str, body: Mapping[str, Any]) -> None:
+        """A change answered with the sandbox (kept), or else refreshed."""
         doc = self._client.request_json(
-            "POST", self._path("/" + action), json_body=dict(body or {}), timeout=_call_timeout(self._client, 120)
+            method, self._path(rest), json_body=body, timeout=_call_timeout(self._client, 120)
         )
         if isinstance(doc, dict) and doc.get("id") == self.id:
             self._info = dict(doc)
@@ -633,6 +639,35 @@ class Sandbox:
     def keepalive(self, timeout: float) -> None:
         """Let the sandbox live ``timeout`` more seconds from now."""
         self._action("keepalive", {"timeout": timeout})
+
+    def update(
+        self,
+        cpu: Optional[float] = None,
+        memory_mb: Optional[int] = None,
+        disk_mb: Optional[int] = None,
+        pids: Optional[int] = None,
+        timeout: Optional[float] = None,
+        idle_timeout: Optional[float] = None,
+        on_idle: Optional[str] = None,
+        metadata: Optional[Mapping[str, str]] = None,
+    ) -> None:
+        """Change limits (applied to the running sandbox at once), lifetime
+        (``timeout``: expire that many seconds from now, 0 = never) or labels
+        (``metadata`` replaces them all). Arguments left as None keep their
+        value. A limit the host cannot apply raises (:class:`Conflict`, e.g.
+        memory below what the sandbox uses on cgroup v1; :class:`LimitExceeded`
+        past the tenant's memory quota) and changes nothing."""
+        limits = {k: v for k, v in (("cpu", cpu), ("memory_mb", memory_mb), ("disk_mb", disk_mb),
+                                    ("pids", pids)) if v is not None}
+        body: Dict[str, Any] = {k: v for k, v in (("timeout", timeout), ("idle_timeout", idle_timeout),
+                                                   ("on_idle", on_idle)) if v is not None}
+        if limits:
+            body["limits"] = limits
+        if metadata is not None:
+            body["metadata"] = dict(metadata)
+        if not body:
+            raise ValueError("update: nothing to change")
+        self._apply("PATCH", "", body)
 
     def delete(self) -> None:
         """Delete the sandbox: kill everything, free every resource."""

@@ -91,7 +91,7 @@ class StubServer:
                     self.wfile.flush()
                     self.close_connection = True
 
-            do_GET = do_POST = do_PUT = do_DELETE = _handle
+            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _handle
 
         self._server = _Server(self.socket_path, Handler)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)

@@ -86,6 +86,24 @@ def test_lifecycle(sandbox):
     assert sandbox.refresh()["expires_at"]
 
 
+def test_update(client):
+    with Sandbox.create(memory_mb=256, pids=100, metadata={"suite": "sdk"}, client=client) as sb:
+        assert sb.info["limits"]["pids"] == 100
+        sb.update(memory_mb=128, pids=64, idle_timeout=120, metadata={"suite": "sdk", "step": "2"})
+        assert sb.info["limits"]["memory_mb"] == 128 and sb.info["limits"]["pids"] == 64
+        assert sb.info["idle_timeout"] == 120 and sb.info["metadata"]["step"] == "2"
+        assert sb.refresh()["limits"]["memory_mb"] == 128
+        # 128 MiB is enforced: 200 MiB do not fit, 64 do.
+        hog = "python3 -c 'b = bytearray(%d << 20); print(len(b))'"
+        assert not sb.exec(hog % 200, timeout=60).ok
+        assert sb.exec(hog % 64, timeout=60).stdout == str(64 << 20) + "\n"
+        with pytest.raises(cellbox.BadRequest):
+            sb.update(memory_mb=4)
+        with pytest.raises(ValueError):
+            sb.update()
+        assert sb.refresh()["limits"]["memory_mb"] == 128
+
+
 # ---- exec ----------------------------------------------------------------------
 
 
