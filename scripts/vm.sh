@@ -2,8 +2,9 @@
 # Run cellbox's tests (or any command) in a virtual machine booted on
 # Debian 12's own kernel (linux-image-amd64, 6.1) with the unified cgroup v2
 # hierarchy and every controller: what most users' hosts run, and not what
-# our build hosts do (a newer kernel, cgroup v1). QEMU with TCG (software
-# CPU: no KVM needed, ~10x slower), the host's root file system and this
+# our build hosts do (a newer kernel, cgroup v1). QEMU with KVM where
+# /dev/kvm boots an ordinary guest, else TCG (software CPU, ~10x slower;
+# CB_VM_ACCEL=kvm|tcg forces either), the host's root file system and this
 # checkout (at the same path) shared read-only over 9p, a fresh ext4 disk
 # as the guest's /tmp, 8 GiB of RAM allocated as the guest uses it.
 #
@@ -54,6 +55,32 @@ fi
 vmlinuz=$(ls "$kdir"/boot/vmlinuz-* 2>/dev/null | head -1)
 moddir=$(ls -d "$kdir"/lib/modules/* 2>/dev/null | head -1)
 [ -n "$vmlinuz" ] && [ -n "$moddir" ] || unavailable "$kpkg has no kernel or modules"
+
+# KVM when it can run this kernel: the probe boots it without a root file
+# system, which under working KVM prints its banner and panics within a
+# second or two (QEMU exits: -no-reboot). Some hosts have a /dev/kvm that
+# serves only special guests (PVM): QEMU aborts there, or the guest never
+# prints; then TCG.
+accel=${CB_VM_ACCEL:-auto}
+why="CB_VM_ACCEL=$accel"
+if [ "$accel" = auto ]; then
+  accel=tcg why="no /dev/kvm"
+  if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+    if timeout 20 qemu-system-x86_64 -accel kvm -cpu host -m 256M -kernel "$vmlinuz" \
+         -append "console=ttyS0 panic=-1" -nographic -no-reboot -nic none 2>&1 |
+       grep -q -m1 "Linux version"; then
+      accel=kvm why="/dev/kvm boots a guest"
+    else
+      why="/dev/kvm does not boot an ordinary guest here"
+    fi
+  fi
+fi
+case "$accel" in
+  kvm) qaccel=(-accel kvm -cpu host) ;;
+  tcg) qaccel=(-accel tcg,thread=multi -cpu max) ;;
+  *) echo "vm: CB_VM_ACCEL must be auto, kvm or tcg" >&2; exit 2 ;;
+esac
+echo "vm: $accel ($why)"
 
 # The initramfs: busybox, the modules the guest needs (with what they
 # depend on, from each module's own "depends=" record: no depmod needed),
@@ -163,7 +190,7 @@ EOF
 disk="$VM/disk.img"
 rm -f "$disk" && truncate -s 64G "$disk" && mkfs.ext4 -q -F "$disk" || unavailable "cannot make the guest's disk"
 cpus=$(nproc); [ "$cpus" -gt 4 ] && cpus=4
-timeout "${CB_VM_TIMEOUT:-1800}" qemu-system-x86_64 -accel tcg,thread=multi -cpu max -smp "$cpus" \
+timeout "${CB_VM_TIMEOUT:-1800}" qemu-system-x86_64 "${qaccel[@]}" -smp "$cpus" \
   -m "${CB_VM_MEM:-8G}" -kernel "$vmlinuz" -initrd "$VM/initrd.gz" \
   -append "console=ttyS0 quiet panic=-1" -nographic -no-reboot -nic none \
   -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
