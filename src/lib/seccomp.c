@@ -25,6 +25,17 @@ static void ctx_releasep(scmp_filter_ctx *c)
         seccomp_release(*c);
 }
 
+/* A policy name's x86-64 number: libseccomp's table, else ours for calls
+ * newer than some libseccomp releases (seccomp_policy.h); -1 if neither. */
+static int policy_nr(const char *name)
+{
+    int nr = seccomp_syscall_resolve_name(name);
+    for (size_t i = 0; nr == __NR_SCMP_ERROR && i < CB_ARRAY_SIZE(cb_seccomp_x86_64_numbers); i++)
+        if (strcmp(cb_seccomp_x86_64_numbers[i].name, name) == 0)
+            nr = cb_seccomp_x86_64_numbers[i].nr;
+    return nr == __NR_SCMP_ERROR ? -1 : nr;
+}
+
 static bool is_denied(const char *name)
 {
     for (size_t i = 0; i < CB_ARRAY_SIZE(cb_seccomp_denied); i++)
@@ -81,9 +92,12 @@ static int build_filter(scmp_filter_ctx ctx, bool allow_list, struct cb_error **
         if (is_denied(name))
             return cb_error_set(err, EINVAL, CB_ERR_INTERNAL,
                                 "seccomp policy allows denied %s", name);
-        int nr = seccomp_syscall_resolve_name(name);
-        if (nr == __NR_SCMP_ERROR)
+        int nr = policy_nr(name);
+        if (nr < 0)
             continue; /* unknown to this libseccomp */
+        if (nr >= CB_SECCOMP_FIRST_UNREVIEWED) /* the prologue answers ENOSYS first */
+            return cb_error_set(err, EINVAL, CB_ERR_INTERNAL,
+                                "seccomp policy allows %s past the reviewed numbers", name);
         if ((r = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, nr, 0)) < 0)
             return cb_error_set(err, -r, CB_ERR_INTERNAL, "seccomp rule %s", name);
     }
@@ -114,19 +128,25 @@ static int build_filter(scmp_filter_ctx ctx, bool allow_list, struct cb_error **
  * console. AF_VSOCK reaches the hypervisor / host services on VMs. */
 static const struct sock_filter prologue[] = {
     /* 0 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, LOW32(arch)),
-    /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 11), /* else: libseccomp */
+    /* 1 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH_X86_64, 0, 15), /* else: libseccomp */
     /* 2 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, LOW32(nr)),
-    /* 3 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 4),
-    /* 4 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, LOW32(args[1])),
-    /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI, 6, 0),
-    /* 6 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCLINUX, 5, 0),
-    /* 7 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    /* 8 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 4), /* else: libseccomp */
-    /* 9 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, LOW32(args[0])),
-    /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_VSOCK, 1, 0),
+    /* Numbers the policy has not reviewed: ENOSYS (seccomp_policy.h),
+     * but x32's (bit 30) and open_tree_attr go on to libseccomp (EPERM). */
+    /* 3 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, CB_SECCOMP_FIRST_UNREVIEWED, 0, 3),
+    /* 4 */ BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, 0x40000000, 12, 0), /* libseccomp */
+    /* 5 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, CB_SECCOMP_NR_OPEN_TREE_ATTR, 11, 0),
+    /* 6 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+    /* 7 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 4),
+    /* 8 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, LOW32(args[1])),
+    /* 9 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCSTI, 6, 0),
+    /* 10 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, TIOCLINUX, 5, 0),
     /* 11 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
-    /* 12 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
-    /* 13: libseccomp's program follows */
+    /* 12 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_socket, 0, 4), /* else: libseccomp */
+    /* 13 */ BPF_STMT(BPF_LD | BPF_W | BPF_ABS, LOW32(args[0])),
+    /* 14 */ BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, AF_VSOCK, 1, 0),
+    /* 15 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    /* 16 */ BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+    /* 17: libseccomp's program follows */
 };
 
 /* libseccomp's program for the policy (allow_list) or for the argument
@@ -246,10 +266,10 @@ static int compact_program(const struct cb_seccomp_program *args_only,
     /* the allowed numbers, as runs */
     bool allowed[1024] = {false};
     for (size_t i = 0; i < CB_ARRAY_SIZE(cb_seccomp_allowed); i++) {
-        int nr = seccomp_syscall_resolve_name(cb_seccomp_allowed[i]);
+        int nr = policy_nr(cb_seccomp_allowed[i]);
         if (nr >= 0 && nr < 1024 && !has_rule_elsewhere(nr))
             allowed[nr] = true;
-        else if (nr != __NR_SCMP_ERROR && nr >= 1024)
+        else if (nr >= 1024)
             return -ERANGE;
     }
     struct run runs[MAX_RUNS];

@@ -72,7 +72,40 @@ static const char *const cb_seccomp_allowed[] = {
     "truncate", "umask", "uname", "unlink", "unlinkat", "utime", "utimensat",
     "utimes", "vfork", "vmsplice", "wait4", "waitid", "write", "writev",
     "sethostname", "setdomainname", "chroot",
+    /* Docker's additions for Linux 6.5-6.7 (moby 25): page-cache residency
+     * of one's own open files (as mincore), chmod without following
+     * symlinks (glibc >= 2.39 asks for it for fchmodat(AT_SYMLINK_NOFOLLOW)
+     * and falls back only on ENOSYS, so EPERM broke `chmod -h` and lchmod
+     * with newer C libraries), CET shadow stacks, the futex2 calls. */
+    "cachestat", "fchmodat2", "map_shadow_stack", "futex_wake", "futex_wait",
+    "futex_requeue",
 };
+
+/* x86-64 numbers of allowed calls newer than some libseccomp releases
+ * know by name (Debian 12's 2.5.4 knows them; older ones skip a name they
+ * cannot resolve, and the call would be refused). */
+struct cb_seccomp_number {
+    const char *name;
+    int nr;
+};
+static const struct cb_seccomp_number cb_seccomp_x86_64_numbers[] = {
+    {"cachestat", 451}, {"fchmodat2", 452}, {"map_shadow_stack", 453},
+    {"futex_wake", 454}, {"futex_wait", 455}, {"futex_requeue", 456},
+};
+
+/* From statmount (457, Linux 6.8) on, calls answer ENOSYS, as on a kernel
+ * without them: programs that try a new interface fall back to the old one
+ * on ENOSYS only (EPERM reads as "you may not", and many give up). Each was
+ * looked at: statmount/listmount (/proc/self/mountinfo is the fallback),
+ * lsm_get_self_attr/lsm_set_self_attr/lsm_list_modules (/proc/self/attr),
+ * mseal (optional hardening of one's own mappings), setxattrat/getxattrat/
+ * listxattrat/removexattrat (the path and fd xattr calls), file_getattr/
+ * file_setattr (the FS_IOC_FSGETXATTR ioctls), and every later number the
+ * policy has not seen. The one exception, denied (EPERM) below: the mount
+ * API's open_tree_attr. x32 numbers (bit 30) stay refused as EPERM. Decided
+ * in front of libseccomp's program (seccomp.c, prologue). */
+#define CB_SECCOMP_FIRST_UNREVIEWED 457
+#define CB_SECCOMP_NR_OPEN_TREE_ATTR 467
 
 /* Explicitly denied (EPERM), each with what it would allow. None of these
  * may appear in the allow-list (checked when the filter is compiled). */
@@ -91,6 +124,7 @@ static const struct cb_seccomp_denial cb_seccomp_denied[] = {
     {"open_tree", "new mount API: cloning mount trees (detached copies escape locked mounts)"},
     {"move_mount", "new mount API: attaching detached trees"},
     {"mount_setattr", "new mount API: changing mount flags, idmapping"},
+    {"open_tree_attr", "new mount API: open_tree that also changes the clone's flags (467; refused in the prologue, as libseccomp may not know it)"},
     {"mount", "mounting file systems (Docker: CAP_SYS_ADMIN only)"},
     {"umount2", "unmounting the masks over /proc and /sys would reveal host data"},
     {"pivot_root", "changing the root of the mount namespace"},

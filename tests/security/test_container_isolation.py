@@ -61,6 +61,15 @@ int main(void) {
     probe("unshare_user", __NR_unshare, CLONE_NEWUSER, 0, 0);
     probe("clone_user", __NR_clone, CLONE_NEWUSER | CLONE_VM, (long)bad, (long)bad);
     probe("clone3", 435, (long)bad, 64, 0);
+    probe("open_tree_attr", 467, -1, (long)bad, 0);
+    /* newer than the policy: ENOSYS, so callers fall back */
+    probe("statmount", 457, (long)bad, (long)bad, 0);
+    probe("mseal", 462, 0, 4096, 0);
+    probe("file_setattr", 469, -1, (long)bad, (long)bad);
+    probe("nr600", 600, 0, 0, 0);
+    probe("x32_statmount", 0x40000000 | 457, (long)bad, (long)bad, 0);
+    /* allowed since Docker's 6.5-6.7 additions: reach the kernel */
+    probe("fchmodat2", 452, -1, (long)bad, 0);
     /* controls: these reach the kernel */
     probe("ctl_read", __NR_read, -1, (long)bad, 1);
     probe("ctl_ioctl", __NR_ioctl, -1, TCGETS, (long)bad);
@@ -80,7 +89,7 @@ DENIED = ["io_uring_setup", "io_uring_enter", "io_uring_register", "fsopen", "fs
           "kexec_file_load", "init_module", "finit_module", "delete_module",
           "open_by_handle_at", "name_to_handle_at", "setns", "ioctl_TIOCSTI",
           "ioctl_TIOCSTI_hi", "ioctl_TIOCLINUX", "socket_vsock", "unshare_user", "clone_user",
-          "i386_int80"]
+          "i386_int80", "open_tree_attr", "x32_statmount"]
 
 
 @pytest.fixture(scope="module")
@@ -103,6 +112,11 @@ def test_denied_syscalls_return_eperm(rt, probe_bin):
     for name in DENIED:
         assert int(got[name]) == 1, f"{name}: errno {got[name]} (want EPERM)"
     assert int(got["clone3"]) == 38  # ENOSYS so libc falls back to clone
+    for name in ("statmount", "mseal", "file_setattr", "nr600"):
+        assert int(got[name]) == 38, f"{name}: errno {got[name]} (want ENOSYS)"
+    # fchmodat2 reached the kernel (EINVAL for the probe's flags), where
+    # EPERM broke `chmod -h` under glibc >= 2.39
+    assert int(got["fchmodat2"]) not in (0, 1, 38), got["fchmodat2"]
     assert int(got["x32_getpid"]) in (1, 38)
     # controls reached the kernel (EBADF), so EPERM above is the filter's
     assert int(got["ctl_read"]) == 9 and int(got["ctl_ioctl"]) == 9
