@@ -178,18 +178,35 @@ void cb_initc_cancel(struct cb_initc *c, uint32_t request_id)
             p->cb = NULL; /* frames still arriving are dropped; END frees it */
 }
 
+/* Received fds are kept only while a request still waits for them (a
+ * spawn's pipes, at most CB_PROTO_MAX_FDS each): an init that sends fds
+ * nobody asked for has them closed at once. Before, up to 48 were kept per
+ * connection until it closed, so a tenant's hostile sandboxes could pin
+ * 48 of the daemon's descriptors each (its file limit is sized for one
+ * per sandbox, docs/operations.md) and starve everyone's creates. */
+static int fds_wanted(const struct cb_initc *c)
+{
+    int n = 0;
+    for (const struct pending *p = c->pending; p; p = p->next)
+        n += p->want_fds;
+    return n;
+}
+
 static void take_fds(struct cb_initc *c, struct msghdr *m)
 {
+    int room = fds_wanted(c) - c->nfdq;
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR(m, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
             continue;
         size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         int *fds = (int *)CMSG_DATA(cm);
         for (size_t i = 0; i < n; i++) {
-            if (c->nfdq < FD_QUEUE_MAX)
+            if (room > 0 && c->nfdq < FD_QUEUE_MAX) {
                 c->fdq[c->nfdq++] = fds[i];
-            else
+                room--;
+            } else {
                 close(fds[i]); /* init sent more than any request asked for */
+            }
         }
     }
 }
@@ -216,6 +233,7 @@ static void dispatch(struct cb_initc *c, const struct cb_frame_header *h,
             fds[nfds++] = c->fdq[0];
             memmove(c->fdq, c->fdq + 1, (size_t)(--c->nfdq) * sizeof(int));
         }
+        p->want_fds = 0; /* answered: its fds are taken (fds_wanted) */
     }
     if (last)
         *pp = p->next;

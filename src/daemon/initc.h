@@ -5,7 +5,8 @@
  * the callback given with the request, unsolicited events (EXIT) to the
  * event callback. Everything init sends is hostile input: frames are
  * validated by proto.c, at most CB_PROTO_MAX_PAYLOAD bytes are buffered, and
- * only CB_PROTO_MAX_FDS fds are taken per frame (extras are closed).
+ * fds are kept only while a pending request still waits for them (up to
+ * its want_fds, CB_PROTO_MAX_FDS at most); any others are closed at once.
  *
  * Ownership: the client owns its fd. Fds handed to a reply callback belong
  * to the callback (it must close or keep them). When the connection ends,
