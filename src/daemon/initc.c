@@ -194,12 +194,14 @@ static int fds_wanted(const struct cb_initc *c)
 
 static void take_fds(struct cb_initc *c, struct msghdr *m)
 {
-    int room = fds_wanted(c) - c->nfdq;
+    int room = -1; /* counted at the first fd: most reads carry none */
     for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm; cm = CMSG_NXTHDR(m, cm)) {
         if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
             continue;
         size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         int *fds = (int *)CMSG_DATA(cm);
+        if (room < 0 && n > 0)
+            room = fds_wanted(c) - c->nfdq;
         for (size_t i = 0; i < n; i++) {
             if (room > 0 && c->nfdq < FD_QUEUE_MAX) {
                 c->fdq[c->nfdq++] = fds[i];

@@ -532,7 +532,7 @@ static void limits_done(struct cb_sbx *s, struct cb_error *err, void *arg)
     json_t *now = json_object_get(s->spec, "limits");
     /* Only while the record still holds this PATCH's limits: a later PATCH
      * queued behind this one owns them otherwise. */
-    if (err && !s->deleted && now && json_equal(now, p->new_limits)) {
+    if (err && p->old_limits && !s->deleted && now && json_equal(now, p->new_limits)) {
         json_object_set(s->spec, "limits", p->old_limits);
         struct cb_error *serr = NULL;
         if (cb_sbx_save(s, &serr) < 0) {
@@ -567,7 +567,7 @@ void cb_api_sandbox_patch(struct cb_http_req *req)
         return;
     }
     cb_sbx_touch(s);
-    if (limits_changed && old_limits) {
+    if (limits_changed) {
         struct limits_patch *p = cb_xcalloc(1, sizeof(*p));
         p->req = req;
         p->old_limits = old_limits;
@@ -576,8 +576,5 @@ void cb_api_sandbox_patch(struct cb_http_req *req)
         return;
     }
     json_decref(old_limits);
-    if (limits_changed)
-        cb_sbx_set_limits(s, action_done, req);
-    else
-        cb_http_respond_json(req, 200, cb_api_sandbox_json(s, false));
+    cb_http_respond_json(req, 200, cb_api_sandbox_json(s, false));
 }
