@@ -71,6 +71,12 @@ struct cb_cgroup_manager {
     int nhier;
     char *hier[CB_CGROUP_MAX_DIRS];
     int hier_of[CB_CGROUP_MAX_DIRS];
+    /* Set by prepare_parent when the host does not charge swap to memory
+     * cgroups (v1 without memory.memsw.*, v2 without memory.swap.max: a
+     * kernel without CONFIG_SWAP, or booted with swapaccount=0). A limit
+     * then caps RAM only; set_limits writes what the host has instead of
+     * failing every create on a missing file. */
+    bool swap_uncapped;
 };
 
 /* Recycled cgroups (v1 only).

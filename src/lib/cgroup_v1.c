@@ -64,6 +64,18 @@ static int v1_prepare_parent(struct cb_cgroup_manager *m, struct cb_error **err)
     if (!m->nhier)
         return cb_error_set(err, ENOENT, CB_ERR_UNAVAILABLE,
                             "no cgroup v1 controller hierarchies under %s", m->root);
+    /* The memsw files are in every memory cgroup, the root's too, exactly
+     * when the kernel accounts swap. */
+    if (m->hier_of[C_MEMORY] >= 0) {
+        _cleanup_free_ char *memsw =
+            cb_xasprintf("%s/memory.memsw.limit_in_bytes", m->hier[m->hier_of[C_MEMORY]]);
+        m->swap_uncapped = access(memsw, F_OK) < 0 && errno == ENOENT;
+        if (m->swap_uncapped)
+            fprintf(stderr, "cellbox: this kernel does not account swap to memory cgroups "
+                            "(no memory.memsw.* files; boot with swapaccount=1 to have it): a "
+                            "sandbox's memory limit caps its RAM, and its memory.swappiness "
+                            "is 0 to keep it out of swap\n");
+    }
     for (int h = 0; h < m->nhier; h++) {
         _cleanup_free_ char *dir = cb_xasprintf("%s/%s", m->hier[h], m->parent);
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
@@ -72,17 +84,22 @@ static int v1_prepare_parent(struct cb_cgroup_manager *m, struct cb_error **err)
     return 0;
 }
 
-static int v1_set_memory(const char *dir, uint64_t bytes, struct cb_error **err)
+static int v1_set_memory(const char *dir, uint64_t bytes, bool swap_uncapped,
+                         struct cb_error **err)
 {
     char v[32];
     if (bytes)
         snprintf(v, sizeof v, "%" PRIu64, bytes);
     else
         snprintf(v, sizeof v, "-1");
+    if (swap_uncapped && cb_cgroup_write_changed(dir, "memory.swappiness", "0", err) < 0)
+        return -1;
     /* memsw (memory+swap) must stay >= limit: setting both to the same value
      * turns swap off. Lowering works limit-first, raising memsw-first; try
      * the first order and fall back to the second. */
     int r = cb_cgroup_write(dir, "memory.limit_in_bytes", v, NULL);
+    if (r == 0 && swap_uncapped)
+        return 0;
     if (r == 0)
         return cb_cgroup_write(dir, "memory.memsw.limit_in_bytes", v, err);
     /* Below what the sandbox uses now, v1 reclaims what it can and then
@@ -94,6 +111,8 @@ static int v1_set_memory(const char *dir, uint64_t bytes, struct cb_error **err)
                             "now and the kernel could not reclaim enough; the limit is "
                             "unchanged",
                             bytes >> 20);
+    if (swap_uncapped)
+        return cb_cgroup_write(dir, "memory.limit_in_bytes", v, err);
     if (cb_cgroup_write(dir, "memory.memsw.limit_in_bytes", v, err) < 0)
         return -1;
     return cb_cgroup_write(dir, "memory.limit_in_bytes", v, err);
@@ -103,7 +122,8 @@ static int v1_set_limits(struct cb_cgroup *cg, const struct cb_limits *l,
                          struct cb_error **err)
 {
     char v[32];
-    if (cg->memory >= 0 && v1_set_memory(cg->dirs[cg->memory], l->memory_bytes, err) < 0)
+    if (cg->memory >= 0 &&
+        v1_set_memory(cg->dirs[cg->memory], l->memory_bytes, cg->mgr->swap_uncapped, err) < 0)
         return -1;
     if (cg->cpu >= 0) {
         const char *d = cg->dirs[cg->cpu];

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static void v2_layout(const struct cb_cgroup_manager *m, const char *id,
                       struct cb_cgroup *cg)
@@ -32,6 +33,14 @@ static int v2_prepare_parent(struct cb_cgroup_manager *m, struct cb_error **err)
             cb_cgroup_write(dir, "cgroup.subtree_control", ctl[i], err) < 0)
             return -1;
     }
+    /* The parent has the memory controller now (its parent enabled it):
+     * memory.swap.max is there exactly when the kernel accounts swap. */
+    _cleanup_free_ char *swap = cb_xasprintf("%s/memory.swap.max", dir);
+    m->swap_uncapped = access(swap, F_OK) < 0 && errno == ENOENT;
+    if (m->swap_uncapped)
+        fprintf(stderr, "cellbox: this kernel does not account swap to cgroups (no "
+                        "memory.swap.max: built without swap, or booted with swapaccount=0): "
+                        "a sandbox's memory limit caps its RAM only\n");
     return 0;
 }
 
@@ -45,7 +54,7 @@ static int v2_set_limits(struct cb_cgroup *cg, const struct cb_limits *l,
     else
         snprintf(v, sizeof v, "max");
     if (cb_cgroup_write(d, "memory.max", v, err) < 0 ||
-        cb_cgroup_write(d, "memory.swap.max", "0", err) < 0 ||
+        (!cg->mgr->swap_uncapped && cb_cgroup_write(d, "memory.swap.max", "0", err) < 0) ||
         /* OOM kills only the chosen task, not the whole sandbox (init lives). */
         cb_cgroup_write(d, "memory.oom.group", "0", err) < 0)
         return -1;

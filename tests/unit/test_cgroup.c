@@ -33,7 +33,7 @@ static void expect_file(const char *dir, const char *file, const char *want)
 /* A fake v1 root with one hierarchy per controller, none shared. */
 static const char *const v1_hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
 
-static char *fake_v1_root(void)
+static char *fake_v1_root_swap(bool swap_accounted)
 {
     char *root = fake_root();
     for (size_t i = 0; i < CB_ARRAY_SIZE(v1_hier); i++) {
@@ -42,7 +42,25 @@ static char *fake_v1_root(void)
             FAIL("mkdir %s", d);
         free(d);
     }
+    /* The root memory cgroup has memsw files exactly when swap is accounted. */
+    char *mem = cb_xasprintf("%s/memory", root);
+    if (swap_accounted && cb_cgroup_write(mem, "memory.memsw.limit_in_bytes", "-1", NULL) < 0)
+        FAIL("fake memsw");
+    free(mem);
     return root;
+}
+
+static char *fake_v1_root(void)
+{
+    return fake_v1_root_swap(true);
+}
+
+static bool exists_in(const char *dir, const char *file)
+{
+    char *p = cb_xasprintf("%s/%s", dir, file);
+    bool r = access(p, F_OK) == 0;
+    free(p);
+    return r;
 }
 
 TEST(cgroup_v1_fake_tree)
@@ -83,6 +101,46 @@ TEST(cgroup_v1_fake_tree)
     cb_rootfs_remove_tree(root);
 }
 
+/* A host that does not charge swap to memory cgroups (swapaccount=0, or
+ * no CONFIG_SWAP) has no memsw files: a create must not fail on them, and
+ * the sandbox is kept out of swap the way v1 allows. */
+TEST(cgroup_v1_without_swap_accounting)
+{
+    char *root = fake_v1_root_swap(false);
+    struct cb_cgroup_manager *m;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    ASSERT(m->swap_uncapped);
+    struct cb_limits l = {.memory_bytes = 64 << 20};
+    struct cb_cgroup *cg;
+    ASSERT_EQ(cb_cgroup_create(m, "sb_ns", &l, &cg, &err), 0);
+    char *mem = cb_xasprintf("%s/memory/cellbox/sb_ns", root);
+    expect_file(mem, "memory.limit_in_bytes", "67108864");
+    expect_file(mem, "memory.swappiness", "0");
+    ASSERT(!(exists_in(mem, "memory.memsw.limit_in_bytes")));
+    l.memory_bytes = 256 << 20; /* raising and removing take the same path */
+    ASSERT_EQ(m->ops->set_limits(cg, &l, &err), 0);
+    expect_file(mem, "memory.limit_in_bytes", "268435456");
+    l.memory_bytes = 0;
+    ASSERT_EQ(m->ops->set_limits(cg, &l, &err), 0);
+    expect_file(mem, "memory.limit_in_bytes", "-1");
+    ASSERT(!(exists_in(mem, "memory.memsw.limit_in_bytes")));
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+    /* With accounting, swap is capped with memsw and swappiness untouched. */
+    char *root2 = fake_v1_root();
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root2, "cellbox", &m, &err), 0);
+    ASSERT(!(m->swap_uncapped));
+    ASSERT_EQ(cb_cgroup_create(m, "sb_s", &l, &cg, &err), 0);
+    char *mem2 = cb_xasprintf("%s/memory/cellbox/sb_s", root2);
+    expect_file(mem2, "memory.memsw.limit_in_bytes", "-1");
+    ASSERT(!(exists_in(mem2, "memory.swappiness")));
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+    cb_rootfs_remove_tree(root);
+    cb_rootfs_remove_tree(root2);
+}
+
 TEST(cgroup_v1_shared_hierarchy)
 {
     /* cpu -> cpu,cpuacct symlink: one directory, used once */
@@ -103,12 +161,45 @@ TEST(cgroup_v1_shared_hierarchy)
     cb_rootfs_remove_tree(root);
 }
 
-TEST(cgroup_v2_fake_tree)
+/* A fake v2 root whose parent cgroup "cellbox" has memory.swap.max when
+ * swap is accounted (the kernel shows it in every non-root memory cgroup). */
+static char *fake_v2_root(bool swap_accounted)
 {
     char *root = fake_root();
+    char *parent = cb_xasprintf("%s/cellbox", root);
+    if (mkdir(parent, 0755) < 0)
+        FAIL("mkdir %s", parent);
+    if (swap_accounted && cb_cgroup_write(parent, "memory.swap.max", "max", NULL) < 0)
+        FAIL("fake memory.swap.max");
+    free(parent);
+    return root;
+}
+
+TEST(cgroup_v2_without_swap_accounting)
+{
+    char *root = fake_v2_root(false);
     struct cb_cgroup_manager *m;
     struct cb_error *err = NULL;
     ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V2, root, "cellbox", &m, &err), 0);
+    ASSERT(m->swap_uncapped);
+    struct cb_limits l = {.memory_bytes = 128 << 20};
+    struct cb_cgroup *cg;
+    ASSERT_EQ(cb_cgroup_create(m, "sb_ns", &l, &cg, &err), 0);
+    char *d = cb_xasprintf("%s/cellbox/sb_ns", root);
+    expect_file(d, "memory.max", "134217728");
+    ASSERT(!(exists_in(d, "memory.swap.max")));
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+    cb_rootfs_remove_tree(root);
+}
+
+TEST(cgroup_v2_fake_tree)
+{
+    char *root = fake_v2_root(true);
+    struct cb_cgroup_manager *m;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V2, root, "cellbox", &m, &err), 0);
+    ASSERT(!(m->swap_uncapped));
     char *parent = cb_xasprintf("%s/cellbox", root);
     expect_file(parent, "cgroup.subtree_control", "+pids"); /* last write wins in a fake file */
     struct cb_limits l = {.cpu = 0.5, .memory_bytes = 128 << 20, .pids = 64};
