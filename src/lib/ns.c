@@ -338,12 +338,13 @@ static int step_time_ns(struct cb_child_config *c, int *detail)
         c->time_ns_errno = errno ? errno : EINVAL;
         return 0;
     }
-    /* Offsets of minus "now" (sec, nsec with 0 <= nsec < 1e9): the clocks
-     * start at the few microseconds until init runs, never below 0 (the
-     * kernel refuses offsets that would make them negative). */
-    struct timespec mono, boot;
-    clock_gettime(CLOCK_MONOTONIC, &mono);
-    clock_gettime(CLOCK_BOOTTIME, &boot);
+    /* Offsets of minus the clocks just before the clone (sec, nsec with
+     * 0 <= nsec < 1e9): the clocks start at the ~1 ms until init runs. Not
+     * minus "now": init was born at the clone, earlier than now, and
+     * /proc/1/stat shows its start (boot clock at fork) through these
+     * offsets: it was negative, and ps and psutil dated init in the year
+     * 2611. The kernel refuses offsets that make a clock negative. */
+    struct timespec mono = c->clock_base[0], boot = c->clock_base[1];
     char text[96];
     int n = snprintf(text, sizeof text, "%d %lld %ld\n%d %lld %ld\n", CLOCK_MONOTONIC,
                      -(long long)mono.tv_sec - (mono.tv_nsec > 0),
@@ -893,6 +894,8 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
     }
     /* exit signal 0: the daemon's SIGCHLD handling (libuv) never sees our
      * sandboxes; we reap through the pidfd with __WALL. */
+    clock_gettime(CLOCK_MONOTONIC, &c->clock_base[0]);
+    clock_gettime(CLOCK_BOOTTIME, &c->clock_base[1]);
     pid_t pid = clone_child(c, flags, stack, &pidfd);
     int clone_errno = errno;
     /* A worker thread of the daemon left in a sandbox's network would open

@@ -92,6 +92,8 @@ struct cb_child_config {
     int parent_sync_fd; /* the parent's end: the child closes its copy */
     int null_fd;
     int timens_fd;          /* the child's /proc/self/timens_offsets */
+    struct timespec clock_base[2]; /* CLOCK_MONOTONIC, CLOCK_BOOTTIME just before
+                                      the clone: the time namespace's zero */
     int timens_open_errno;
     int cgroup_fds[CB_CGROUP_MAX_DIRS]; /* v1 "tasks" files the child joins itself */
     int ncgroup_fds;

@@ -903,8 +903,11 @@ TEST(runtime_sandbox_has_its_own_clocks)
         assert_host_clocks(rt, state);
         return;
     }
+    /* /proc/1/stat's start time (field 22, clock ticks on the sandbox's
+     * boot clock): init started at the sandbox's zero, not before it. */
     const char *probe = "cut -d' ' -f1 /proc/uptime > /tmp/up && "
-                        "python3 -c 'import time; print(time.monotonic())' > /tmp/mono";
+                        "python3 -c 'import time; print(time.monotonic())' > /tmp/mono && "
+                        "cut -d' ' -f22 /proc/1/stat > /tmp/init_start";
     uint64_t t0 = cb_now_ns();
     struct cb_sandbox *a = start_sandbox(rt, "sb_clock_a", 0);
     usleep(1500 * 1000);
@@ -924,6 +927,10 @@ TEST(runtime_sandbox_has_its_own_clocks)
     ASSERT(a_up - b_up >= 1.0);    /* each sandbox its own clock */
     ASSERT(a_mono - b_mono >= 1.0);
     ASSERT(b_up >= 0 && b_mono >= 0);
+    /* ticks are 10 ms: init started within the sandbox's first second */
+    double a_init = sandbox_number(a, "tmp/init_start");
+    fprintf(stderr, "  init started at %.0f ticks of the sandbox's boot clock\n", a_init);
+    ASSERT(a_init >= 0 && a_init < 100);
     destroy_sandbox(a);
     destroy_sandbox(b);
     cleanup_state(rt, state);
