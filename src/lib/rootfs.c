@@ -91,6 +91,56 @@ static int mirror_top_links(const char *rootfs)
     return 0;
 }
 
+/* Host /etc files that programs read and that are the same in every
+ * sandbox, copied into the skeleton (a bind each would cost every start a
+ * mount): getprotobyname("tcp") and getservbyname read protocols and
+ * services (Perl's IO::Socket::INET, Python's socket, nc), install scripts
+ * source os-release, chsh and some daemons check shells. A symlink into
+ * /usr (Debian's os-release -> ../usr/lib/os-release) is mirrored, since
+ * /usr is the host's in the sandbox; any other file is copied. A host file
+ * absent, unreadable or over 1 MiB is left out. */
+static const char *const host_etc_copies[] = {"protocols", "services", "shells",
+                                              "debian_version", "os-release"};
+
+static bool link_into_usr(const char *target)
+{
+    return strncmp(target, "/usr/", 5) == 0 || strncmp(target, "../usr/", 7) == 0;
+}
+
+int cb_rootfs_add_host_etc(const char *rootfs)
+{
+    _cleanup_free_ char *etc = cb_xasprintf("%s/etc", rootfs);
+    _cleanup_close_ int dfd = open(etc, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dfd < 0)
+        return -errno;
+    for (size_t i = 0; i < CB_ARRAY_SIZE(host_etc_copies); i++) {
+        const char *name = host_etc_copies[i];
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            continue; /* made before, or the template's own */
+        char host[64], target[256];
+        snprintf(host, sizeof host, "/etc/%s", name);
+        ssize_t n = readlink(host, target, sizeof target - 1);
+        if (n > 0) {
+            target[n] = '\0';
+            if (link_into_usr(target)) {
+                if (symlinkat(target, dfd, name) < 0 && errno != EEXIST)
+                    return -errno;
+                continue;
+            }
+        }
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (lstat(host, &st) < 0 || !S_ISREG(st.st_mode) ||
+            cb_read_file_at(AT_FDCWD, host, 1 << 20, &text, &len) < 0)
+            continue;
+        int r = cb_write_file_at(dfd, name, text, len, 0644, 1);
+        if (r < 0)
+            return r;
+    }
+    return 0;
+}
+
 int cb_rootfs_make_host_skeleton(const char *rootfs, const struct cb_template_bind *binds,
                                  size_t nbinds, struct cb_error **err)
 {
@@ -111,6 +161,8 @@ int cb_rootfs_make_host_skeleton(const char *rootfs, const struct cb_template_bi
         (r = write_file(etc, "resolv.conf", skel_resolv, 0644)) < 0 ||
         (r = write_file(etc, "hostname", "sandbox\n", 0644)) < 0 ||
         (r = write_file(etc, "hosts", "127.0.0.1 localhost\n", 0644)) < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "template skeleton /etc");
+    if ((r = cb_rootfs_add_host_etc(rootfs)) < 0)
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "template skeleton /etc");
     if ((r = mirror_top_links(rootfs)) < 0)
         return cb_error_set(err, -r, CB_ERR_INTERNAL, "template skeleton links");

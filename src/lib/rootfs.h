@@ -15,6 +15,12 @@ int cb_rootfs_make_host_skeleton(const char *rootfs_dir,
                                  const struct cb_template_bind *binds, size_t nbinds,
                                  struct cb_error **err);
 
+/* Copy the host's /etc files every program expects (protocols, services,
+ * shells, os-release, ...) into the skeleton at rootfs_dir where missing.
+ * Part of make_host_skeleton; also run on an existing skeleton, so one made
+ * by an older version gets them. -errno on failure. */
+int cb_rootfs_add_host_etc(const char *rootfs_dir);
+
 /* Pre-create what overlay must take from the upper layer (owner and mode of
  * home/user, workspace, tmp, root, /etc/hostname, /etc/hosts). base is the
  * host id of in-sandbox 0. Idempotent. */

@@ -128,7 +128,11 @@ int cb_template_make_host(const char *templates_dir, struct cb_error **err)
          * over its /dev and never look below it. */
         _cleanup_free_ char *rootfs = cb_xasprintf("%s/rootfs", dir);
         int r = cb_mounts_has_dev_skeleton(rootfs) ? 0 : cb_mounts_make_dev_skeleton(rootfs);
-        return r < 0 ? cb_error_set(err, -r, CB_ERR_INTERNAL, "host template /dev") : 0;
+        if (r < 0)
+            return cb_error_set(err, -r, CB_ERR_INTERNAL, "host template /dev");
+        /* Likewise the /etc files a version before them did not copy. */
+        r = cb_rootfs_add_host_etc(rootfs);
+        return r < 0 ? cb_error_set(err, -r, CB_ERR_INTERNAL, "host template /etc") : 0;
     }
     /* Build into a temporary directory and rename, so a crash never leaves
      * a half-made template that looks complete. */

@@ -52,6 +52,31 @@ TEST(rootfs_host_template)
     char link[64] = {0};
     ASSERT(readlink(ptmx, link, sizeof link - 1) > 0);
     ASSERT_STREQ(link, "pts/ptmx");
+    /* the host's /etc files programs expect: copies, or a link into /usr */
+    const char *etc[] = {"protocols", "services", "shells", "os-release"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(etc); i++) {
+        char *host = cb_xasprintf("/etc/%s", etc[i]);
+        char *mine = cb_xasprintf("%s/etc/%s", t->rootfs, etc[i]);
+        struct stat hst;
+        if (lstat(host, &hst) == 0) {
+            ASSERT_EQ(lstat(mine, &st), 0);
+            ASSERT_EQ(S_ISLNK(st.st_mode), S_ISLNK(hst.st_mode));
+            if (S_ISREG(hst.st_mode))
+                ASSERT_EQ(st.st_size, hst.st_size);
+        }
+        free(host);
+        free(mine);
+    }
+    if (access("/etc/protocols", R_OK) == 0) { /* an older skeleton gets them back */
+        char *proto = cb_xasprintf("%s/etc/protocols", t->rootfs);
+        ASSERT_EQ(unlink(proto), 0);
+        ASSERT_EQ(cb_template_make_host(tmpl, NULL), 0);
+        char *text2 = NULL;
+        ASSERT_EQ(cb_read_file_at(AT_FDCWD, proto, 1 << 20, &text2, NULL), 0);
+        ASSERT(strstr(text2, "tcp"));
+        free(text2);
+        free(proto);
+    }
     /* a skeleton of an older version, without them, gets them at the next
      * make_host (the template is otherwise never rebuilt) */
     char *dev = cb_xasprintf("%s/dev", t->rootfs);
