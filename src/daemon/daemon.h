@@ -56,6 +56,7 @@ struct cb_daemon {
     struct cb_pool *pool;     /* warm pool, NULL when off */
     double started_at;
     bool stopping;
+    int exec_lingering; /* the sum of every sandbox's exec_lingering */
 };
 
 /* Route table (routes.c) and the request entry points the server calls. */

@@ -54,6 +54,8 @@ struct cb_sbx {
     struct cb_sbx_work *queue;
     double last_active;
     int attached;        /* open streams: hold off idle action */
+    int exec_lingering;  /* answered execs whose pipes a background process
+                            still holds, drained until EOF (api/exec.c) */
     struct cb_exit_listener *exit_listeners;
     struct cb_sbx *next, *prev;
 };

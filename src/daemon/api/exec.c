@@ -4,7 +4,11 @@
  * ends over the control socket; it writes the request's stdin, collects
  * stdout/stderr up to the cap (more is read and dropped so the process never
  * blocks on a full pipe; `truncated` says so), and answers once both pipes
- * reached EOF and init reported the EXIT. With a streaming Accept header the
+ * reached EOF and init reported the EXIT, or EXEC_LINGER_MS after the EXIT
+ * when a process the command left behind (`server &`) still holds a pipe:
+ * the answer then carries what was written until then, and the daemon
+ * keeps reading and dropping the rest until EOF, so that process is never
+ * killed by SIGPIPE at its next write. With a streaming Accept header the
  * output is forwarded as events as it arrives; when the client reads slowly
  * the daemon stops reading the pipes (the process then blocks on write)
  * instead of buffering without bound. */
@@ -149,8 +153,11 @@ struct exec_op {
     struct cb_exit_listener exit_l;
     struct cb_exit_info exit;
     bool exited, answered;
+    bool lingered;        /* exited, and EXEC_LINGER_MS passed without EOF */
+    bool counted;         /* in the sandbox's and daemon's exec_lingering */
     bool client_gone;     /* the HTTP client went away before the end */
-    uv_timer_t kill_timer; /* SIGKILL after the hang-up grace time */
+    uv_timer_t timer;     /* before the exit: SIGKILL after the hang-up grace
+                             time; after it: the end of EXEC_LINGER_MS */
     bool timer_open;
     uint64_t cap;
 };
@@ -161,8 +168,27 @@ struct exec_op {
  * outlive its client belongs in POST /processes. */
 #define EXEC_HANGUP_GRACE_MS 5000
 
+/* How long after its EXIT an exec waits for EOF on its pipes. Output a
+ * command writes before it exits is in the pipe by then; only processes it
+ * left running (`cmd &`, a daemon that kept stdout) write later, and an
+ * exec waiting for them answered when they ended: a server started with
+ * `&` held the request (and the CLI) for as long as it ran, beyond the
+ * exec's own timeout. Docker's exec waits that way; E2B's and Vercel's
+ * commands answer at the exit. */
+#define EXEC_LINGER_MS 100
+/* Answered execs whose pipes are still drained (op->counted), at most, per
+ * sandbox and in all: each holds two daemon descriptors. Beyond either,
+ * the pipes are closed at the answer, and a process still writing to them
+ * gets EPIPE (SIGPIPE) as it would had its reader gone. */
+#define EXEC_LINGER_MAX_PER_SANDBOX 16
+#define EXEC_LINGER_MAX 512
+
 static void op_free(struct exec_op *op)
 {
+    if (op->counted) {
+        op->s->exec_lingering--;
+        op->s->d->exec_lingering--;
+    }
     json_decref(op->body);
     free(op->stdin_data);
     free(op->out[0].data);
@@ -215,15 +241,64 @@ static json_t *result_json(struct exec_op *op)
     return o;
 }
 
+static void keep_output(struct exec_op *op, int which, const char *data, size_t len);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
+
+/* What the pipes hold now, read before an answer the linger timer gives:
+ * libuv runs due timers before it polls, so data already waiting could
+ * otherwise miss the answer on a busy loop. The pipes are non-blocking. */
+static void read_pending(struct exec_op *op)
+{
+    char buf[65536];
+    for (int i = 1; i < 3; i++) {
+        uv_os_fd_t fd;
+        if (!op->pipe_open[i] || op->out[i - 1].eof ||
+            uv_fileno((uv_handle_t *)&op->pipes[i], &fd) < 0)
+            continue;
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof buf)) > 0)
+            keep_output(op, i - 1, buf, (size_t)n);
+        if (n == 0)
+            op->out[i - 1].eof = true;
+    }
+}
+
+/* At the answer: a pipe at EOF is closed; one still held by a process the
+ * command left behind is drained until EOF when the limits allow. */
+static void linger_or_close(struct exec_op *op)
+{
+    close_pipe(op, 0);
+    bool held = false;
+    for (int i = 1; i < 3; i++)
+        held |= op->pipe_open[i] && !op->out[i - 1].eof;
+    struct cb_daemon *d = op->s->d;
+    if (held && !op->s->deleted && op->s->exec_lingering < EXEC_LINGER_MAX_PER_SANDBOX &&
+        d->exec_lingering < EXEC_LINGER_MAX) {
+        op->counted = true;
+        op->s->exec_lingering++;
+        d->exec_lingering++;
+    }
+    for (int i = 1; i < 3; i++) {
+        if (op->counted && !op->out[i - 1].eof) {
+            uv_read_start((uv_stream_t *)&op->pipes[i], alloc_cb, read_cb);
+            continue; /* read_cb drops what comes and closes it at EOF */
+        }
+        close_pipe(op, i);
+    }
+}
+
 static void maybe_finish(struct exec_op *op)
 {
-    if (op->answered || !op->exited || !op->out[0].eof || !op->out[1].eof)
+    if (op->answered || !op->exited || (!op->lingered && (!op->out[0].eof || !op->out[1].eof)))
         return;
+    if (op->lingered)
+        read_pending(op);
     op->answered = true;
     cb_metrics_exec(op->s->d->metrics, (double)(cb_now_ns() - op->t0) / 1e9);
     if (op->timer_open) {
         op->timer_open = false;
-        uv_close((uv_handle_t *)&op->kill_timer, pipe_closed_cb);
+        uv_close((uv_handle_t *)&op->timer, pipe_closed_cb);
     }
     if (op->streaming) {
         json_t *ev = result_json(op);
@@ -237,10 +312,30 @@ static void maybe_finish(struct exec_op *op)
         put_output(o, "stderr", &op->out[1]);
         cb_http_respond_json(op->req, 200, o);
     }
-    for (int i = 0; i < 3; i++)
-        close_pipe(op, i);
+    linger_or_close(op);
     if (op->open_handles == 0)
         op_free(op);
+}
+
+static void linger_timer_cb(uv_timer_t *t)
+{
+    struct exec_op *op = t->data;
+    op->lingered = true;
+    maybe_finish(op);
+}
+
+/* Exited with a pipe still open: EXEC_LINGER_MS more for its EOF. */
+static void start_linger(struct exec_op *op)
+{
+    if (op->answered || (op->out[0].eof && op->out[1].eof))
+        return;
+    if (!op->timer_open) {
+        uv_timer_init(op->s->d->loop, &op->timer);
+        op->timer.data = op;
+        op->timer_open = true;
+        op->open_handles++;
+    }
+    uv_timer_start(&op->timer, linger_timer_cb, EXEC_LINGER_MS, 0);
 }
 
 static void on_exit_cb(struct cb_exit_listener *l, const struct cb_exit_info *info)
@@ -253,6 +348,7 @@ static void on_exit_cb(struct cb_exit_listener *l, const struct cb_exit_info *in
         op->out[0].eof = op->out[1].eof = true;
     }
     maybe_finish(op);
+    start_linger(op);
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -278,31 +374,40 @@ static void stream_chunk(struct exec_op *op, int which, const char *data, size_t
                 uv_read_stop((uv_stream_t *)&op->pipes[i]);
 }
 
+static void keep_output(struct exec_op *op, int which, const char *data, size_t len)
+{
+    struct out_buf *b = &op->out[which];
+    if (op->streaming) {
+        stream_chunk(op, which, data, len);
+        return;
+    }
+    size_t room = op->cap > b->len ? (size_t)(op->cap - b->len) : 0;
+    size_t take = len < room ? len : room;
+    if (take < len)
+        b->truncated = true; /* keep reading so the process is not blocked */
+    if (take) {
+        b->data = cb_xrealloc(b->data, b->len + take);
+        memcpy(b->data + b->len, data, take);
+        b->len += take;
+    }
+}
+
 static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 {
     struct exec_op *op = st->data;
     int which = (uv_pipe_t *)st == &op->pipes[1] ? 0 : 1;
-    struct out_buf *b = &op->out[which];
     if (n < 0) {
         free(buf->base);
-        b->eof = true;
+        op->out[which].eof = true;
         uv_read_stop(st);
-        maybe_finish(op);
+        if (op->answered) /* a lingering pipe (linger_or_close) */
+            close_pipe(op, which + 1);
+        else
+            maybe_finish(op);
         return;
     }
-    if (n > 0 && op->streaming && !op->answered) {
-        stream_chunk(op, which, buf->base, (size_t)n);
-    } else if (n > 0) {
-        size_t room = op->cap > b->len ? (size_t)(op->cap - b->len) : 0;
-        size_t take = (size_t)n < room ? (size_t)n : room;
-        if (take < (size_t)n)
-            b->truncated = true; /* keep reading so the process is not blocked */
-        if (take) {
-            b->data = cb_xrealloc(b->data, b->len + take);
-            memcpy(b->data + b->len, buf->base, take);
-            b->len += take;
-        }
-    }
+    if (n > 0 && !op->answered) /* after the answer: dropped */
+        keep_output(op, which, buf->base, (size_t)n);
     free(buf->base);
 }
 
@@ -326,11 +431,11 @@ static void hang_up(struct exec_op *op)
     if (op->exited || op->timer_open)
         return;
     cb_initc_signal(op->s->initc, op->pid, SIGHUP, true);
-    uv_timer_init(op->s->d->loop, &op->kill_timer);
-    op->kill_timer.data = op;
+    uv_timer_init(op->s->d->loop, &op->timer);
+    op->timer.data = op;
     op->timer_open = true;
     op->open_handles++;
-    uv_timer_start(&op->kill_timer, kill_timer_cb, EXEC_HANGUP_GRACE_MS, 0);
+    uv_timer_start(&op->timer, kill_timer_cb, EXEC_HANGUP_GRACE_MS, 0);
 }
 
 static void exec_abort(struct cb_http_req *req)
