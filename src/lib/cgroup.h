@@ -34,6 +34,24 @@ struct cb_cgroup {
     int memory, cpu, cpuacct, pids, freezer;
 };
 
+/* What a sandbox is shown of its own cgroup at /sys/fs/cgroup (mounts.h
+ * cb_mounts_show_cgroup). v2: its directory. v1: the directories of the
+ * hierarchies of memory and cpu (what runtimes read), each under its
+ * hierarchy's name ("memory", "cpu,cpuacct"); the others are not shown.
+ * Strings borrowed from cg and its manager. */
+struct cb_cgroup_view {
+    int n;
+    const char *sources[2];
+    const char *names[2]; /* v1 only */
+};
+void cb_cgroup_view(const struct cb_cgroup *cg, struct cb_cgroup_view *v);
+/* v1: make dir (root-owned, 0555) with an empty directory for each name
+ * cb_cgroup_view gives, and a link for each shown controller whose name
+ * differs from its hierarchy's (cpu -> cpu,cpuacct), as on the host.
+ * Entries are only added: sandboxes running have it bound. 0 or -errno;
+ * v2 needs none (0). */
+int cb_cgroup_make_view_dir(const struct cb_cgroup_manager *m, const char *dir);
+
 struct cb_cgroup_ops {
     const char *version; /* "v1" / "v2" */
     /* Fill cg->dirs for sandbox id (no filesystem access). */

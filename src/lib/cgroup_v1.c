@@ -281,6 +281,70 @@ static bool v1_spare_clean(const struct cb_cgroup_manager *m, int h, const char 
     return true;
 }
 
+/* The controllers a sandbox is shown (cgroup.h cb_cgroup_view): what
+ * libuv, Go and .NET read. cpuacct comes along where it shares cpu's
+ * hierarchy; on its own it would cost every start one more mount for the
+ * JVM alone, whose v1 support wants cpuset as well (not shown: sandboxes
+ * have no cpuset cgroup of their own). */
+static const int view_controllers[] = {C_MEMORY, C_CPU};
+
+static const char *hier_name(const struct cb_cgroup_manager *m, int h)
+{
+    const char *slash = strrchr(m->hier[h], '/');
+    return slash ? slash + 1 : m->hier[h];
+}
+
+void cb_cgroup_view(const struct cb_cgroup *cg, struct cb_cgroup_view *v)
+{
+    const struct cb_cgroup_manager *m = cg->mgr;
+    v->n = 0;
+    if (m->ops != &cb_cgroup_v1_ops) {
+        v->sources[v->n] = cg->dirs[0];
+        v->names[v->n++] = NULL;
+        return;
+    }
+    bool seen[CB_CGROUP_MAX_DIRS] = {false};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(view_controllers); i++) {
+        int h = m->hier_of[view_controllers[i]];
+        if (h < 0 || h >= cg->ndirs || seen[h])
+            continue; /* absent, or shared with one shown already */
+        seen[h] = true;
+        v->sources[v->n] = cg->dirs[h];
+        v->names[v->n++] = hier_name(m, h);
+    }
+}
+
+int cb_cgroup_make_view_dir(const struct cb_cgroup_manager *m, const char *dir)
+{
+    if (m->ops != &cb_cgroup_v1_ops)
+        return 0;
+    if (mkdir(dir, 0555) < 0 && errno != EEXIST)
+        return -errno;
+    _cleanup_close_ int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (dfd < 0)
+        return -errno;
+    if (fstat(dfd, &st) < 0 || st.st_uid != geteuid() || (st.st_mode & 0222))
+        return -EPERM; /* not ours, or writable: never shown in a sandbox */
+    bool shown[CB_CGROUP_MAX_DIRS] = {false};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(view_controllers); i++) {
+        int h = m->hier_of[view_controllers[i]];
+        if (h < 0)
+            continue;
+        shown[h] = true;
+        if (mkdirat(dfd, hier_name(m, h), 0555) < 0 && errno != EEXIST)
+            return -errno;
+    }
+    /* Every controller of a shown hierarchy by its own name too. */
+    for (int c = 0; c < (int)CB_ARRAY_SIZE(v1_controllers); c++) {
+        int h = m->hier_of[c];
+        if (h >= 0 && shown[h] && strcmp(hier_name(m, h), v1_controllers[c]) != 0 &&
+            symlinkat(hier_name(m, h), dfd, v1_controllers[c]) < 0 && errno != EEXIST)
+            return -errno;
+    }
+    return 0;
+}
+
 const struct cb_cgroup_ops cb_cgroup_v1_ops = {
     .version = "v1",
     .layout = v1_layout,

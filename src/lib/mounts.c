@@ -283,6 +283,28 @@ int cb_mounts_build(struct cb_mount_table *t, const char *rootfs,
     return 0;
 }
 
+static void add_bind_ro(struct cb_mount_table *t, const char *source, const char *target,
+                        unsigned long extra_flags)
+{
+    struct cb_mount_step *s = add(t, CB_MNT_BIND_RO);
+    s->source = keep(t, cb_xstrdup(source));
+    s->target = target;
+    s->remount_flags = locked_flags(source) | extra_flags;
+    s->optional = true; /* a directory gone meanwhile: nothing to show */
+}
+
+void cb_mounts_show_cgroup(struct cb_mount_table *t, const char *rootfs, const char *view_dir,
+                           const char *const *sources, const char *const *names, int n)
+{
+    if (!t->root || n <= 0)
+        return;
+    const char *at = under(t, rootfs, "sys/fs/cgroup");
+    if (view_dir)
+        add_bind_ro(t, view_dir, at, MS_NOSUID | MS_NODEV | MS_NOEXEC);
+    for (int i = 0; i < n && (view_dir || i == 0); i++)
+        add_bind_ro(t, sources[i], view_dir ? under(t, at, names[i]) : at, 0);
+}
+
 void cb_mounts_attach_sysfs(struct cb_mount_table *t, int fd)
 {
     for (size_t i = 0; i < t->n; i++) {

@@ -74,6 +74,18 @@ void cb_mount_table_free(struct cb_mount_table *t);
 int cb_mounts_make_dev_skeleton(const char *rootfs);
 /* Whether rootfs has all of them (an older skeleton has none). */
 bool cb_mounts_has_dev_skeleton(const char *rootfs);
+/* Show the sandbox its own cgroup at /sys/fs/cgroup, read-only, as Docker
+ * does: runtimes size themselves by it (the JVM's heap and CPU count,
+ * Node's heap through libuv's constrained memory, Go's GOMAXPROCS), and
+ * without it they took the host's memory for theirs and were OOM-killed at
+ * the sandbox's limit instead of collecting garbage. Binds of the host's
+ * cgroup directories: no superblock (a cgroup mount would make one per
+ * namespace). view_dir NULL (v2): sources[0] is bound on /sys/fs/cgroup.
+ * Else (v1) view_dir, a root-owned read-only directory with an empty
+ * directory for each names[i] (cb_cgroup_make_view_dir), is bound there
+ * first and each sources[i] on its names[i]. */
+void cb_mounts_show_cgroup(struct cb_mount_table *t, const char *rootfs, const char *view_dir,
+                           const char *const *sources, const char *const *names, int n);
 /* Attach the detached sysfs mount fd (netns.h) at /sys instead of mounting
  * one there. The caller keeps fd open until the child ran the table. */
 void cb_mounts_attach_sysfs(struct cb_mount_table *t, int fd);

@@ -150,6 +150,16 @@ int cb_runtime_open(const struct cb_runtime_config *cfg, struct cb_runtime **out
         return cb_error_wrap(err, "runtime");
     }
     cb_cgroup_spares_ahead(rt->cgroups, CB_CGROUP_AHEAD_DEFAULT);
+    if (rt->cgroups->ops == &cb_cgroup_v1_ops) {
+        rt->cgroup_view_dir = cb_xasprintf("%s/cgroup-view", rt->state_dir);
+        int r = cb_cgroup_make_view_dir(rt->cgroups, rt->cgroup_view_dir);
+        if (r < 0) {
+            fprintf(stderr, "cellbox: %s: %s; sandboxes do not see their cgroup at "
+                            "/sys/fs/cgroup\n", rt->cgroup_view_dir, strerror(-r));
+            free(rt->cgroup_view_dir);
+            rt->cgroup_view_dir = NULL;
+        }
+    }
     cb_quota_open(&rt->quota, rt->state_dir, cfg->volume_bytes, cfg->no_disk_quota);
     rt->quota.durable = cfg->durable_disks; /* before the image maker starts */
     cb_quota_spares_open(&rt->quota);
@@ -181,6 +191,7 @@ void cb_runtime_free(struct cb_runtime *rt)
     free(rt->sandboxes_dir);
     free(rt->templates_dir);
     free(rt->slots_dir);
+    free(rt->cgroup_view_dir);
     free(rt);
 }
 

@@ -18,6 +18,7 @@ struct cb_runtime {
     struct cb_runtime_config cfg; /* strings below are owned copies */
     char *state_dir, *init_path, *cgroup_parent;
     char *sandboxes_dir, *templates_dir, *slots_dir;
+    char *cgroup_view_dir; /* v1: bound on a sandbox's /sys/fs/cgroup (cgroup.h), else NULL */
     int slots_dirfd;
     int host_uts_fd; /* our own uts namespace, to return to after a claim's sethostname */
     uint32_t slot_hint; /* next uid slot to try (atomic; only a hint) */

@@ -52,3 +52,45 @@ def test_init_is_not_older_than_the_sandbox(daemon, sandbox):
     etimes, uptime, start_ticks = out.split()
     assert 0 <= int(etimes) <= float(uptime) + 1, out
     assert int(start_ticks) < 100 * (float(uptime) + 1), out
+
+
+# The limit file of each cgroup version, as a sandbox reads it.
+LIMIT_FILES = "cat /sys/fs/cgroup/memory.max 2>/dev/null || " \
+              "cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+
+
+@pytest.fixture
+def limited(daemon, sandbox_works):
+    sb = daemon.create_sandbox(memory_mb=200, cpu=0.5)
+    yield sb
+    daemon.delete_sandbox(sb["id"])
+
+
+def test_own_cgroup_limits_visible_read_only(daemon, limited):
+    sid = limited["id"]
+    assert sh(daemon, sid, LIMIT_FILES).strip() == str(200 << 20)
+    # Read-only, and nothing of the host's cgroup tree: no other sandbox's
+    # cgroup below it, no hierarchy we do not show.
+    r = daemon.exec(sid, cmd="echo 1 > /sys/fs/cgroup/memory.max || "
+                             "echo 1 > /sys/fs/cgroup/memory/memory.limit_in_bytes", user="root")
+    assert r["exit_code"] != 0 and "Read-only" in r["stderr"], r
+    out = sh(daemon, sid, "find /sys/fs/cgroup -mindepth 1 -type d | sort; ls /sys/fs/cgroup")
+    dirs = [l for l in out.split("\n") if l.startswith("/")]
+    assert all(d.count("/") == 4 for d in dirs), dirs  # /sys/fs/cgroup/<hierarchy> at most
+    names = set(l for l in out.split("\n") if l and not l.startswith("/"))
+    assert not names & {"pids", "freezer", "devices", "blkio", "systemd", "cellbox"}, names
+    # A live change is what the sandbox reads next.
+    r = daemon.request("PATCH", "/v1/sandboxes/" + sid, {"limits": {"memory_mb": 300}})
+    assert r.status == 200, r
+    assert sh(daemon, sid, LIMIT_FILES).strip() == str(300 << 20)
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/node"), reason="no node on this host")
+def test_node_sizes_itself_by_the_limit(daemon, limited):
+    # libuv reads the cgroup the sandbox is shown; V8's heap follows it
+    # (without it: the host's memory, and a 4 GiB heap in a 200 MiB sandbox).
+    out = sh(daemon, limited["id"], "node -e 'console.log(process.constrainedMemory(), "
+                                    "require(\"v8\").getHeapStatistics().heap_size_limit)'")
+    constrained, heap = (int(float(x)) for x in out.split())
+    assert constrained == 200 << 20, out
+    assert heap <= 512 << 20, out  # V8's floor is ~260 MiB; from the host's 24 GiB: 4 GiB

@@ -515,3 +515,83 @@ TEST(cgroup_clone_into_fd_v2_only)
     cb_rootfs_remove_tree(root);
     free(root);
 }
+
+/* What a sandbox is shown of its cgroup (cb_cgroup_view) and the v1 view
+ * directory the hierarchies are bound in. */
+TEST(cgroup_view_v1_and_v2)
+{
+    /* separate cpu and cpuacct hierarchies */
+    char *root = fake_v1_root();
+    struct cb_cgroup_manager *m;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    struct cb_cgroup *cg = cb_cgroup_open(m, "sb_v");
+    struct cb_cgroup_view v;
+    cb_cgroup_view(cg, &v);
+    ASSERT_EQ(v.n, 2);
+    ASSERT_STREQ(v.names[0], "memory");
+    ASSERT_STREQ(v.names[1], "cpu");
+    ASSERT_STREQ(v.sources[0], cg->dirs[cg->memory]);
+    char *view = cb_xasprintf("%s/view", root);
+    ASSERT_EQ(cb_cgroup_make_view_dir(m, view), 0);
+    ASSERT_EQ(cb_cgroup_make_view_dir(m, view), 0); /* again: nothing changes */
+    struct stat st;
+    ASSERT_EQ(stat(view, &st), 0);
+    ASSERT_EQ(st.st_mode & 07777, 0555);
+    ASSERT(exists_in(view, "memory") && exists_in(view, "cpu"));
+    ASSERT(!exists_in(view, "cpuacct") && !exists_in(view, "pids") && !exists_in(view, "freezer"));
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+    /* a writable view directory is never used */
+    ASSERT_EQ(chmod(view, 0755), 0);
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    ASSERT_EQ(cb_cgroup_make_view_dir(m, view), -EPERM);
+    cb_cgroup_manager_free(m);
+    cb_rootfs_remove_tree(root);
+
+    /* cpu and cpuacct in one hierarchy "cpu,cpuacct": shown once, under
+     * that name, with the controllers' names as links */
+    root = fake_root();
+    const char *dirs[] = {"memory", "cpu,cpuacct"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(dirs); i++) {
+        char *d = cb_xasprintf("%s/%s", root, dirs[i]);
+        ASSERT_EQ(mkdir(d, 0755), 0);
+        free(d);
+    }
+    char *cpu = cb_xasprintf("%s/cpu", root), *acct = cb_xasprintf("%s/cpuacct", root);
+    ASSERT_EQ(symlink("cpu,cpuacct", cpu), 0);
+    ASSERT_EQ(symlink("cpu,cpuacct", acct), 0);
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    cg = cb_cgroup_open(m, "sb_w");
+    cb_cgroup_view(cg, &v);
+    ASSERT_EQ(v.n, 2);
+    ASSERT_STREQ(v.names[1], "cpu,cpuacct");
+    view = cb_xasprintf("%s/view", root);
+    ASSERT_EQ(cb_cgroup_make_view_dir(m, view), 0);
+    const char *links[] = {"cpu", "cpuacct"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(links); i++) {
+        char *link = cb_xasprintf("%s/%s", view, links[i]);
+        char text[64] = {0};
+        ASSERT(readlink(link, text, sizeof text - 1) > 0);
+        ASSERT_STREQ(text, "cpu,cpuacct");
+        free(link);
+    }
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+    cb_rootfs_remove_tree(root);
+
+    /* v2: the one directory, no view directory */
+    root = fake_v2_root(true);
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V2, root, "cellbox", &m, &err), 0);
+    cg = cb_cgroup_open(m, "sb_z");
+    cb_cgroup_view(cg, &v);
+    ASSERT_EQ(v.n, 1);
+    ASSERT_STREQ(v.sources[0], cg->dirs[0]);
+    ASSERT(v.names[0] == NULL);
+    view = cb_xasprintf("%s/view", root);
+    ASSERT_EQ(cb_cgroup_make_view_dir(m, view), 0);
+    ASSERT(access(view, F_OK) < 0);
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+    cb_rootfs_remove_tree(root);
+}

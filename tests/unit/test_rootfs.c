@@ -385,3 +385,40 @@ TEST(mounts_mask_dir_applies_as_readonly_bind)
     ASSERT_EQ(rmdir(empty), 0);         /* and the empty dir stayed empty */
     cb_rootfs_remove_tree(dir);
 }
+
+/* The sandbox's own cgroup at /sys/fs/cgroup: read-only binds, no new
+ * superblock; v1 puts the view directory first and each hierarchy on its
+ * name in it, v2 binds its one directory there. */
+TEST(mounts_show_cgroup_binds)
+{
+    struct cb_template_bind binds[] = {{"/usr", "/usr"}};
+    struct cb_mount_table t;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_mounts_build(&t, "/r", "/l", "/u", "/w", binds, 1, "/state/empty", false, &err), 0);
+    size_t before = t.n;
+    const char *src[] = {"/sys/fs/cgroup/memory/cellbox/sb", "/sys/fs/cgroup/cpu,cpuacct/cellbox/sb"};
+    const char *names[] = {"memory", "cpu,cpuacct"};
+    cb_mounts_show_cgroup(&t, "/r", "/state/cgroup-view", src, names, 2);
+    ASSERT_EQ(t.n, before + 3);
+    const char *types[32];
+    ASSERT_EQ(count_new_superblocks(&t, types, 32), 4); /* as without them */
+    const struct cb_mount_step *s = &t.steps[before];
+    ASSERT_EQ(s->kind, CB_MNT_BIND_RO);
+    ASSERT_STREQ(s->source, "/state/cgroup-view");
+    ASSERT_STREQ(s->target, "/r/sys/fs/cgroup");
+    ASSERT(s->remount_flags & MS_NOEXEC);
+    ASSERT_STREQ(t.steps[before + 1].source, src[0]);
+    ASSERT_STREQ(t.steps[before + 1].target, "/r/sys/fs/cgroup/memory");
+    ASSERT_STREQ(t.steps[before + 2].target, "/r/sys/fs/cgroup/cpu,cpuacct");
+    ASSERT_EQ(t.steps[before + 2].kind, CB_MNT_BIND_RO);
+    cb_mount_table_free(&t);
+    ASSERT_EQ(cb_mounts_build(&t, "/r", "/l", "/u", "/w", binds, 1, "/state/empty", false, &err), 0);
+    before = t.n;
+    const char *v2[] = {"/sys/fs/cgroup/cellbox/sb"};
+    cb_mounts_show_cgroup(&t, "/r", NULL, v2, NULL, 1);
+    ASSERT_EQ(t.n, before + 1);
+    ASSERT_STREQ(t.steps[before].source, v2[0]);
+    ASSERT_STREQ(t.steps[before].target, "/r/sys/fs/cgroup");
+    ASSERT_EQ(t.steps[before].kind, CB_MNT_BIND_RO);
+    cb_mount_table_free(&t);
+}
