@@ -95,12 +95,17 @@ static int mirror_top_links(const char *rootfs)
  * sandbox, copied into the skeleton (a bind each would cost every start a
  * mount): getprotobyname("tcp") and getservbyname read protocols and
  * services (Perl's IO::Socket::INET, Python's socket, nc), install scripts
- * source os-release, chsh and some daemons check shells. A symlink into
+ * source os-release, chsh and some daemons check shells; a terminal's
+ * login shell reads profile and bash.bashrc (the user@host:dir prompt),
+ * readline inputrc (Home/End keys); mime.types names file types for
+ * Python's mimetypes and web servers. A symlink into
  * /usr (Debian's os-release -> ../usr/lib/os-release) is mirrored, since
  * /usr is the host's in the sandbox; any other file is copied. A host file
  * absent, unreadable or over 1 MiB is left out. */
-static const char *const host_etc_copies[] = {"protocols", "services", "shells",
-                                              "debian_version", "os-release"};
+static const char *const host_etc_copies[] = {
+    "protocols", "services", "shells", "debian_version", "os-release",
+    "profile",   "bash.bashrc", "inputrc", "mime.types",
+};
 
 static bool link_into_usr(const char *target)
 {

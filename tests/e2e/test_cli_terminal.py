@@ -228,6 +228,19 @@ def test_shell_without_a_tty(daemon, sandbox):
     assert r.returncode == 0 and b"eof-ok" in r.stdout, r.stderr
 
 
+@pytest.mark.skipif(not os.path.exists("/etc/bash.bashrc"), reason="host has no /etc/bash.bashrc")
+def test_login_shell_prompt_names_user_and_host(daemon, sandbox_works):
+    """The default terminal (bash -l) reads the template's /etc/profile and
+    bash.bashrc, as on the host: a user@host:dir prompt, not bash-5.2$."""
+    sb = daemon.create_sandbox(name="promptbox")
+    try:
+        r = run_cli(daemon, "shell", sb["id"], input=b"cd /workspace\nexit\n")
+        assert r.returncode == 0, r.stderr
+        assert b"user@promptbox:/workspace$" in r.stdout, r.stdout
+    finally:
+        daemon.delete_sandbox(sb["id"])
+
+
 def test_pty_ls_and_kill(daemon, sandbox):
     sid = sandbox["id"]
     # Not the default bash: a hang-up that reaches bash while it is still
