@@ -57,7 +57,7 @@ def test_left_behind_writer_survives_the_answer(daemon, sandbox):
     cmd = ("(while :; do echo tick; echo tock >&2; sleep 0.05; done) & "
            "echo started")
     r = daemon.exec(sandbox["id"], cmd=cmd)
-    assert r["stdout"].startswith("started"), r
+    assert "started" in r["stdout"].split(), r
     time.sleep(1.0)
     assert alive(daemon, sandbox, "echo tick") >= 1
     # A server started the way agents start one, then used.
@@ -80,7 +80,7 @@ def test_drained_pipes_are_bounded_and_released(daemon, sandbox):
     n = 24  # beyond the per-sandbox bound (16)
     for i in range(n):
         r = daemon.exec(sandbox["id"], cmd="(while :; do echo w%d; sleep 0.2; done) & echo ok" % i)
-        assert r["stdout"].startswith("ok"), r
+        assert "ok" in r["stdout"].split(), r
     grown = daemon.fd_count() - base
     assert grown <= 2 * 16 + 8, grown  # two pipes each, for at most 16 execs
     # Those beyond the bound had their pipes closed: they died at their
