@@ -90,3 +90,17 @@ def test_drained_pipes_are_bounded_and_released(daemon, sandbox):
     # When they end, the daemon lets go of their pipes.
     daemon.exec(sandbox["id"], cmd="pkill -f 'while :; do echo w'; true")
     assert wait_for(lambda: daemon.fd_count() - base <= 4), daemon.fd_count() - base
+
+
+def test_fast_writer_left_behind(daemon, sandbox):
+    # `yes &` writes without pause: the exec still answers (its output cut
+    # at the cap or not), the daemon keeps answering others, and once the
+    # writer is gone its pipes are let go.
+    base = daemon.fd_count()
+    r = daemon.exec(sandbox["id"], cmd="yes & echo started")
+    assert r["exit_code"] == 0, {k: v for k, v in r.items() if k != "stdout"}
+    assert daemon.request("GET", "/healthz", timeout=10).status == 200
+    r2 = daemon.exec(sandbox["id"], cmd="echo still-here")
+    assert r2["stdout"] == "still-here\n"
+    daemon.exec(sandbox["id"], cmd="pkill -x yes; true")
+    assert wait_for(lambda: daemon.fd_count() - base <= 4), daemon.fd_count() - base

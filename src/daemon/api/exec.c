@@ -247,7 +247,12 @@ static void read_cb(uv_stream_t *st, ssize_t n, const uv_buf_t *buf);
 
 /* What the pipes hold now, read before an answer the linger timer gives:
  * libuv runs due timers before it polls, so data already waiting could
- * otherwise miss the answer on a busy loop. The pipes are non-blocking. */
+ * otherwise miss the answer on a busy loop. The pipes are non-blocking. At
+ * most a full pipe's worth (1 MiB, the most F_SETPIPE_SZ gives a process
+ * that is not privileged on the host) per pipe: a process left behind
+ * writing without pause (`yes &`) must not keep the loop here. */
+#define EXEC_PENDING_MAX (1u << 20)
+
 static void read_pending(struct exec_op *op)
 {
     char buf[65536];
@@ -256,8 +261,9 @@ static void read_pending(struct exec_op *op)
         if (!op->pipe_open[i] || op->out[i - 1].eof ||
             uv_fileno((uv_handle_t *)&op->pipes[i], &fd) < 0)
             continue;
-        ssize_t n;
-        while ((n = read(fd, buf, sizeof buf)) > 0)
+        ssize_t n = -1;
+        for (size_t got = 0; got < EXEC_PENDING_MAX && (n = read(fd, buf, sizeof buf)) > 0;
+             got += (size_t)n)
             keep_output(op, i - 1, buf, (size_t)n);
         if (n == 0)
             op->out[i - 1].eof = true;
