@@ -91,21 +91,41 @@ static int mirror_top_links(const char *rootfs)
     return 0;
 }
 
-/* Host /etc files that programs read and that are the same in every
- * sandbox, copied into the skeleton (a bind each would cost every start a
- * mount): getprotobyname("tcp") and getservbyname read protocols and
- * services (Perl's IO::Socket::INET, Python's socket, nc), install scripts
- * source os-release, chsh and some daemons check shells; a terminal's
- * login shell reads profile and bash.bashrc (the user@host:dir prompt),
- * readline inputrc (Home/End keys); mime.types names file types for
- * Python's mimetypes and web servers. A symlink into
- * /usr (Debian's os-release -> ../usr/lib/os-release) is mirrored, since
- * /usr is the host's in the sandbox; any other file is copied. A host file
- * absent, unreadable or over 1 MiB is left out. */
+/* Host /etc files that programs read, data of the host's packages that is
+ * the same in every sandbox and holds nothing of the host's own, copied
+ * into the skeleton (a bind each would cost every start a mount):
+ * getprotobyname("tcp") and getservbyname read protocols and services
+ * (Perl's IO::Socket::INET, Python's socket, nc), install scripts source
+ * os-release, chsh and some daemons check shells, readline reads inputrc
+ * (Home/End keys), Python's mimetypes and web servers mime.types. A
+ * symlink into /usr (Debian's os-release -> ../usr/lib/os-release) is
+ * mirrored, since /usr is the host's in the sandbox; any other file is
+ * copied. A host file absent, unreadable or over 1 MiB is left out. */
 static const char *const host_etc_copies[] = {
-    "protocols", "services", "shells", "debian_version", "os-release",
-    "profile",   "bash.bashrc", "inputrc", "mime.types",
+    "protocols", "services", "shells", "debian_version", "os-release", "inputrc", "mime.types",
 };
+
+/* The login shell's files are our own, never the host's: an admin's
+ * /etc/profile may export a proxy password or a token, and must not reach
+ * a sandbox. What a terminal needs of them: the user@host:dir prompt. */
+static const char skel_profile[] =
+    "# cellbox: read by login shells (a terminal's bash -l)\n"
+    "if [ \"${PS1-}\" ] && [ \"${BASH-}\" ] && [ \"$BASH\" != /bin/sh ] && "
+    "[ -f /etc/bash.bashrc ]; then\n"
+    "  . /etc/bash.bashrc\n"
+    "fi\n"
+    "if [ -d /etc/profile.d ]; then\n"
+    "  for i in /etc/profile.d/*.sh; do [ -r \"$i\" ] && . \"$i\"; done\n"
+    "  unset i\n"
+    "fi\n";
+static const char skel_bashrc[] =
+    "# cellbox: read by interactive bash shells\n"
+    "[ -z \"${PS1-}\" ] && return\n"
+    "shopt -s checkwinsize\n"
+    "PS1='\\u@\\h:\\w\\$ '\n";
+static const struct {
+    const char *name, *text;
+} skel_etc_files[] = {{"profile", skel_profile}, {"bash.bashrc", skel_bashrc}};
 
 static bool link_into_usr(const char *target)
 {
@@ -118,9 +138,17 @@ int cb_rootfs_add_host_etc(const char *rootfs)
     _cleanup_close_ int dfd = open(etc, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
+    struct stat st;
+    for (size_t i = 0; i < CB_ARRAY_SIZE(skel_etc_files); i++) {
+        if (fstatat(dfd, skel_etc_files[i].name, &st, AT_SYMLINK_NOFOLLOW) == 0)
+            continue; /* made before */
+        const char *text = skel_etc_files[i].text;
+        int r = cb_write_file_at(dfd, skel_etc_files[i].name, text, strlen(text), 0644, 1);
+        if (r < 0)
+            return r;
+    }
     for (size_t i = 0; i < CB_ARRAY_SIZE(host_etc_copies); i++) {
         const char *name = host_etc_copies[i];
-        struct stat st;
         if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0)
             continue; /* made before, or the template's own */
         char host[64], target[256];

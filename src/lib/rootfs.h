@@ -16,7 +16,8 @@ int cb_rootfs_make_host_skeleton(const char *rootfs_dir,
                                  struct cb_error **err);
 
 /* Copy the host's /etc files every program expects (protocols, services,
- * shells, os-release, ...) into the skeleton at rootfs_dir where missing.
+ * shells, os-release, ...) into the skeleton at rootfs_dir where missing,
+ * and write our own profile and bash.bashrc there (never the host's).
  * Part of make_host_skeleton; also run on an existing skeleton, so one made
  * by an older version gets them. -errno on failure. */
 int cb_rootfs_add_host_etc(const char *rootfs_dir);

@@ -67,6 +67,16 @@ TEST(rootfs_host_template)
         free(host);
         free(mine);
     }
+    /* the login shell's files are our own, never the host's */
+    const char *own[] = {"profile", "bash.bashrc"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(own); i++) {
+        char *mine = cb_xasprintf("%s/etc/%s", t->rootfs, own[i]);
+        char *text2 = NULL;
+        ASSERT_EQ(cb_read_file_at(AT_FDCWD, mine, 1 << 16, &text2, NULL), 0);
+        ASSERT(strncmp(text2, "# cellbox:", 10) == 0);
+        free(text2);
+        free(mine);
+    }
     if (access("/etc/protocols", R_OK) == 0) { /* an older skeleton gets them back */
         char *proto = cb_xasprintf("%s/etc/protocols", t->rootfs);
         ASSERT_EQ(unlink(proto), 0);
