@@ -710,6 +710,35 @@ static void open_proc_table(const struct cb_child_config *c, struct cb_mount_tab
 static int spawn_prepared(struct cb_child_config *c, pid_t *pid_out, int *pidfd_out,
                           struct cb_error **err);
 
+int cb_ns_clone_error(int e, const char *sysctl_dir, struct cb_error **err)
+{
+    if (e == EPERM || e == EACCES)
+        return cb_error_set(err, e, CB_ERR_UNAVAILABLE,
+                            "clone of the sandbox's namespaces refused: this host does not let "
+                            "cellboxd make user namespaces (a security module or a seccomp "
+                            "profile around it)");
+    if (e != ENOSPC)
+        return cb_error_set(err, e, CB_ERR_INTERNAL, "clone");
+    static const char *const kinds[] = {"user", "mnt", "pid", "ipc", "uts", "net", "cgroup", "time"};
+    char zero[160] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < CB_ARRAY_SIZE(kinds); i++) {
+        char path[256], buf[32] = "";
+        snprintf(path, sizeof path, "%s/max_%s_namespaces", sysctl_dir, kinds[i]);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        if (n > 0 && strtol(buf, NULL, 10) == 0 && len < sizeof zero)
+            len += (size_t)snprintf(zero + len, sizeof zero - len, "%smax_%s_namespaces=0",
+                                    len ? ", " : "", kinds[i]);
+    }
+    return cb_error_set(err, e, CB_ERR_UNAVAILABLE,
+                        "clone of the sandbox's namespaces: the host's limit on namespaces "
+                        "is reached (%s in %s)", len ? zero : "see max_*_namespaces",
+                        sysctl_dir);
+}
+
 int cb_ns_spawn(struct cb_child_config *c, pid_t *pid_out, int *pidfd_out,
                 struct cb_error **err)
 {
@@ -951,7 +980,7 @@ static int spawn_child(struct cb_child_config *c, int parent_end, pid_t *pid_out
             slots_clear(group, nmoved);
         spawn_restore(c, group, moved, nmoved);
         stack_put(stack);
-        return cb_error_set(err, clone_errno, CB_ERR_INTERNAL, "clone");
+        return cb_ns_clone_error(clone_errno, "/proc/sys/user", err);
     }
     if (r == 0 && c->meanwhile)
         c->meanwhile(c->meanwhile_arg);

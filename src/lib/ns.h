@@ -131,6 +131,13 @@ int cb_ns_probe_time_ns(const char *init_path);
  * steps and wait until it exec'd init. Returns 0 with *pid_out and
  * *pidfd_out (CLOEXEC) set; on failure the child is reaped and *err names
  * the failed step. */
+/* The error of a clone of a sandbox's namespaces that failed with e, said
+ * so a host admin knows what to change: ENOSPC is a limit of the host's
+ * (/proc/sys/user/max_*_namespaces under sysctl_dir, those at 0 named),
+ * EPERM/EACCES a host that refuses namespaces to cellboxd. Both are
+ * CB_ERR_UNAVAILABLE; anything else CB_ERR_INTERNAL. Returns -1. */
+int cb_ns_clone_error(int e, const char *sysctl_dir, struct cb_error **err);
+
 int cb_ns_spawn(struct cb_child_config *cfg, pid_t *pid_out, int *pidfd_out,
                 struct cb_error **err);
 

@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "netns.h"
+#include "ns.h"
 #include "proto.h"
 #include "rootfs.h"
 #include "runner.h"
@@ -1711,4 +1712,34 @@ TEST(runtime_disk_image_with_many_files_not_recycled)
     free(image_a);
     free(image_b);
     cleanup_state(rt, state);
+}
+
+/* A clone the host refuses says which host setting to look at. */
+TEST(ns_clone_errors_name_the_host_limit)
+{
+    char dir[] = "/tmp/cb-sysctl-XXXXXX";
+    ASSERT(mkdtemp(dir));
+    const char *kinds[] = {"user", "mnt", "pid", "ipc", "uts", "net", "cgroup", "time"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(kinds); i++) {
+        char *p = cb_xasprintf("%s/max_%s_namespaces", dir, kinds[i]);
+        const char *v = strcmp(kinds[i], "user") == 0 ? "0\n" : "96367\n";
+        ASSERT_EQ(cb_write_file_at(AT_FDCWD, p, v, strlen(v), 0644, 0), 0);
+        free(p);
+    }
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_ns_clone_error(ENOSPC, dir, &err), -ENOSPC);
+    ASSERT_EQ(err->kind, CB_ERR_UNAVAILABLE);
+    ASSERT(strstr(err->message, "max_user_namespaces=0"));
+    ASSERT(!strstr(err->message, "max_net_namespaces"));
+    cb_error_free(err);
+    err = NULL;
+    ASSERT_EQ(cb_ns_clone_error(EPERM, dir, &err), -EPERM);
+    ASSERT_EQ(err->kind, CB_ERR_UNAVAILABLE);
+    ASSERT(strstr(err->message, "user namespaces"));
+    cb_error_free(err);
+    err = NULL;
+    ASSERT_EQ(cb_ns_clone_error(EINVAL, dir, &err), -EINVAL);
+    ASSERT_EQ(err->kind, CB_ERR_INTERNAL);
+    cb_error_free(err);
+    cb_rootfs_remove_tree(dir);
 }
