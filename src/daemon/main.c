@@ -15,7 +15,10 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "api/api.h"
@@ -118,6 +121,44 @@ static int mkdir_p(const char *path, mode_t mode)
     int r = mkdir(p, mode) < 0 && errno != EEXIST ? -errno : 0;
     free(p);
     return r;
+}
+
+/* One daemon per state directory. A second one used to open the store,
+ * re-adopt the first one's sandboxes (taking their init connections),
+ * replace its socket, and then often fail on the TCP port, leaving the
+ * first unreachable. The lock is held for the daemon's life (the fd is
+ * never closed; O_CLOEXEC keeps it out of everything we run) and goes with
+ * the process however it ends. The file says who holds it. */
+static int lock_state_dir(struct cb_daemon *d, struct cb_error **err)
+{
+    char *path = cb_xasprintf("%s/cellboxd.lock", d->cfg.state_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+    int e = errno;
+    free(path);
+    if (fd < 0)
+        return cb_error_set(err, e, CB_ERR_INTERNAL, "lock %s", d->cfg.state_dir);
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+        e = errno;
+        char pid[32] = "";
+        ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+        pid[n > 0 ? n : 0] = '\0';
+        pid[strcspn(pid, "\n")] = '\0';
+        close(fd);
+        if (e == EWOULDBLOCK && *pid)
+            return cb_error_set(err, 0, CB_ERR_CONFLICT,
+                                "another cellboxd (pid %s) is running on state directory %s",
+                                pid, d->cfg.state_dir);
+        if (e == EWOULDBLOCK)
+            return cb_error_set(err, 0, CB_ERR_CONFLICT,
+                                "another cellboxd is running on state directory %s",
+                                d->cfg.state_dir);
+        return cb_error_set(err, e, CB_ERR_INTERNAL, "lock %s", d->cfg.state_dir);
+    }
+    char text[32];
+    int len = snprintf(text, sizeof text, "%d\n", (int)getpid());
+    if (ftruncate(fd, 0) < 0 || pwrite(fd, text, (size_t)len, 0) != len)
+        cb_log_info(NULL, "cannot write the pid to the state directory's lock file");
+    return 0;
 }
 
 static int open_store(struct cb_daemon *d, struct cb_error **err)
@@ -250,7 +291,9 @@ static int start_http(struct cb_daemon *d, struct cb_error **err)
 static int run(struct cb_daemon *d)
 {
     struct cb_error *err = NULL;
-    if (open_store(d, &err) < 0 || start_runtime(d, &err) < 0) {
+    /* The lock first (key create, which only adds a row, takes none). */
+    if (mkdir_p(d->cfg.state_dir, 0711) < 0 || lock_state_dir(d, &err) < 0 ||
+        open_store(d, &err) < 0 || start_runtime(d, &err) < 0) {
         cb_log_error(NULL, "startup failed: %s", err ? err->message : "?");
         cb_error_free(err);
         return 1;

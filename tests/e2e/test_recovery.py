@@ -34,3 +34,35 @@ def test_kill9_recovery(own_daemon):
         events = list(d.stream("GET", "/v1/sandboxes/%s/processes/%d/output" % (sid, pid)))
         assert any("tick" in e.get("data", "") for e in events)
     assert d.exec(sid, cmd="echo after")["stdout"] == "after\n"
+
+
+def test_second_daemon_on_the_same_state_dir_refused(own_daemon):
+    """A second cellboxd on a state directory in use exits at once, saying
+    who holds it, and touches nothing: the first keeps its socket, its
+    sandboxes and their processes (before: the second re-adopted them,
+    replaced the socket, and the first was left unreachable)."""
+    import os
+    import shutil
+    import subprocess
+    from cellboxd import Daemon
+    d = own_daemon
+    sb = d.create_sandbox(name="owned")
+    r = d.request("POST", "/v1/sandboxes/%s/processes" % sb["id"],
+                  {"cmd": "while true; do echo tick; sleep 0.2; done"})
+    pid = r.json()["pid"]
+    second = Daemon(state_dir=d.state_dir)
+    try:
+        p = subprocess.run(second.args(), capture_output=True, timeout=60)
+        assert p.returncode != 0
+        err = (p.stdout + p.stderr).decode()
+        assert "another cellboxd (pid %d) is running on state directory" % d.pid in err, err
+        assert not os.path.exists(second.socket_path)
+    finally:  # not second.stop(): it would reap the first one's sandboxes
+        shutil.rmtree(second.tmp, ignore_errors=True)
+    assert os.path.exists(d.socket_path)
+    assert d.exec(sb["id"], cmd="echo still")["stdout"] == "still\n"
+    procs = {p["pid"]: p for p in d.request("GET", "/v1/sandboxes/%s/processes" % sb["id"]).json()["items"]}
+    assert procs[pid]["state"] == "running"
+    # The lock goes with the process: a restart takes it again.
+    d.restart()
+    assert d.exec(sb["id"], cmd="echo again")["stdout"] == "again\n"
