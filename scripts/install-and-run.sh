@@ -16,9 +16,18 @@ LOG=${CELLBOX_LOG:-/var/log/cellboxd.log}
 # a browser on this host; every API request there needs a key. CELLBOX_LISTEN=
 # (empty) turns it off.
 LISTEN=${CELLBOX_LISTEN-127.0.0.1:7070}
-if [ -f /run/cellbox/cellboxd.pid ] && kill -0 "$(cat /run/cellbox/cellboxd.pid)" 2>/dev/null; then
-  kill "$(cat /run/cellbox/cellboxd.pid)"; sleep 0.5
-fi
+# The running daemon: the one the pid file names, or whoever holds the state
+# directory's lock (its pid is in the lock file). Only one cellboxd may use a
+# state directory: wait until the old one has exited (a graceful stop lets
+# running operations finish, up to ~10 s), or the new one refuses to start.
+for pidfile in /run/cellbox/cellboxd.pid "$STATE/cellboxd.lock"; do
+  pid=$(cat "$pidfile" 2>/dev/null || true)
+  if [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = cellboxd ]; then
+    kill "$pid"
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$pid" 2>/dev/null && kill -9 "$pid" && sleep 0.2
+  fi
+done
 mkdir -p /run/cellbox "$STATE"
 nohup /usr/local/bin/cellboxd --state-dir "$STATE" --socket "$SOCK" ${LISTEN:+--listen "$LISTEN"} >>"$LOG" 2>&1 &
 echo $! > /run/cellbox/cellboxd.pid
