@@ -131,6 +131,10 @@ static int mkdir_p(const char *path, mode_t mode)
  * the process however it ends. The file says who holds it. */
 static int lock_state_dir(struct cb_daemon *d, struct cb_error **err)
 {
+    int r = mkdir_p(d->cfg.state_dir, 0711);
+    if (r < 0)
+        return cb_error_set(err, -r, CB_ERR_INTERNAL, "create state directory %s",
+                            d->cfg.state_dir);
     char *path = cb_xasprintf("%s/cellboxd.lock", d->cfg.state_dir);
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
     int e = errno;
@@ -292,8 +296,8 @@ static int run(struct cb_daemon *d)
 {
     struct cb_error *err = NULL;
     /* The lock first (key create, which only adds a row, takes none). */
-    if (mkdir_p(d->cfg.state_dir, 0711) < 0 || lock_state_dir(d, &err) < 0 ||
-        open_store(d, &err) < 0 || start_runtime(d, &err) < 0) {
+    if (lock_state_dir(d, &err) < 0 || open_store(d, &err) < 0 ||
+        start_runtime(d, &err) < 0) {
         cb_log_error(NULL, "startup failed: %s", err ? err->message : "?");
         cb_error_free(err);
         return 1;

@@ -838,12 +838,13 @@ static int plan_start(struct cb_sandbox *sb, struct start_plan *p, struct cb_err
                         p->tmpl->binds, p->tmpl->nbinds, p->empty_dir, rt->cfg.durable_disks,
                         err) < 0)
         return -1;
-    if (sb->cg) {
+    /* Its own cgroup at /sys/fs/cgroup (mounts.h); on v1 only with the
+     * view directory the runtime could make. */
+    if (sb->cg && (rt->cgroups->ops != &cb_cgroup_v1_ops || rt->cgroup_view_dir)) {
         struct cb_cgroup_view v;
         cb_cgroup_view(sb->cg, &v);
-        if (rt->cgroups->ops != &cb_cgroup_v1_ops || rt->cgroup_view_dir)
-            cb_mounts_show_cgroup(&p->mounts, sb->rootfs, rt->cgroup_view_dir, v.sources,
-                                  v.names, v.n);
+        cb_mounts_show_cgroup(&p->mounts, sb->rootfs, rt->cgroup_view_dir, v.sources, v.names,
+                              v.n);
     }
     p->init_fd = open(rt->init_path, O_PATH | O_CLOEXEC);
     if (p->init_fd < 0)
