@@ -737,7 +737,7 @@ static int idle_make(struct cb_runtime *rt, const char *id, uint64_t disk_bytes,
 
 static void rmdir_cgroups(const char *parent)
 {
-    const char *hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer", ""};
+    const char *hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer", "cpuset", ""};
     for (size_t i = 0; i < sizeof hier / sizeof *hier; i++) {
         char p[128];
         snprintf(p, sizeof p, "/sys/fs/cgroup/%s%s%s", hier[i], *hier[i] ? "/" : "", parent);

@@ -344,6 +344,8 @@ void cb_cgroup_manager_free(struct cb_cgroup_manager *m)
         spares_free(m->spares[h]);
     for (int h = 0; h < m->nhier; h++)
         free(m->hier[h]);
+    free(m->cpuset);
+    free(m->cpuset_hier);
     free(m->root);
     free(m->parent);
     free(m);
@@ -398,23 +400,39 @@ int cb_cgroup_create(const struct cb_cgroup_manager *m, const char *id,
     return 0;
 }
 
+/* The directories a sandbox's processes join: its own, then the shared
+ * cpuset cgroup (v1, when there is one). The number filled in. */
+static int join_dirs(const struct cb_cgroup *cg, const char *dirs[CB_CGROUP_MAX_JOIN])
+{
+    int n = 0;
+    for (int i = 0; i < cg->ndirs; i++)
+        dirs[n++] = cg->dirs[i];
+    if (cg->mgr->cpuset)
+        dirs[n++] = cg->mgr->cpuset;
+    return n;
+}
+
 int cb_cgroup_attach(struct cb_cgroup *cg, pid_t pid, struct cb_error **err)
 {
     char buf[24];
     snprintf(buf, sizeof buf, "%d", (int)pid);
-    for (int i = 0; i < cg->ndirs; i++)
-        if (cb_cgroup_write(cg->dirs[i], "cgroup.procs", buf, err) < 0)
+    const char *dirs[CB_CGROUP_MAX_JOIN];
+    int n = join_dirs(cg, dirs);
+    for (int i = 0; i < n; i++)
+        if (cb_cgroup_write(dirs[i], "cgroup.procs", buf, err) < 0)
             return -1;
     return 0;
 }
 
-int cb_cgroup_open_join_fds(struct cb_cgroup *cg, int fds[CB_CGROUP_MAX_DIRS],
+int cb_cgroup_open_join_fds(struct cb_cgroup *cg, int fds[CB_CGROUP_MAX_JOIN],
                             struct cb_error **err)
 {
     if (cg->mgr->ops != &cb_cgroup_v1_ops)
         return 0;
-    for (int i = 0; i < cg->ndirs; i++) {
-        fds[i] = open_at_dir(cg->dirs[i], "tasks", O_WRONLY);
+    const char *dirs[CB_CGROUP_MAX_JOIN];
+    int n = join_dirs(cg, dirs);
+    for (int i = 0; i < n; i++) {
+        fds[i] = open_at_dir(dirs[i], "tasks", O_WRONLY);
         if (fds[i] < 0) {
             int e = -fds[i];
             for (int j = 0; j < i; j++)
@@ -422,7 +440,7 @@ int cb_cgroup_open_join_fds(struct cb_cgroup *cg, int fds[CB_CGROUP_MAX_DIRS],
             return cb_error_set(err, e, CB_ERR_INTERNAL, "open cgroup tasks");
         }
     }
-    return cg->ndirs;
+    return n;
 }
 
 int cb_cgroup_open_clone_into_fd(struct cb_cgroup *cg)

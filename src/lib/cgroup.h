@@ -24,6 +24,9 @@
 enum cb_cgroup_version { CB_CGROUP_V1 = 1, CB_CGROUP_V2 = 2 };
 
 #define CB_CGROUP_MAX_DIRS 5 /* v1 controllers we join */
+/* What a sandbox joins at most: its own directories and, on v1, the
+ * cpuset cgroup all sandboxes share (cb_cgroup_manager.cpuset). */
+#define CB_CGROUP_MAX_JOIN (CB_CGROUP_MAX_DIRS + 1)
 #define CB_CGROUP_DEFAULT_PIDS 512
 
 struct cb_cgroup {
@@ -36,13 +39,15 @@ struct cb_cgroup {
 
 /* What a sandbox is shown of its own cgroup at /sys/fs/cgroup (mounts.h
  * cb_mounts_show_cgroup). v2: its directory. v1: the directories of the
- * hierarchies of memory and cpu (what runtimes read), each under its
+ * hierarchies of memory, cpu and cpuacct, and the shared cpuset cgroup
+ * (what runtimes read: the JVM wants all four), each under its
  * hierarchy's name ("memory", "cpu,cpuacct"); the others are not shown.
  * Strings borrowed from cg and its manager. */
+#define CB_CGROUP_VIEW_MAX 4
 struct cb_cgroup_view {
     int n;
-    const char *sources[2];
-    const char *names[2]; /* v1 only */
+    const char *sources[CB_CGROUP_VIEW_MAX];
+    const char *names[CB_CGROUP_VIEW_MAX]; /* v1 only */
 };
 void cb_cgroup_view(const struct cb_cgroup *cg, struct cb_cgroup_view *v);
 /* v1: make dir (root-owned, 0555) with an empty directory for each name
@@ -95,6 +100,17 @@ struct cb_cgroup_manager {
      * then caps RAM only; set_limits writes what the host has instead of
      * failing every create on a missing file. */
     bool swap_uncapped;
+    /* v1: <cpuset hierarchy>/<parent>, the one cpuset cgroup every sandbox
+     * joins, or NULL (no cpuset hierarchy of its own, or it could not be
+     * made usable). Not per sandbox: sandboxes are not confined to CPUs,
+     * it only gives them a cpuset directory of their own to be shown,
+     * which the JVM's v1 container support requires before it reads the
+     * memory limit at all (without it the JVM sized its heap by the host:
+     * 6 GiB in a 512 MiB sandbox). One shared cgroup costs no cgroup per
+     * sandbox; a v1 cgroup.procs lists only the processes of the
+     * reader's PID namespace, so a sandbox sees none of the others'. */
+    char *cpuset;
+    char *cpuset_hier; /* the real path of its hierarchy */
 };
 
 /* Recycled cgroups (v1 only).
@@ -181,7 +197,7 @@ int cb_cgroup_attach(struct cb_cgroup *cg, pid_t pid, struct cb_error **err);
  * on every cgroup.procs write of another pid. The kernel checks the
  * credentials the file was opened with, so a child that already dropped
  * into its user namespace can still use fds its root parent opened. */
-int cb_cgroup_open_join_fds(struct cb_cgroup *cg, int fds[CB_CGROUP_MAX_DIRS],
+int cb_cgroup_open_join_fds(struct cb_cgroup *cg, int fds[CB_CGROUP_MAX_JOIN],
                             struct cb_error **err);
 /* v2: the sandbox's cgroup directory opened for clone3's CLONE_INTO_CGROUP
  * (clone3.h says why), O_CLOEXEC; -EOPNOTSUPP on v1 (its sandboxes join

@@ -58,6 +58,52 @@ static void v1_resolve_hierarchies(struct cb_cgroup_manager *m)
     }
 }
 
+/* The value of a cpuset file of dir without its newline; 0 when it
+ * names at least one CPU or node. */
+static int read_cpuset_list(const char *dir, const char *file, char *buf, size_t size)
+{
+    int n = cb_cgroup_read(dir, file, buf, size);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == ' '))
+        buf[--n] = '\0';
+    return n > 0 ? 0 : -1;
+}
+
+/* The cpuset cgroup all sandboxes share (cb_cgroup_manager.cpuset): only
+ * where cpuset has a hierarchy of its own (co-mounted with a controller
+ * we give each sandbox a directory of, it would need per-sandbox lists;
+ * no host we know does that). A new v1 cpuset cgroup has empty CPU and
+ * node lists and refuses tasks until both are written: the hierarchy
+ * root's go in, again at each start (CPUs brought online since). Failing
+ * costs only the view, so it is said and not fatal. */
+static void v1_prepare_cpuset(struct cb_cgroup_manager *m)
+{
+    _cleanup_free_ char *hier = cb_xasprintf("%s/cpuset", m->root);
+    char real[PATH_MAX], cpus[1024], mems[1024];
+    struct stat st;
+    if (stat(hier, &st) < 0 || !S_ISDIR(st.st_mode) || !realpath(hier, real))
+        return;
+    for (int h = 0; h < m->nhier; h++)
+        if (strcmp(m->hier[h], real) == 0)
+            return;
+    _cleanup_free_ char *dir = cb_xasprintf("%s/%s", real, m->parent);
+    const char *why = NULL;
+    if (read_cpuset_list(real, "cpuset.cpus", cpus, sizeof cpus) < 0 ||
+        read_cpuset_list(real, "cpuset.mems", mems, sizeof mems) < 0)
+        why = "cannot read its root's CPUs and memory nodes";
+    else if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+        why = strerror(errno);
+    else if (cb_cgroup_write_changed(dir, "cpuset.cpus", cpus, NULL) < 0 ||
+             cb_cgroup_write_changed(dir, "cpuset.mems", mems, NULL) < 0)
+        why = "cannot give it the root's CPUs and memory nodes";
+    if (why) {
+        fprintf(stderr, "cellbox: no cpuset cgroup for sandboxes at %s (%s): the JVM in a "
+                        "sandbox will not see its memory limit\n", dir, why);
+        return;
+    }
+    m->cpuset_hier = cb_xstrdup(real);
+    m->cpuset = cb_xstrdup(dir);
+}
+
 static int v1_prepare_parent(struct cb_cgroup_manager *m, struct cb_error **err)
 {
     v1_resolve_hierarchies(m);
@@ -81,6 +127,7 @@ static int v1_prepare_parent(struct cb_cgroup_manager *m, struct cb_error **err)
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
             return cb_error_set(err, errno, CB_ERR_INTERNAL, "mkdir %s", dir);
     }
+    v1_prepare_cpuset(m);
     return 0;
 }
 
@@ -237,9 +284,16 @@ static bool memory_clean(const char *dir)
         oom_kills != 0 || cb_cgroup_read_u64(dir, "memory.usage_in_bytes", &charged) < 0 ||
         charged > CB_CGROUP_SPARE_MAX_CHARGE)
         return false;
-    /* memsw files exist only with swap accounting: their absence is fine. */
-    cb_cgroup_write(dir, "memory.memsw.max_usage_in_bytes", "0", NULL);
-    cb_cgroup_write(dir, "memory.memsw.failcnt", "0", NULL);
+    /* Peaks and failure counts the next sandbox would read at
+     * /sys/fs/cgroup/memory. memsw files exist only with swap accounting,
+     * kmem ones on kernels that still have v1's kernel-memory counters:
+     * their absence is fine. */
+    static const char *const optional[] = {
+        "memory.memsw.max_usage_in_bytes", "memory.memsw.failcnt",
+        "memory.kmem.max_usage_in_bytes",  "memory.kmem.failcnt",
+        "memory.kmem.tcp.max_usage_in_bytes", "memory.kmem.tcp.failcnt"};
+    for (size_t i = 0; i < CB_ARRAY_SIZE(optional); i++)
+        cb_cgroup_write(dir, optional[i], "0", NULL);
     return cb_cgroup_write(dir, "memory.max_usage_in_bytes", "0", NULL) == 0 &&
            cb_cgroup_write(dir, "memory.failcnt", "0", NULL) == 0;
 }
@@ -282,16 +336,21 @@ static bool v1_spare_clean(const struct cb_cgroup_manager *m, int h, const char 
 }
 
 /* The controllers a sandbox is shown (cgroup.h cb_cgroup_view): what
- * libuv, Go and .NET read. cpuacct comes along where it shares cpu's
- * hierarchy; on its own it would cost every start one more mount for the
- * JVM alone, whose v1 support wants cpuset as well (not shown: sandboxes
- * have no cpuset cgroup of their own). */
-static const int view_controllers[] = {C_MEMORY, C_CPU};
+ * libuv, Go, .NET and the JVM read (the JVM's v1 support wants cpuset,
+ * cpu, cpuacct and memory, or it uses none of them), then the shared
+ * cpuset cgroup. Each shown hierarchy costs every start one bind:
+ * 2-4 on v1 hosts, by how many of these share a hierarchy. */
+static const int view_controllers[] = {C_MEMORY, C_CPU, C_CPUACCT};
+
+static const char *base_name(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
 
 static const char *hier_name(const struct cb_cgroup_manager *m, int h)
 {
-    const char *slash = strrchr(m->hier[h], '/');
-    return slash ? slash + 1 : m->hier[h];
+    return base_name(m->hier[h]);
 }
 
 void cb_cgroup_view(const struct cb_cgroup *cg, struct cb_cgroup_view *v)
@@ -311,6 +370,10 @@ void cb_cgroup_view(const struct cb_cgroup *cg, struct cb_cgroup_view *v)
         seen[h] = true;
         v->sources[v->n] = cg->dirs[h];
         v->names[v->n++] = hier_name(m, h);
+    }
+    if (m->cpuset) {
+        v->sources[v->n] = m->cpuset;
+        v->names[v->n++] = base_name(m->cpuset_hier);
     }
 }
 
@@ -335,6 +398,8 @@ int cb_cgroup_make_view_dir(const struct cb_cgroup_manager *m, const char *dir)
         if (mkdirat(dfd, hier_name(m, h), 0555) < 0 && errno != EEXIST)
             return -errno;
     }
+    if (m->cpuset && mkdirat(dfd, base_name(m->cpuset_hier), 0555) < 0 && errno != EEXIST)
+        return -errno;
     /* Every controller of a shown hierarchy by its own name too. */
     for (int c = 0; c < (int)CB_ARRAY_SIZE(v1_controllers); c++) {
         int h = m->hier_of[c];

@@ -52,7 +52,7 @@
  * free group (more concurrent spawns than groups) or no slots: the
  * copying clone, as before. */
 #define SLOT_GROUPS 6
-#define SLOT_FDS (8 + CB_CGROUP_MAX_DIRS)
+#define SLOT_FDS (8 + CB_CGROUP_MAX_JOIN)
 
 static pthread_mutex_t slot_lock = PTHREAD_MUTEX_INITIALIZER;
 static int slot_state;      /* 0: not reserved yet, 1: reserved, -1: none */
@@ -479,7 +479,7 @@ static const struct child_step child_steps[] = {
  * socket end kept its peer from seeing EOF. */
 static void close_inherited(const struct cb_child_config *c)
 {
-    int keep[16 + CB_CGROUP_MAX_DIRS];
+    int keep[16 + CB_CGROUP_MAX_JOIN];
     size_t n = 0;
     keep[n++] = c->sync_fd;
     keep[n++] = c->null_fd;

@@ -95,7 +95,7 @@ struct cb_child_config {
     struct timespec clock_base[2]; /* CLOCK_MONOTONIC, CLOCK_BOOTTIME just before
                                       the clone: the time namespace's zero */
     int timens_open_errno;
-    int cgroup_fds[CB_CGROUP_MAX_DIRS]; /* v1 "tasks" files the child joins itself */
+    int cgroup_fds[CB_CGROUP_MAX_JOIN]; /* v1 "tasks" files the child joins itself */
     int ncgroup_fds;
     int cgroup_into_fd;     /* v2: the cgroup clone3 starts the child in, or -1 */
     bool joined_at_clone;   /* it did: the parent has no pid to write */

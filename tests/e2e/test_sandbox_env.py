@@ -94,3 +94,37 @@ def test_node_sizes_itself_by_the_limit(daemon, limited):
     constrained, heap = (int(float(x)) for x in out.split())
     assert constrained == 200 << 20, out
     assert heap <= 512 << 20, out  # V8's floor is ~260 MiB; from the host's 24 GiB: 4 GiB
+
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/java"), reason="no java on this host")
+def test_java_sizes_itself_by_the_limit(daemon, limited):
+    # The JVM reads the cgroup only when it finds every controller it wants
+    # (on v1: cpuset, cpu, cpuacct and memory); otherwise it sizes its heap
+    # by the host (6 GiB in a 200 MiB sandbox here).
+    out = sh(daemon, limited["id"], "java -XshowSettings:system -XX:+PrintFlagsFinal -version "
+                                    "2>&1")
+    assert "Memory Limit: 200.00M" in out, out
+    heap = next(int(l.split("=")[1].split()[0]) for l in out.split("\n")
+                if l.split()[1:2] == ["MaxHeapSize"])
+    assert heap <= 100 << 20, out  # a quarter of the limit by default
+
+
+def test_cgroup_view_lists_only_own_processes(daemon, sandbox, limited):
+    # Every process list under /sys/fs/cgroup (v1's shared cpuset cgroup
+    # among them) shows this sandbox's processes and none of another's.
+    r = daemon.request("POST", "/v1/sandboxes/%s/processes" % sandbox["id"],
+                       {"argv": ["sleep", "300"]})
+    assert r.status in (200, 201), r
+    # One process reads the lists and then /proc: nothing comes and goes
+    # in between.
+    out = sh(daemon, limited["id"], """python3 -c '
+import os
+listed = set()
+for d, _, files in os.walk("/sys/fs/cgroup"):
+    for f in files:
+        if f in ("cgroup.procs", "tasks"):
+            listed |= set(open(os.path.join(d, f)).read().split())
+print(" ".join(sorted(listed)), "--", " ".join(p for p in os.listdir("/proc") if p.isdigit()))
+'""")
+    listed, own = (set(part.split()) for part in out.split("--"))
+    assert listed and listed <= own, out

@@ -253,6 +253,8 @@ static char *fake_dead_memcg(const char *root, const char *id, int oom_kills)
     cb_cgroup_write(mem, "memory.oom_control", oom, NULL);
     cb_cgroup_write(mem, "memory.usage_in_bytes", "4096\n", NULL);
     cb_cgroup_write(mem, "memory.max_usage_in_bytes", "777\n", NULL);
+    cb_cgroup_write(mem, "memory.kmem.max_usage_in_bytes", "555\n", NULL);
+    cb_cgroup_write(mem, "memory.kmem.tcp.failcnt", "3\n", NULL);
     cb_cgroup_write(mem, "cgroup.procs", "", NULL);
     return mem;
 }
@@ -280,6 +282,8 @@ TEST(cgroup_v1_memory_cgroup_recycled)
     ASSERT_EQ(cb_cgroup_spare_count(m), 0);
     char *mem_b = cb_xasprintf("%s/memory/cellbox/sb_b", root);
     expect_file(mem_b, "memory.max_usage_in_bytes", "0");
+    expect_file(mem_b, "memory.kmem.max_usage_in_bytes", "0"); /* the sandbox reads them */
+    expect_file(mem_b, "memory.kmem.tcp.failcnt", "0");
     expect_file(mem_b, "memory.limit_in_bytes", "67108864");
     /* An OOM kill cannot be reset: such a cgroup is never handed on. */
     fake_dead_memcg(root, "sb_b", 2);
@@ -528,18 +532,20 @@ TEST(cgroup_view_v1_and_v2)
     struct cb_cgroup *cg = cb_cgroup_open(m, "sb_v");
     struct cb_cgroup_view v;
     cb_cgroup_view(cg, &v);
-    ASSERT_EQ(v.n, 2);
+    ASSERT_EQ(v.n, 3); /* no cpuset hierarchy in this tree */
     ASSERT_STREQ(v.names[0], "memory");
     ASSERT_STREQ(v.names[1], "cpu");
+    ASSERT_STREQ(v.names[2], "cpuacct");
     ASSERT_STREQ(v.sources[0], cg->dirs[cg->memory]);
+    ASSERT_STREQ(v.sources[2], cg->dirs[cg->cpuacct]);
     char *view = cb_xasprintf("%s/view", root);
     ASSERT_EQ(cb_cgroup_make_view_dir(m, view), 0);
     ASSERT_EQ(cb_cgroup_make_view_dir(m, view), 0); /* again: nothing changes */
     struct stat st;
     ASSERT_EQ(stat(view, &st), 0);
     ASSERT_EQ(st.st_mode & 07777, 0555);
-    ASSERT(exists_in(view, "memory") && exists_in(view, "cpu"));
-    ASSERT(!exists_in(view, "cpuacct") && !exists_in(view, "pids") && !exists_in(view, "freezer"));
+    ASSERT(exists_in(view, "memory") && exists_in(view, "cpu") && exists_in(view, "cpuacct"));
+    ASSERT(!exists_in(view, "pids") && !exists_in(view, "freezer") && !exists_in(view, "cpuset"));
     cb_cgroup_free(cg);
     cb_cgroup_manager_free(m);
     /* a writable view directory is never used */
@@ -564,7 +570,7 @@ TEST(cgroup_view_v1_and_v2)
     ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
     cg = cb_cgroup_open(m, "sb_w");
     cb_cgroup_view(cg, &v);
-    ASSERT_EQ(v.n, 2);
+    ASSERT_EQ(v.n, 2); /* cpuacct comes with cpu */
     ASSERT_STREQ(v.names[1], "cpu,cpuacct");
     view = cb_xasprintf("%s/view", root);
     ASSERT_EQ(cb_cgroup_make_view_dir(m, view), 0);
@@ -594,4 +600,72 @@ TEST(cgroup_view_v1_and_v2)
     cb_cgroup_free(cg);
     cb_cgroup_manager_free(m);
     cb_rootfs_remove_tree(root);
+}
+
+/* v1 with a cpuset hierarchy: one cpuset cgroup shared by every sandbox,
+ * given the root's CPUs and nodes (a new one has none and refuses tasks),
+ * joined by each sandbox after its own directories and shown to it: the
+ * JVM's v1 support reads nothing without a cpuset. */
+TEST(cgroup_v1_shared_cpuset)
+{
+    char *root = fake_v1_root();
+    char *hier = cb_xasprintf("%s/cpuset", root);
+    ASSERT_EQ(mkdir(hier, 0755), 0);
+    /* A root with empty lists (unreadable in effect): no cpuset, said, and
+     * sandboxes work as before. */
+    struct cb_cgroup_manager *m;
+    struct cb_error *err = NULL;
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    ASSERT(m->cpuset == NULL);
+    struct cb_cgroup *cg = cb_cgroup_open(m, "sb_c");
+    struct cb_cgroup_view v;
+    cb_cgroup_view(cg, &v);
+    ASSERT_EQ(v.n, 3);
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+
+    ASSERT_EQ(cb_cgroup_write(hier, "cpuset.cpus", "0-3\n", NULL), 0);
+    ASSERT_EQ(cb_cgroup_write(hier, "cpuset.mems", "0\n", NULL), 0);
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    char *shared = cb_xasprintf("%s/cellbox", hier);
+    ASSERT_STREQ(m->cpuset, shared);
+    expect_file(shared, "cpuset.cpus", "0-3");
+    expect_file(shared, "cpuset.mems", "0");
+    struct cb_limits l = {.memory_bytes = 64 << 20};
+    ASSERT_EQ(cb_cgroup_create(m, "sb_c", &l, &cg, &err), 0);
+    ASSERT_EQ(cg->ndirs, 5); /* no cpuset directory of its own */
+    for (int i = 0; i < cg->ndirs; i++) /* cgroupfs has them; the fake tree not */
+        ASSERT_EQ(cb_cgroup_write(cg->dirs[i], "tasks", "", NULL), 0);
+    ASSERT_EQ(cb_cgroup_write(shared, "tasks", "", NULL), 0);
+    int fds[CB_CGROUP_MAX_JOIN];
+    ASSERT_EQ(cb_cgroup_open_join_fds(cg, fds, &err), 6);
+    ASSERT_EQ(write(fds[5], "0", 1), 1);
+    for (int i = 0; i < 6; i++)
+        close(fds[i]);
+    expect_file(shared, "tasks", "0");
+    ASSERT_EQ(cb_cgroup_attach(cg, 4242, &err), 0);
+    expect_file(shared, "cgroup.procs", "4242");
+    cb_cgroup_view(cg, &v);
+    ASSERT_EQ(v.n, 4);
+    ASSERT_STREQ(v.names[3], "cpuset");
+    ASSERT_STREQ(v.sources[3], shared);
+    char *view = cb_xasprintf("%s/view", root);
+    ASSERT_EQ(cb_cgroup_make_view_dir(m, view), 0);
+    ASSERT(exists_in(view, "cpuset"));
+    cb_cgroup_free(cg);
+    cb_cgroup_manager_free(m);
+    struct stat st; /* the shared cgroup stays for the next daemon */
+    ASSERT_EQ(stat(shared, &st), 0);
+
+    /* cpuset sharing a hierarchy with a controller we join: not shared */
+    cb_rootfs_remove_tree(hier);
+    ASSERT_EQ(symlink("memory", hier), 0);
+    ASSERT_EQ(cb_cgroup_manager_open(CB_CGROUP_V1, root, "cellbox", &m, &err), 0);
+    ASSERT(m->cpuset == NULL);
+    cb_cgroup_manager_free(m);
+    free(view);
+    free(shared);
+    free(hier);
+    cb_rootfs_remove_tree(root);
+    free(root);
 }

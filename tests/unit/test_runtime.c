@@ -32,7 +32,7 @@ static const struct cb_tier_ops *T;
 
 static void remove_parent_cgroups(void)
 {
-    const char *hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer"};
+    const char *hier[] = {"memory", "cpu", "cpuacct", "pids", "freezer", "cpuset"};
     for (size_t i = 0; i < CB_ARRAY_SIZE(hier); i++) {
         char *pdir = cb_xasprintf("/sys/fs/cgroup/%s/cellbox-unit", hier[i]);
         rmdir(pdir); /* the parent we created; fails harmlessly while in use */
