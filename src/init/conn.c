@@ -80,6 +80,7 @@ void conn_close(struct init_state *st, struct conn *c)
      * its output live on for the next connection. */
     while (c->subs)
         sub_end(c->subs, false);
+    held_conn_closed(st, c);
     init_watch_close(st, &c->w);
     queue_free(c);
     if (c->prev)

@@ -152,6 +152,7 @@ static int spawn_parse(const struct req *r, struct spawn_request *sr)
         get_u32(r, CB_F_COLS, 80, &sr->cols) < 0 ||
         get_u32(r, CB_F_ROWS, 24, &sr->rows) < 0 ||
         get_u32(r, CB_F_FORGET_ON_EXIT, 0, &sr->forget_on_exit) < 0 ||
+        get_u32(r, CB_F_HOLD_OUTPUT, 0, &sr->hold_output) < 0 ||
         get_u64(r, CB_F_TIMEOUT_MS, 0, &sr->timeout_ms) < 0)
         return MSG_EPROTO;
     return 0;
@@ -169,6 +170,8 @@ static int spawn_check(const struct init_state *st, const struct spawn_request *
      * BACKGROUND or PTY one still has output to be read. */
     if (sr->forget_on_exit && sr->mode != CB_SPAWN_PIPES)
         return *msg = "FORGET_ON_EXIT is for PIPES mode only", EINVAL;
+    if (sr->hold_output && sr->mode != CB_SPAWN_PIPES)
+        return *msg = "HOLD_OUTPUT is for PIPES mode only", EINVAL;
     if (sr->cwd && sr->cwd[0] != '/')
         return *msg = "CWD must be absolute", EINVAL;
     if (sr->cols == 0 || sr->cols > 0xffff || sr->rows == 0 || sr->rows > 0xffff)
@@ -181,7 +184,7 @@ static int spawn_check(const struct init_state *st, const struct spawn_request *
 }
 
 static void spawn_reply(const struct req *r, const struct proc *p,
-                        const struct spawn_result *res)
+                        const struct spawn_request *sr, const struct spawn_result *res)
 {
     struct cb_builder b;
     init_builder(&b, CB_MSG_SPAWNED, r->id);
@@ -190,6 +193,8 @@ static void spawn_reply(const struct req *r, const struct proc *p,
     cb_builder_u64(&b, CB_F_STARTED_AT, p->started_at);
     if (p->mode == CB_SPAWN_PIPES) {
         int fds[3] = {res->stdin_fd, res->stdout_fd, res->stderr_fd};
+        if (sr->hold_output) /* copies, before the originals go (drain.c) */
+            held_add(r->st, r->c, p->proc_id, res->stdout_fd, res->stderr_fd);
         conn_queue(r->c, &b, fds, 3); /* closed by init once sent */
     } else {
         conn_queue(r->c, &b, NULL, 0);
@@ -218,7 +223,7 @@ static int on_spawn(const struct req *r, size_t nfields)
             free(msg);
         } else {
             struct proc *p = proc_create(r->st, &sr, &res);
-            spawn_reply(r, p, &res);
+            spawn_reply(r, p, &sr, &res);
         }
     }
     spawn_request_free(&sr);
@@ -380,6 +385,23 @@ static int on_forget(const struct req *r)
     return 0;
 }
 
+static int on_drain(const struct req *r)
+{
+    uint64_t proc_id;
+    if (get_u64(r, CB_F_PROC_ID, 0, &proc_id) < 0)
+        return MSG_EPROTO;
+    int e = held_drain(r->st, proc_id);
+    if (e == -ESRCH)
+        conn_reply_error(r->c, r->id, ESRCH, "no output held for process %llu",
+                         (unsigned long long)proc_id);
+    else if (e < 0)
+        conn_reply_error(r->c, r->id, -e, "%d processes' output drained already",
+                         INIT_MAX_DRAINING);
+    else
+        conn_reply_simple(r->c, CB_MSG_OK, r->id);
+    return 0;
+}
+
 int handle_request(struct init_state *st, struct conn *c,
                    const struct cb_frame_header *h, const uint8_t *p)
 {
@@ -399,6 +421,7 @@ int handle_request(struct init_state *st, struct conn *c,
     case CB_MSG_FORGET: return on_forget(&r);
     case CB_MSG_PING: return on_ping(&r);
     case CB_MSG_KILL_ALL: return on_kill_all(&r);
+    case CB_MSG_DRAIN: return on_drain(&r);
     default:
         /* Unknown (or reply-only) types: answer, keep the connection, so a
          * newer daemon can probe an older init. */

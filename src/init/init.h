@@ -31,6 +31,8 @@
 #define INIT_STDIN_PENDING_MAX (1u << 20)
 #define INIT_LIST_ARGV_BYTES 1024       /* argv kept for LIST, per process */
 #define INIT_LIST_TAG_BYTES 256
+#define INIT_MAX_HELD 256               /* PIPES processes' output held (HOLD_OUTPUT) */
+#define INIT_MAX_DRAINING 64            /* ...of which handed over by DRAIN */
 
 enum watch_kind {
     WATCH_LISTEN,
@@ -39,6 +41,7 @@ enum watch_kind {
     WATCH_OUT,   /* BACKGROUND stdout/stderr read end */
     WATCH_STDIN, /* BACKGROUND stdin write end */
     WATCH_PTY,   /* PTY master: output and stdin */
+    WATCH_HELD,  /* PIPES stdout/stderr read end kept by HOLD_OUTPUT (drain.c) */
 };
 
 /* What epoll_event.data.ptr points at. events is what is registered now (0
@@ -124,6 +127,20 @@ struct conn {
     unsigned nsubs;
 };
 
+/* The output pipes of a PIPES process spawned with HOLD_OUTPUT (drain.c):
+ * init's own copies of the read ends, watched for the hang-up that says
+ * every writer is gone, and read (the data dropped) once a DRAIN hands
+ * them over. Outlives the process record: what holds the pipes then is
+ * what the process left behind. */
+struct held {
+    struct held *prev, *next;
+    bool dead;            /* closed; freed after the batch */
+    bool draining;
+    uint64_t proc_id;
+    struct conn *conn;    /* the connection that spawned it; NULL once draining */
+    struct watch out[2];  /* stdout, stderr */
+};
+
 struct init_state {
     int epfd;
     int listen_fd, signal_fd;
@@ -137,6 +154,8 @@ struct init_state {
     uint64_t next_proc_id;
     struct conn *dead_conns;
     struct proc *dead_procs;
+    struct held *held, *dead_held;
+    unsigned nheld, ndraining;
 };
 
 /* main.c */
@@ -192,12 +211,27 @@ int sub_start(struct init_state *st, struct conn *c, struct proc *p,
 void sub_end(struct sub *s, bool send_end);
 bool sub_pump(struct sub *s);
 
+/* drain.c */
+/* Keep copies of a just spawned PIPES process's stdout/stderr read ends
+ * for connection c (nothing when INIT_MAX_HELD are held already). */
+void held_add(struct init_state *st, struct conn *c, uint64_t proc_id, int out_fd,
+              int err_fd);
+/* The process proc_id was reaped: let go of pipes without writers, watch
+ * the others for their hang-up. */
+void held_exited(struct init_state *st, uint64_t proc_id);
+void held_on_event(struct init_state *st, struct watch *w, uint32_t events);
+/* DRAIN: 0, -ESRCH (none held for proc_id) or -ENOSPC. */
+int held_drain(struct init_state *st, uint64_t proc_id);
+/* c closed: the copies it did not hand over are closed. */
+void held_conn_closed(struct init_state *st, struct conn *c);
+void held_free_dead(struct init_state *st);
+
 /* spawn.c */
 struct spawn_request {
     char **argv, **env; /* NULL-terminated, owned */
     size_t argc, envc;
     char *cwd, *tag;
-    uint32_t uid, gid, mode, cols, rows, forget_on_exit;
+    uint32_t uid, gid, mode, cols, rows, forget_on_exit, hold_output;
     uint64_t timeout_ms;
 };
 struct spawn_result {

@@ -224,6 +224,7 @@ static void dispatch(struct init_state *st, struct watch *w, uint32_t events)
     case WATCH_OUT:
     case WATCH_PTY: proc_on_output(st, w, events); break;
     case WATCH_STDIN: proc_on_stdin(st, w, events); break;
+    case WATCH_HELD: held_on_event(st, w, events); break;
     }
 }
 
@@ -239,6 +240,7 @@ static void free_graveyard(struct init_state *st)
         st->dead_procs = p->next;
         proc_free(p);
     }
+    held_free_dead(st);
 }
 
 static int run(struct init_state *st)

@@ -342,6 +342,8 @@ void proc_reap(struct init_state *st)
         struct proc *p = proc_find(st, pid, true);
         if (p)
             proc_mark_exited(st, p, status);
+        if (p && p->mode == CB_SPAWN_PIPES && st->held)
+            held_exited(st, p->proc_id);
         if (p && p->forget_on_exit)
             proc_forget(st, p); /* EXIT is queued; nothing else to keep */
         /* else: an orphan re-parented to us (PID 1 or subreaper); reaping

@@ -55,6 +55,12 @@ enum cb_msg_type {
     CB_MSG_FORGET = 9,      /* PID -> OK: drop an exited process's record and output */
     CB_MSG_PING = 10,       /* -> PONG */
     CB_MSG_KILL_ALL = 11,   /* SIGNO -> OK: signal every process in the sandbox but init */
+    CB_MSG_DRAIN = 12,      /* PROC_ID -> OK: init reads (and drops) the output pipes
+                               of a PIPES process spawned with HOLD_OUTPUT until their
+                               EOF, the sender having stopped reading them; ERROR
+                               ESRCH: init holds none (every writer gone already, or
+                               not held); ENOSPC: INIT_MAX_DRAINING reached. An init
+                               that predates it answers ERROR EPROTO. */
 
     /* init -> daemon replies and events */
     CB_MSG_OK = 64,
@@ -112,6 +118,15 @@ enum cb_field {
                             trip). An optional field: an init that predates
                             it ignores it and keeps the record, which its
                             INIT_MAX_EXITED bound still caps. */
+    CB_F_HOLD_OUTPUT = 35, /* u32 bool, SPAWN in PIPES mode only: init keeps its
+                            own copies of the stdout and stderr read ends (not
+                            read) until their writers are all gone, or hands
+                            them to DRAIN. A process the command left behind
+                            (`server &`) holding the pipes then outlives the
+                            daemon's reader, instead of dying of SIGPIPE at its
+                            next write once the daemon restarts. Copies held
+                            for a connection that closes without a DRAIN are
+                            closed with it. Ignored by an init that predates it. */
 };
 
 enum cb_spawn_mode {

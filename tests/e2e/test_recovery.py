@@ -66,3 +66,22 @@ def test_second_daemon_on_the_same_state_dir_refused(own_daemon):
     # The lock goes with the process: a restart takes it again.
     d.restart()
     assert d.exec(sb["id"], cmd="echo again")["stdout"] == "again\n"
+
+
+def test_left_behind_writer_survives_a_daemon_restart(own_daemon):
+    """A server an exec left running (`cmd &`) writes to the exec's pipes
+    after the answer; init drains them, so a restart of cellboxd (an
+    upgrade) does not kill it with SIGPIPE at its next line."""
+    d = own_daemon
+    sid = d.create_sandbox()["id"]
+    r = d.exec(sid, cmd="(while :; do echo tick; echo tock >&2; sleep 0.05; done) & echo started")
+    assert "started" in r["stdout"].split(), r
+
+    def ticking():
+        out = d.exec(sid, cmd="pgrep -fc '[e]cho tick' || true")["stdout"]
+        return int(out.strip() or 0)
+
+    assert ticking() == 1
+    d.restart()
+    time.sleep(0.5)  # many writes since the old daemon's copies closed
+    assert ticking() == 1

@@ -1144,3 +1144,159 @@ TEST(init_pid1_namespace)
     unlink(ip.sock);
     rmdir(ip.dir);
 }
+
+/* HOLD_OUTPUT and DRAIN (drain.c): the exec path's output pipes outlive
+ * the daemon's reader once it hands them over, and init holds nothing
+ * once every writer is gone. */
+static uint32_t spawn_held(struct client *c, const char *cmd, uint64_t *proc_id,
+                           int fds[3])
+{
+    struct cb_builder b;
+    begin(c, &b, CB_MSG_SPAWN);
+    cb_builder_str(&b, CB_F_ARGV, "sh");
+    cb_builder_str(&b, CB_F_ARGV, "-c");
+    cb_builder_str(&b, CB_F_ARGV, cmd);
+    cb_builder_str(&b, CB_F_ENV, "PATH=/usr/bin:/bin");
+    cb_builder_u32(&b, CB_F_MODE, CB_SPAWN_PIPES);
+    cb_builder_u32(&b, CB_F_FORGET_ON_EXIT, 1);
+    cb_builder_u32(&b, CB_F_HOLD_OUTPUT, 1);
+    struct frame f;
+    recv_for(c, send_req(c, &b), &f);
+    ASSERT_EQ(f.h.type, CB_MSG_SPAWNED);
+    ASSERT_EQ(f.nfds, 3);
+    uint32_t pid = fu32(&f, CB_F_PID);
+    *proc_id = fu64(&f, CB_F_PROC_ID);
+    memcpy(fds, f.fds, sizeof f.fds[0] * 3);
+    f.nfds = 0; /* ours now */
+    frame_free(&f);
+    return pid;
+}
+
+static void add_proc_id(struct cb_builder *b, const void *arg)
+{
+    cb_builder_u64(b, CB_F_PROC_ID, *(const uint64_t *)arg);
+}
+
+static int count_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    ASSERT(d != NULL);
+    int n = 0;
+    while (readdir(d))
+        n++;
+    closedir(d);
+    return n - 2;
+}
+
+static int fds_settle(pid_t pid, int want)
+{
+    int n = -1;
+    for (int i = 0; i < 200 && (n = count_fds(pid)) != want; i++)
+        usleep(10000);
+    return n;
+}
+
+/* The writer starts once the reader's copies are gone: a megabyte, far
+ * more than a pipe holds; its status tells whether a write met EPIPE. */
+#define LATE_WRITER "sleep 0.3; head -c 1000000 /dev/zero; exit $?"
+
+TEST(init_hold_output_drain)
+{
+    struct initp ip;
+    start_init(&ip);
+    struct client c, watcher;
+    client_open(&c, &ip);
+    client_open(&watcher, &ip);
+    simple(&watcher, CB_MSG_PING, CB_MSG_PONG, NULL, NULL); /* accepted before the spawns */
+    int base = count_fds(ip.pid);
+
+    /* Handed over with DRAIN, then the reader goes: init reads to EOF. */
+    uint64_t proc_id;
+    int fds[3];
+    uint32_t pid = spawn_held(&c, LATE_WRITER, &proc_id, fds);
+    simple(&c, CB_MSG_DRAIN, CB_MSG_OK, add_proc_id, &proc_id);
+    simple(&c, CB_MSG_DRAIN, CB_MSG_OK, add_proc_id, &proc_id); /* again: still OK */
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    struct exit_ev e = wait_exit(&watcher, pid);
+    ASSERT_EQ(e.code, 0);
+    ASSERT_EQ(fds_settle(ip.pid, base), base); /* nothing held after EOF */
+
+    /* Not handed over, and the connection that spawned it closes (a daemon
+     * gone before it answered): the copies go with it, as before. */
+    pid = spawn_held(&c, LATE_WRITER, &proc_id, fds);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    close(c.fd);
+    e = wait_exit(&watcher, pid);
+    ASSERT_EQ(e.code, 128 + SIGPIPE);
+
+    /* An exec whose pipes close at its exit: init lets go without a DRAIN,
+     * and a DRAIN then finds nothing. */
+    client_open(&c, &ip);
+    simple(&c, CB_MSG_PING, CB_MSG_PONG, NULL, NULL);
+    pid = spawn_held(&c, "echo hi", &proc_id, fds);
+    char buf[8] = {0};
+    ASSERT_EQ(cb_read_all(fds[1], buf, 3), 0);
+    ASSERT_STREQ(buf, "hi\n");
+    ASSERT_EQ(wait_exit(&c, pid).code, 0);
+    ASSERT_EQ(read(fds[1], buf, sizeof buf), 0);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    ASSERT_EQ(fds_settle(ip.pid, base), base);
+    simple(&c, CB_MSG_DRAIN, CB_MSG_ERROR, add_proc_id, &proc_id);
+    /* One it left behind holds them past its exit: init lets go when that
+     * one does, still without a DRAIN. */
+    pid = spawn_held(&c, "sleep 1 & echo hi", &proc_id, fds);
+    ASSERT_EQ(wait_exit(&c, pid).code, 0);
+    ASSERT_EQ(count_fds(ip.pid), base + 2);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    ASSERT_EQ(fds_settle(ip.pid, base), base);
+
+    /* Only for PIPES. */
+    struct cb_builder b;
+    begin(&c, &b, CB_MSG_SPAWN);
+    cb_builder_str(&b, CB_F_ARGV, "true");
+    cb_builder_u32(&b, CB_F_MODE, CB_SPAWN_BACKGROUND);
+    cb_builder_u32(&b, CB_F_HOLD_OUTPUT, 1);
+    struct frame f;
+    recv_for(&c, send_req(&c, &b), &f);
+    ASSERT_EQ(f.h.type, CB_MSG_ERROR);
+    ASSERT_EQ(fu32(&f, CB_F_ERRNO), EINVAL);
+    frame_free(&f);
+    stop_init(&ip);
+}
+
+/* At most INIT_MAX_DRAINING handed over: the next DRAIN is refused
+ * (ENOSPC) and the daemon keeps reading that one itself. */
+#define DRAINING_BOUND 64 /* INIT_MAX_DRAINING, src/init/init.h */
+TEST(init_drain_is_bounded)
+{
+    struct initp ip;
+    start_init(&ip);
+    struct client c;
+    client_open(&c, &ip);
+    for (int i = 0; i <= DRAINING_BOUND; i++) {
+        uint64_t proc_id;
+        int fds[3];
+        spawn_held(&c, "exec sleep 30", &proc_id, fds);
+        for (int k = 0; k < 3; k++)
+            close(fds[k]);
+        struct cb_builder b;
+        begin(&c, &b, CB_MSG_DRAIN);
+        add_proc_id(&b, &proc_id);
+        struct frame f;
+        recv_for(&c, send_req(&c, &b), &f);
+        if (i < DRAINING_BOUND) {
+            ASSERT_EQ(f.h.type, CB_MSG_OK);
+        } else {
+            ASSERT_EQ(f.h.type, CB_MSG_ERROR);
+            ASSERT_EQ(fu32(&f, CB_F_ERRNO), ENOSPC);
+        }
+        frame_free(&f);
+    }
+    stop_init(&ip);
+}

@@ -113,8 +113,12 @@ int cb_api_build_spawn(struct cb_sbx *s, json_t *body, int mode, uint32_t reques
     cb_builder_u32(b, CB_F_MODE, (uint32_t)mode);
     /* exec needs nothing from init after the EXIT event: init drops the
      * record itself, instead of a FORGET request and its reply later. */
-    if (mode == CB_SPAWN_PIPES)
+    if (mode == CB_SPAWN_PIPES) {
         cb_builder_u32(b, CB_F_FORGET_ON_EXIT, 1);
+        /* ...and keeps copies of the output pipes for a DRAIN at the
+         * answer (linger_or_close). */
+        cb_builder_u32(b, CB_F_HOLD_OUTPUT, 1);
+    }
     if (timeout > 0)
         cb_builder_u64(b, CB_F_TIMEOUT_MS, (uint64_t)(timeout * 1000));
     if (tag)
@@ -156,6 +160,8 @@ struct exec_op {
     bool lingered;        /* exited, and EXEC_LINGER_MS passed without EOF */
     bool counted;         /* in the sandbox's and daemon's exec_lingering */
     bool client_gone;     /* the HTTP client went away before the end */
+    struct cb_initc *drain_c; /* a DRAIN sent on it waits for its reply */
+    uint32_t drain_id;
     uv_timer_t timer;     /* before the exit: SIGKILL after the hang-up grace
                              time; after it: the end of EXEC_LINGER_MS */
     bool timer_open;
@@ -185,6 +191,8 @@ struct exec_op {
 
 static void op_free(struct exec_op *op)
 {
+    if (op->drain_id)
+        cb_initc_cancel(op->drain_c, op->drain_id);
     if (op->counted) {
         op->s->exec_lingering--;
         op->s->d->exec_lingering--;
@@ -270,8 +278,43 @@ static void read_pending(struct exec_op *op)
     }
 }
 
+/* init took the pipes over (DRAIN answered OK): ours go. Else (an init
+ * from before DRAIN, or at its bound) we go on draining them. */
+static void drain_reply_cb(void *arg, const struct cb_frame_header *h, const uint8_t *p,
+                           size_t len, int *fds, int nfds)
+{
+    struct exec_op *op = arg;
+    op->drain_id = 0;
+    if (h && h->type == CB_MSG_OK)
+        for (int i = 1; i < 3; i++)
+            close_pipe(op, i);
+}
+
+/* Hand what the command left behind to init, which outlives us: it reads
+ * the pipes until EOF (init's drain.c), so a `server &` is not killed by
+ * SIGPIPE when the daemon restarts. */
+static void send_drain(struct exec_op *op)
+{
+    struct cb_initc *c = op->s->initc;
+    if (!cb_initc_alive(c))
+        return;
+    struct cb_builder b;
+    uint32_t id = cb_initc_next_id(c);
+    cb_builder_init(&b, CB_MSG_DRAIN, id);
+    cb_builder_u64(&b, CB_F_PROC_ID, op->proc_id);
+    if (cb_builder_finish(&b) == 0) {
+        op->drain_c = c;
+        op->drain_id = id;
+        if (cb_initc_send(c, &b, false, 0, drain_reply_cb, op) < 0)
+            op->drain_id = 0;
+    }
+    cb_builder_free(&b);
+}
+
 /* At the answer: a pipe at EOF is closed; one still held by a process the
- * command left behind is drained until EOF when the limits allow. */
+ * command left behind goes to init (send_drain), and until init says it
+ * took it, or for good when init cannot, is drained here until EOF when
+ * the limits allow. */
 static void linger_or_close(struct exec_op *op)
 {
     close_pipe(op, 0);
@@ -285,6 +328,8 @@ static void linger_or_close(struct exec_op *op)
         op->s->exec_lingering++;
         d->exec_lingering++;
     }
+    if (held && !op->s->deleted)
+        send_drain(op);
     for (int i = 1; i < 3; i++) {
         if (op->counted && !op->out[i - 1].eof) {
             uv_read_start((uv_stream_t *)&op->pipes[i], alloc_cb, read_cb);
