@@ -63,6 +63,7 @@ enum spawn_step {
     STEP_SETUID,
     STEP_CHDIR,
     STEP_EXEC,
+    STEP_OOM_SCORE,
 };
 
 /* What the child leaves in the memory it shares with init. */
@@ -91,6 +92,7 @@ struct spawn_child {
 static struct {
     uint8_t *stack_top;
     uint64_t not_default; /* bit sig-1: disposition other than SIG_DFL */
+    bool reset_oom;       /* init is exempt from the OOM killer, its children not */
     bool ready;
 } spawner;
 
@@ -253,12 +255,28 @@ static void child_identity(struct spawn_child *c)
         child_fail(c, STEP_SETUID);
 }
 
+/* The runtime exempted init from the OOM killer (lib/ns.c says why); its
+ * processes are ordinary OOM candidates again: 0, a raise any process may
+ * make. The floor stays 0 (the runtime set init's value without lowering
+ * it), so nothing here can make itself exempt later. A process that would
+ * stay exempt is not started. */
+static void child_reset_oom(struct spawn_child *c)
+{
+    if (!spawner.reset_oom)
+        return;
+    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, "0", 1) != 1)
+        child_fail(c, STEP_OOM_SCORE);
+    close(fd);
+}
+
 /* The child: runs on spawner's stack in init's memory until execve. */
 static int child_main(void *arg)
 {
     struct spawn_child *c = arg;
     const struct spawn_request *req = c->req;
     child_reset_signals();
+    child_reset_oom(c);
     if (req->mode == CB_SPAWN_PTY) {
         /* A session leader whose controlling tty is the pty: job control,
          * ^C and SIGWINCH reach the foreground group as in a terminal. */
@@ -304,6 +322,14 @@ int spawn_prepare(void)
         if (syscall(SYS_rt_sigaction, sig, NULL, &old, KERNEL_SIGSET_BYTES) == 0 &&
             old.handler != SIG_DFL)
             spawner.not_default |= 1ull << (sig - 1);
+    }
+    /* Set before init ran (lib/ns.c), so read once. */
+    char adj[16] = {0};
+    int fd = open("/proc/self/oom_score_adj", O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (read(fd, adj, sizeof adj - 1) > 0)
+            spawner.reset_oom = atoi(adj) < 0;
+        close(fd);
     }
     spawner.ready = true;
     return 0;
@@ -358,6 +384,7 @@ static const char *step_name(int step)
         [STEP_CLOSE_FDS] = "close fds", [STEP_SETGROUPS] = "setgroups",
         [STEP_SETGID] = "setgid",       [STEP_SETUID] = "setuid",
         [STEP_CHDIR] = "chdir",         [STEP_EXEC] = "exec",
+        [STEP_OOM_SCORE] = "reset oom_score_adj",
     };
     if (step <= 0 || step >= (int)CB_ARRAY_SIZE(names) || !names[step])
         return "spawn";

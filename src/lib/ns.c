@@ -611,6 +611,37 @@ static void parent_idmap_lower(struct cb_child_config *c, pid_t pid)
     }
 }
 
+/* The sandbox's init is exempt from the OOM killer (oom_score_adj
+ * -1000); init gives every process it starts 0 again (init/spawn.c).
+ * Without it, lowering a cgroup v2 sandbox's memory.max below its use
+ * killed init with the rest: the kernel's memory.max write calls the OOM
+ * killer again before the first victim's memory is freed, and picked the
+ * shell, then init (seen on Linux 6.1), and the whole sandbox stopped. A
+ * memory limit still holds: init uses ~0.5 MiB and never grows with what
+ * the sandbox does. Through the legacy oom_adj file (-17 is -1000): it
+ * leaves oom_score_adj_min as it was (0), where a write to oom_score_adj
+ * by a privileged process would lower the floor as well, and every
+ * process init starts could then make itself exempt too, from the host's
+ * OOM killer as much as its sandbox's. Done before the child is released,
+ * so init reads its final value at start. Best effort: said once. */
+static void parent_protect_init(pid_t pid)
+{
+    static bool unavailable; /* refused once (no CAP_SYS_RESOURCE): not tried again */
+    if (__atomic_load_n(&unavailable, __ATOMIC_RELAXED))
+        return;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/oom_adj", (int)pid);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    ssize_t n = fd < 0 ? -1 : write(fd, "-17", 3);
+    int e = errno;
+    if (fd >= 0)
+        close(fd);
+    if (n != 3 && !__atomic_exchange_n(&unavailable, true, __ATOMIC_RELAXED))
+        fprintf(stderr, "cellbox: cannot exempt sandboxes' init from the OOM killer (%s: %s; "
+                        "it takes CAP_SYS_RESOURCE): an OOM in a sandbox may stop it\n",
+                path, strerror(e));
+}
+
 /* What the child waits for before it becomes its namespace's root: its
  * uid/gid maps, the lower layer's idmap, the cgroup join; then "g". */
 static int parent_release_child(struct cb_child_config *c, pid_t pid, int sync,
@@ -625,6 +656,7 @@ static int parent_release_child(struct cb_child_config *c, pid_t pid, int sync,
     if (c->cgroup && c->ncgroup_fds == 0 && !c->joined_at_clone &&
         cb_cgroup_attach(c->cgroup, pid, err) < 0)
         return cb_error_wrap(err, "join cgroup");
+    parent_protect_init(pid);
     if (CB_RETRY(write(sync, "g", 1)) != 1)
         return cb_error_set(err, errno, CB_ERR_INTERNAL, "release sandbox child");
     c->parent_ns[3] = cb_now_ns();
