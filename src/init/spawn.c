@@ -264,10 +264,14 @@ static void child_reset_oom(struct spawn_child *c)
 {
     if (!spawner.reset_oom)
         return;
-    int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
-    if (fd < 0 || write(fd, "0", 1) != 1)
+    /* Raw syscalls, as in child_identity: nothing of libc's state (its
+     * cancellation and aio bookkeeping in open/close) in the child that
+     * shares init's memory. */
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/oom_score_adj",
+                          O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || syscall(SYS_write, fd, "0", 1) != 1)
         child_fail(c, STEP_OOM_SCORE);
-    close(fd);
+    syscall(SYS_close, fd);
 }
 
 /* The child: runs on spawner's stack in init's memory until execve. */

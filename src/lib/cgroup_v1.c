@@ -78,7 +78,7 @@ static int read_cpuset_list(const char *dir, const char *file, char *buf, size_t
 static void v1_prepare_cpuset(struct cb_cgroup_manager *m)
 {
     _cleanup_free_ char *hier = cb_xasprintf("%s/cpuset", m->root);
-    char real[PATH_MAX], cpus[1024], mems[1024];
+    char real[PATH_MAX], cpus[8192], mems[1024];
     struct stat st;
     if (stat(hier, &st) < 0 || !S_ISDIR(st.st_mode) || !realpath(hier, real))
         return;
