@@ -8,7 +8,9 @@
  * log line. So for such a spawn init keeps its own copies of the read
  * ends, unread; the daemon, once it answered and stops reading, sends
  * DRAIN and closes its copies; init reads and drops what comes until EOF.
- * Init outlives daemon restarts, so the process keeps running.
+ * Init outlives daemon restarts, so the process keeps running. An exec
+ * still running when its connection closes gets the hang-up its gone
+ * client would have given it (held_conn_closed).
  *
  * The copies are not read until a DRAIN. At the process's exit a pipe
  * without writers is let go, else watched for EPOLLHUP only (every
@@ -23,6 +25,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -177,6 +180,15 @@ int held_drain(struct init_state *st, uint64_t proc_id)
     return 0;
 }
 
+/* The process proc_id while it runs (not reaped: its pid is its own). */
+static struct proc *running_proc(struct init_state *st, uint64_t proc_id)
+{
+    for (struct proc *p = st->procs_head; p; p = p->next)
+        if (p->proc_id == proc_id && p->state == CB_PROC_RUNNING && !p->dead)
+            return p;
+    return NULL;
+}
+
 void held_conn_closed(struct init_state *st, struct conn *c)
 {
     struct held *next;
@@ -184,6 +196,14 @@ void held_conn_closed(struct init_state *st, struct conn *c)
         next = h->next;
         if (h->conn != c)
             continue;
+        /* An exec still running whose connection is gone (the daemon
+         * stopped or died): its client went with it. What the daemon does
+         * when an exec's client goes, it gets here: SIGHUP to its tree, as
+         * a closed terminal would (the daemon's SIGKILL 5 s later has no
+         * one to send it; a process that ignores the hang-up lives on). */
+        struct proc *p = running_proc(st, h->proc_id);
+        if (p && kill(-p->pid, SIGHUP) < 0 && errno == ESRCH)
+            kill(p->pid, SIGHUP);
         for (int i = 0; i < 2; i++)
             if (h->out[i].fd >= 0)
                 held_close_watch(st, h, &h->out[i]);

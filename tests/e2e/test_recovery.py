@@ -85,3 +85,37 @@ def test_left_behind_writer_survives_a_daemon_restart(own_daemon):
     d.restart()
     time.sleep(0.5)  # many writes since the old daemon's copies closed
     assert ticking() == 1
+
+
+def test_exec_in_flight_is_hung_up_when_the_daemon_dies(own_daemon):
+    """An exec still running when cellboxd dies (kill -9: no chance to hang
+    up its clients' commands, as a clean stop does) lost its client with
+    it: init hangs it up (SIGHUP to its tree) when the daemon's connection
+    closes, instead of leaving it running unseen."""
+    import threading
+    d = own_daemon
+    sid = d.create_sandbox()["id"]
+
+    def pending_exec():
+        try:
+            d.request("POST", "/v1/sandboxes/%s/exec" % sid, {"cmd": "sleep 600"})
+        except Exception:
+            pass  # the daemon went away under it
+
+    def sleeping():
+        out = d.exec(sid, cmd="pgrep -fc '[s]leep 600' || true")["stdout"]
+        return int(out.strip() or 0)
+
+    t = threading.Thread(target=pending_exec, daemon=True)
+    t.start()
+    deadline = time.time() + 20
+    while sleeping() == 0:  # its shell and sleep, or sleep alone
+        assert time.time() < deadline, "the exec never started"
+        time.sleep(0.1)
+    d.kill9()
+    d.start()
+    deadline = time.time() + 20
+    while sleeping() != 0:
+        assert time.time() < deadline, "the exec outlived its daemon"
+        time.sleep(0.1)
+    t.join(5)

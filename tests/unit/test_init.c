@@ -1225,13 +1225,20 @@ TEST(init_hold_output_drain)
     ASSERT_EQ(fds_settle(ip.pid, base), base); /* nothing held after EOF */
 
     /* Not handed over, and the connection that spawned it closes (a daemon
-     * gone before it answered): the copies go with it, as before. */
-    pid = spawn_held(&c, LATE_WRITER, &proc_id, fds);
+     * gone before it answered): the copies go with it, as before, and the
+     * command is hung up as its gone client would have. One that ignores
+     * the hang-up meets the closed pipe. */
+    pid = spawn_held(&c, "trap '' HUP; " LATE_WRITER, &proc_id, fds);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    uint32_t sleeper = spawn_held(&c, "exec sleep 30", &proc_id, fds);
     for (int i = 0; i < 3; i++)
         close(fds[i]);
     close(c.fd);
     e = wait_exit(&watcher, pid);
     ASSERT_EQ(e.code, 128 + SIGPIPE);
+    e = wait_exit(&watcher, sleeper);
+    ASSERT_EQ(e.signo, SIGHUP);
 
     /* An exec whose pipes close at its exit: init lets go without a DRAIN,
      * and a DRAIN then finds nothing. */
