@@ -1228,12 +1228,20 @@ TEST(init_hold_output_drain)
      * gone before it answered): the copies go with it, as before, and the
      * command is hung up as its gone client would have. One that ignores
      * the hang-up meets the closed pipe. */
-    pid = spawn_held(&c, "trap '' HUP; " LATE_WRITER, &proc_id, fds);
+    char ready[128], cmd[256];
+    snprintf(ready, sizeof ready, "%s/hup-ignored", ip.dir);
+    snprintf(cmd, sizeof cmd, "trap '' HUP; touch %s; " LATE_WRITER, ready);
+    pid = spawn_held(&c, cmd, &proc_id, fds);
     for (int i = 0; i < 3; i++)
         close(fds[i]);
     uint32_t sleeper = spawn_held(&c, "exec sleep 30", &proc_id, fds);
     for (int i = 0; i < 3; i++)
         close(fds[i]);
+    /* the trap in place first (a slow guest ran the close before it) */
+    for (int i = 0; i < 1000 && access(ready, F_OK) < 0; i++)
+        usleep(10000);
+    ASSERT_EQ(access(ready, F_OK), 0);
+    unlink(ready);
     close(c.fd);
     e = wait_exit(&watcher, pid);
     ASSERT_EQ(e.code, 128 + SIGPIPE);
@@ -1256,11 +1264,14 @@ TEST(init_hold_output_drain)
     simple(&c, CB_MSG_DRAIN, CB_MSG_ERROR, add_proc_id, &proc_id);
     /* One it left behind holds them past its exit: init lets go when that
      * one does, still without a DRAIN. */
-    pid = spawn_held(&c, "sleep 1 & echo hi", &proc_id, fds);
+    pid = spawn_held(&c, "sleep 30 & echo $!", &proc_id, fds);
     ASSERT_EQ(wait_exit(&c, pid).code, 0);
     ASSERT_EQ(count_fds(ip.pid), base + 2);
+    char spid[32] = {0};
+    ASSERT(read(fds[1], spid, sizeof spid - 1) > 0);
     for (int i = 0; i < 3; i++)
         close(fds[i]);
+    ASSERT_EQ(kill(atoi(spid), SIGKILL), 0);
     ASSERT_EQ(fds_settle(ip.pid, base), base);
 
     /* Only for PIPES. */
