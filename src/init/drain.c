@@ -10,7 +10,7 @@
  * DRAIN and closes its copies; init reads and drops what comes until EOF.
  * Init outlives daemon restarts, so the process keeps running. An exec
  * still running when its connection closes gets the hang-up its gone
- * client would have given it (held_conn_closed).
+ * client would have given it, SIGHUP then SIGKILL (held_conn_closed).
  *
  * The copies are not read until a DRAIN. At the process's exit a pipe
  * without writers is let go, else watched for EPOLLHUP only (every
@@ -199,11 +199,15 @@ void held_conn_closed(struct init_state *st, struct conn *c)
         /* An exec still running whose connection is gone (the daemon
          * stopped or died): its client went with it. What the daemon does
          * when an exec's client goes, it gets here: SIGHUP to its tree, as
-         * a closed terminal would (the daemon's SIGKILL 5 s later has no
-         * one to send it; a process that ignores the hang-up lives on). */
+         * a closed terminal would, and SIGKILL to it if the command still
+         * runs INIT_HANGUP_GRACE_MS later (proc_expire_timeouts), which
+         * the daemon is no longer there to send. */
         struct proc *p = running_proc(st, h->proc_id);
-        if (p && kill(-p->pid, SIGHUP) < 0 && errno == ESRCH)
-            kill(p->pid, SIGHUP);
+        if (p) {
+            if (kill(-p->pid, SIGHUP) < 0 && errno == ESRCH)
+                kill(p->pid, SIGHUP);
+            p->hangup_kill_ns = cb_now_ns() + INIT_HANGUP_GRACE_MS * 1000000ull;
+        }
         for (int i = 0; i < 2; i++)
             if (h->out[i].fd >= 0)
                 held_close_watch(st, h, &h->out[i]);

@@ -33,6 +33,9 @@
 #define INIT_LIST_TAG_BYTES 256
 #define INIT_MAX_HELD 256               /* PIPES processes' output held (HOLD_OUTPUT) */
 #define INIT_MAX_DRAINING 64            /* ...of which handed over by DRAIN */
+/* SIGHUP to SIGKILL for an exec hung up because its connection closed: the
+ * daemon's EXEC_HANGUP_GRACE_MS for a client that goes (api/exec.c). */
+#define INIT_HANGUP_GRACE_MS 5000
 
 enum watch_kind {
     WATCH_LISTEN,
@@ -77,6 +80,8 @@ struct proc {
     bool forget_on_exit;           /* PIPES: drop the record once EXIT is sent */
     uint64_t started_at, ended_at; /* unix ms */
     uint64_t deadline_ns;          /* monotonic; 0 = no timeout */
+    uint64_t hangup_kill_ns;       /* monotonic: SIGKILL to its group then (a
+                                      hang-up's grace, drain.c); 0 = none */
     char **argv;                   /* truncated copy for LIST */
     char *cwd, *tag;
 

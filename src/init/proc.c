@@ -399,29 +399,41 @@ void proc_free(struct proc *p)
         free(p);
 }
 
+/* The earlier of a running process's two deadlines (its own timeout, a
+ * hang-up's grace); 0 when it has neither. */
+static uint64_t next_deadline(const struct proc *p)
+{
+    if (p->state != CB_PROC_RUNNING)
+        return 0;
+    uint64_t a = p->deadline_ns, b = p->hangup_kill_ns;
+    return !a ? b : !b ? a : a < b ? a : b;
+}
+
 void proc_expire_timeouts(struct init_state *st)
 {
     uint64_t now = cb_now_ns();
     for (struct proc *p = st->procs_head; p; p = p->next) {
-        if (p->state != CB_PROC_RUNNING || !p->deadline_ns || p->deadline_ns > now)
+        uint64_t at = next_deadline(p);
+        if (!at || at > now)
             continue;
         /* The whole group: a timed-out shell's children go with it. The
          * leader is not reaped yet, so its pid (and pgid) cannot have been
          * reused. */
         kill(-p->pid, SIGKILL);
         kill(p->pid, SIGKILL);
-        p->timed_out = true;
-        p->deadline_ns = 0;
+        p->timed_out = p->deadline_ns && p->deadline_ns <= now;
+        p->deadline_ns = p->hangup_kill_ns = 0;
     }
 }
 
 int proc_next_timeout_ms(struct init_state *st)
 {
     uint64_t best = 0;
-    for (struct proc *p = st->procs_head; p; p = p->next)
-        if (p->state == CB_PROC_RUNNING && p->deadline_ns &&
-            (!best || p->deadline_ns < best))
-            best = p->deadline_ns;
+    for (struct proc *p = st->procs_head; p; p = p->next) {
+        uint64_t at = next_deadline(p);
+        if (at && (!best || at < best))
+            best = at;
+    }
     if (!best)
         return -1;
     uint64_t now = cb_now_ns();

@@ -91,31 +91,39 @@ def test_exec_in_flight_is_hung_up_when_the_daemon_dies(own_daemon):
     """An exec still running when cellboxd dies (kill -9: no chance to hang
     up its clients' commands, as a clean stop does) lost its client with
     it: init hangs it up (SIGHUP to its tree) when the daemon's connection
-    closes, instead of leaving it running unseen."""
+    closes, instead of leaving it running unseen; one that ignores the
+    hang-up is killed after the grace a live daemon gives it (5 s)."""
     import threading
     d = own_daemon
     sid = d.create_sandbox()["id"]
 
-    def pending_exec():
+    def pending_exec(cmd):
         try:
-            d.request("POST", "/v1/sandboxes/%s/exec" % sid, {"cmd": "sleep 600"})
+            d.request("POST", "/v1/sandboxes/%s/exec" % sid, {"cmd": cmd})
         except Exception:
             pass  # the daemon went away under it
 
-    def sleeping():
-        out = d.exec(sid, cmd="pgrep -fc '[s]leep 600' || true")["stdout"]
+    def sleeping(seconds):
+        out = d.exec(sid, cmd="pgrep -fc '[s]leep %d' || true" % seconds)["stdout"]
         return int(out.strip() or 0)
 
-    t = threading.Thread(target=pending_exec, daemon=True)
-    t.start()
+    threads = [threading.Thread(target=pending_exec, args=(cmd,), daemon=True)
+               for cmd in ("sleep 600", "trap '' HUP; sleep 601; true")]
+    for t in threads:
+        t.start()
     deadline = time.time() + 20
-    while sleeping() == 0:  # its shell and sleep, or sleep alone
-        assert time.time() < deadline, "the exec never started"
+    while sleeping(600) == 0 or sleeping(601) == 0:  # its shell and sleep, or sleep alone
+        assert time.time() < deadline, "the execs never started"
         time.sleep(0.1)
     d.kill9()
     d.start()
     deadline = time.time() + 20
-    while sleeping() != 0:
+    while sleeping(600) != 0:
         assert time.time() < deadline, "the exec outlived its daemon"
         time.sleep(0.1)
-    t.join(5)
+    deadline = time.time() + 30
+    while sleeping(601) != 0:
+        assert time.time() < deadline, "the exec ignoring SIGHUP outlived its daemon"
+        time.sleep(0.2)
+    for t in threads:
+        t.join(5)

@@ -1288,6 +1288,54 @@ TEST(init_hold_output_drain)
     stop_init(&ip);
 }
 
+/* A command hung up because its connection closed (the daemon died) and
+ * that ignores the hang-up without writing is killed after the grace, as
+ * a live daemon kills it when an exec's client goes; the rest of its
+ * process group with it. */
+#define HANGUP_GRACE_MS 5000 /* INIT_HANGUP_GRACE_MS, src/init/init.h */
+TEST(init_hung_up_exec_killed_after_grace)
+{
+    struct initp ip;
+    start_init(&ip);
+    struct client c, watcher;
+    client_open(&c, &ip);
+    client_open(&watcher, &ip);
+    simple(&watcher, CB_MSG_PING, CB_MSG_PONG, NULL, NULL);
+    char ready[128], cmd[384];
+    snprintf(ready, sizeof ready, "%s/hup-ignored", ip.dir);
+    snprintf(cmd, sizeof cmd,
+             "trap '' HUP; sleep 60 & echo $! > %s.child; touch %s; "
+             "while :; do sleep 0.1; done", ready, ready);
+    uint64_t proc_id;
+    int fds[3];
+    uint32_t pid = spawn_held(&c, cmd, &proc_id, fds);
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    for (int i = 0; i < 1000 && access(ready, F_OK) < 0; i++)
+        usleep(10000);
+    ASSERT_EQ(access(ready, F_OK), 0);
+    char child_file[160], spid[32] = {0};
+    snprintf(child_file, sizeof child_file, "%s.child", ready);
+    int cf = open(child_file, O_RDONLY);
+    ASSERT(cf >= 0);
+    ASSERT(read(cf, spid, sizeof spid - 1) > 0);
+    close(cf);
+    pid_t child = atoi(spid);
+    ASSERT(child > 0);
+    uint64_t closed = cb_now_ns();
+    close(c.fd);
+    struct exit_ev e = wait_exit(&watcher, pid);
+    uint64_t waited_ms = (cb_now_ns() - closed) / 1000000;
+    ASSERT_EQ(e.signo, SIGKILL);
+    /* not killed before the grace: it had its chance to end on SIGHUP */
+    ASSERT(waited_ms >= HANGUP_GRACE_MS - 100);
+    /* its background sleep (same group, ignoring HUP too) went with it */
+    for (int i = 0; i < 500 && kill(child, 0) == 0; i++)
+        usleep(10000);
+    ASSERT(kill(child, 0) < 0);
+    stop_init(&ip);
+}
+
 /* At most INIT_MAX_DRAINING handed over: the next DRAIN is refused
  * (ENOSPC) and the daemon keeps reading that one itself. */
 #define DRAINING_BOUND 64 /* INIT_MAX_DRAINING, src/init/init.h */
