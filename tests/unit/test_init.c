@@ -1367,6 +1367,42 @@ TEST(init_drain_is_bounded)
     stop_init(&ip);
 }
 
+/* At most INIT_MAX_HELD execs' pipes held: the next exec still runs, init
+ * keeps nothing of it (its DRAIN finds nothing: ESRCH, and the daemon
+ * drains it itself), and the held ones are still handed over. */
+#define HELD_BOUND 256 /* INIT_MAX_HELD, src/init/init.h */
+TEST(init_held_is_bounded)
+{
+    struct initp ip;
+    start_init(&ip);
+    struct client c;
+    client_open(&c, &ip);
+    simple(&c, CB_MSG_PING, CB_MSG_PONG, NULL, NULL);
+    int base = count_fds(ip.pid);
+    uint64_t first = 0, proc_id = 0;
+    for (int i = 0; i <= HELD_BOUND; i++) {
+        int fds[3];
+        ASSERT(spawn_held(&c, "exec sleep 30", &proc_id, fds) > 0);
+        for (int k = 0; k < 3; k++)
+            close(fds[k]);
+        if (i == 0)
+            first = proc_id;
+        if (i == HELD_BOUND - 1)
+            ASSERT_EQ(count_fds(ip.pid), base + 2 * HELD_BOUND);
+    }
+    ASSERT_EQ(count_fds(ip.pid), base + 2 * HELD_BOUND); /* nothing more kept */
+    struct cb_builder b;
+    begin(&c, &b, CB_MSG_DRAIN);
+    add_proc_id(&b, &proc_id);
+    struct frame f;
+    recv_for(&c, send_req(&c, &b), &f);
+    ASSERT_EQ(f.h.type, CB_MSG_ERROR);
+    ASSERT_EQ(fu32(&f, CB_F_ERRNO), ESRCH);
+    frame_free(&f);
+    simple(&c, CB_MSG_DRAIN, CB_MSG_OK, add_proc_id, &first);
+    stop_init(&ip);
+}
+
 /* Init exempt from the OOM killer (the runtime's -17 in oom_adj): every
  * process it starts is an ordinary candidate again, and the floor it
  * inherits is 0, so it cannot exempt itself (a root test process could,
