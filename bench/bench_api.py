@@ -24,6 +24,7 @@ import os
 import socket
 import statistics
 import sys
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -266,7 +267,13 @@ def settled_pinned_kib():
     return prev
 
 
-def create_idle(sock, n, clients=4):
+def create_idle(sock, n, clients=4, progress_every=0):
+    """n sandboxes by `clients` threads; every progress_every creates (0:
+    never) a line with the count and the rate of the last stretch, which
+    shows how creation slows as sandboxes accumulate."""
+    lock = threading.Lock()
+    made = [0, time.time()]
+
     def worker(k):
         c = Conn(sock)
         ids = []
@@ -275,6 +282,13 @@ def create_idle(sock, n, clients=4):
             if st != 201:
                 raise RuntimeError("create failed after %d: %r" % (len(ids), sb))
             ids.append(sb["id"])
+            with lock:
+                made[0] += 1
+                if progress_every and made[0] % progress_every == 0:
+                    now = time.time()
+                    print("  %d created (%.1f/s over the last %d)"
+                          % (made[0], progress_every / max(now - made[1], 1e-9), progress_every))
+                    made[1] = now
         c.close()
         return ids
 
@@ -321,11 +335,14 @@ def memory_steps(d, steps):
     return out
 
 
-def idle_target(d, n):
+def idle_target(d, n, on_measured=None):
+    """n idle sandboxes: what they cost, measured before they are deleted;
+    on_measured(res) is called with the figures before the deletes (a run
+    cut short there still has them)."""
     avail0 = mem_available_kib()
     pinned0 = settled_pinned_kib()
     split0 = (meminfo_split(), slab_kib())
-    ids, secs = create_idle(d.socket_path, n, clients=8)
+    ids, secs = create_idle(d.socket_path, n, clients=8, progress_every=1000 if n >= 2000 else 0)
     time.sleep(2.0)
     pinned1 = settled_pinned_kib()
     split = per_sandbox_split(split0, (meminfo_split(), slab_kib()), max(1, len(ids)))
@@ -345,6 +362,8 @@ def idle_target(d, n):
     print("  per sandbox, KiB: %s" % ", ".join("%s %.0f" % kv for kv in split["meminfo_kib"].items()))
     print("  largest slab caches' growth per sandbox, KiB: %s"
           % ", ".join("%s %.0f" % kv for kv in split["slab_kib_top"].items()))
+    if on_measured:
+        on_measured(res)
     t0 = time.time()
     delete_all(d.socket_path, ids, clients=8)
     res["delete_seconds"] = round(time.time() - t0, 1)
@@ -422,6 +441,7 @@ def write_results(path, results):
 
 
 def main():
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows up while a long run goes on
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer iterations (smoke run)")
     ap.add_argument("--idle", type=int, default=0, help="also hold N idle sandboxes")
@@ -461,7 +481,10 @@ def main():
             results["daemon_memory"] = memory_steps(d, steps)
             if args.idle:
                 print("idle target:")
-                results["idle_target"] = idle_target(d, args.idle)
+                def measured(res):
+                    results["idle_target"] = res
+                    write_results(args.out, results)
+                results["idle_target"] = idle_target(d, args.idle, measured)
     write_results(args.out, results)
 
 
