@@ -27,7 +27,7 @@ def test_kill9_recovery(own_daemon):
             f.result()
     d.start()
     got = d.request("GET", "/v1/sandboxes/" + sid).json()
-    assert got["state"] == "running"
+    assert got["state"] == "running", (got, d.log()[-6000:])
     procs = {p["pid"]: p for p in d.request("GET", "/v1/sandboxes/%s/processes" % sid).json()["items"]}
     for pid in pids:
         assert procs[pid]["state"] == "running"
