@@ -599,6 +599,30 @@ void cb_sbx_delete(struct cb_sbx *s, cb_sbx_cb cb, void *arg)
 
 /* ---------------------------------------------------------- recovery */
 
+/* The control connection to an adopted sandbox's init. A paused one's
+ * init is frozen and cannot answer HELLO (cellboxd's start-up waited on
+ * it for good): thawed for the handshake, a few hundred microseconds in
+ * which its processes may run, and frozen again. *st says what the
+ * sandbox is afterwards. */
+static int connect_adopted(const struct cb_tier_ops *t, struct cb_sandbox *h, const char *id,
+                           enum cb_sandbox_run_state *st, int *fd, struct cb_error **err)
+{
+    if (*st != CB_RUN_PAUSED)
+        return t->connect(h, fd, err);
+    if (t->resume(h, err) < 0)
+        return -1;
+    *st = CB_RUN_RUNNING;
+    int r = t->connect(h, fd, err);
+    struct cb_error *perr = NULL;
+    if (t->pause(h, &perr) == 0)
+        *st = CB_RUN_PAUSED;
+    else if (r == 0)
+        cb_log_warn(id, "paused before the daemon's start, running now: %s",
+                    perr ? perr->message : "?");
+    cb_error_free(perr);
+    return r;
+}
+
 static void recover_one(const struct cb_sb_record *r, void *arg)
 {
     struct cb_daemon *d = arg;
@@ -633,7 +657,7 @@ static void recover_one(const struct cb_sb_record *r, void *arg)
     enum cb_sandbox_run_state st = t->state(s->h);
     bool alive = st == CB_RUN_RUNNING || st == CB_RUN_PAUSED;
     int fd = -1;
-    if (alive && t->connect(s->h, &fd, &err) == 0) {
+    if (alive && connect_adopted(t, s->h, r->id, &st, &fd, &err) == 0) {
         attach_initc(s, fd);
         set_state(s, st == CB_RUN_PAUSED ? "paused" : "running");
         cb_log_info(r->id, "re-adopted (%s)", s->rec.state);

@@ -16,6 +16,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -301,10 +302,15 @@ void cb_builder_free(struct cb_builder *b)
 
 /* ---- blocking helpers ---- */
 
-/* Wait until the socket is ready; lets the helpers work on non-blocking
- * sockets too. */
+/* After EAGAIN: wait until the socket is ready, which lets the helpers
+ * work on non-blocking sockets too. On a blocking socket EAGAIN means its
+ * SO_RCVTIMEO/SO_SNDTIMEO ran out: -ETIMEDOUT, not a wait without end
+ * (a frozen or hung init held cellboxd's start-up forever that way). */
 static int wait_fd(int sock, short events)
 {
+    int fl = fcntl(sock, F_GETFL);
+    if (fl >= 0 && !(fl & O_NONBLOCK))
+        return -ETIMEDOUT;
     struct pollfd pfd = {.fd = sock, .events = events};
     int r = CB_RETRY(poll(&pfd, 1, -1));
     return r < 0 ? -errno : 0;

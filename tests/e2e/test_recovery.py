@@ -2,6 +2,8 @@
 import concurrent.futures
 import time
 
+import pytest
+
 
 def test_kill9_recovery(own_daemon):
     d = own_daemon
@@ -127,3 +129,38 @@ def test_exec_in_flight_is_hung_up_when_the_daemon_dies(own_daemon):
         time.sleep(0.2)
     for t in threads:
         t.join(5)
+
+
+@pytest.mark.parametrize("how", ["kill9", "terminate"])
+def test_paused_sandbox_survives_a_daemon_restart(own_daemon, how):
+    """A paused sandbox's init is frozen and cannot answer the new daemon's
+    HELLO: cellboxd's start-up waited on it without end (the socket's
+    timeout was lost in a poll). It comes back paused, its processes
+    frozen, and resumes with them."""
+    d = own_daemon
+    sid = d.create_sandbox()["id"]
+    pid = d.request("POST", "/v1/sandboxes/%s/processes" % sid,
+                    {"cmd": "i=0; while true; do echo tick$i; i=$((i+1)); sleep 0.1; done"}
+                    ).json()["pid"]
+    time.sleep(0.5)
+    assert d.request("POST", "/v1/sandboxes/%s/pause" % sid).status == 200
+    getattr(d, how)()
+    d.start()
+    got = d.request("GET", "/v1/sandboxes/" + sid).json()
+    assert got["state"] == "paused", (got, d.log()[-4000:])
+
+    def ticks():
+        events = list(d.stream("GET", "/v1/sandboxes/%s/processes/%d/output" % (sid, pid)))
+        return sum(e.get("data", "").count("tick") for e in events)
+
+    time.sleep(0.3)
+    assert d.request("GET", "/v1/sandboxes/" + sid).json()["state"] == "paused"
+    assert d.request("POST", "/v1/sandboxes/%s/resume" % sid).status == 200
+    before = ticks()
+    procs = {p["pid"]: p for p in d.request("GET", "/v1/sandboxes/%s/processes" % sid).json()["items"]}
+    assert procs[pid]["state"] == "running"
+    assert d.exec(sid, cmd="echo after")["stdout"] == "after\n"
+    deadline = time.time() + 10
+    while ticks() <= before:
+        assert time.time() < deadline, "the process did not run on after resume"
+        time.sleep(0.1)

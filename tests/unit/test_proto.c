@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* A frame builder's payload as (pointer, length). */
@@ -346,4 +348,45 @@ TEST(proto_builder_on_given_buffer)
     ASSERT_EQ(f.len, sizeof big - 1);
     cb_builder_free(&a);
     cb_builder_free(&b);
+}
+
+/* A blocking socket's receive timeout is a timeout: cb_proto_recv answers
+ * -ETIMEDOUT when the peer says nothing (before, it went on to wait
+ * without end: a paused sandbox's frozen init held cellboxd's start-up),
+ * also in the middle of a frame. A non-blocking socket is still waited on. */
+TEST(proto_recv_honours_the_receive_timeout)
+{
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct timeval tv = {0, 100000};
+    ASSERT_EQ(setsockopt(sv[0], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv), 0);
+    struct cb_frame_header h;
+    uint8_t *payload = NULL;
+    int fds[CB_PROTO_MAX_FDS], nfds = 0;
+    ASSERT_EQ(cb_proto_recv(sv[0], &h, &payload, fds, &nfds), -ETIMEDOUT);
+    ASSERT_EQ(write(sv[1], "\x01\x02", 2), 2); /* half a header */
+    ASSERT_EQ(cb_proto_recv(sv[0], &h, &payload, fds, &nfds), -ETIMEDOUT);
+    /* non-blocking: waits until the frame is there */
+    int nb[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, nb), 0);
+    struct cb_builder b;
+    cb_builder_init(&b, CB_MSG_PING, 7);
+    ASSERT_EQ(cb_builder_finish(&b), 0);
+    pid_t pid = fork();
+    ASSERT(pid >= 0);
+    if (pid == 0) {
+        usleep(100000);
+        _exit(write(nb[1], b.buf, b.len) == (ssize_t)b.len ? 0 : 1);
+    }
+    ASSERT_EQ(cb_proto_recv(nb[0], &h, &payload, fds, &nfds), 0);
+    ASSERT_EQ(h.type, CB_MSG_PING);
+    ASSERT_EQ(h.request_id, 7u);
+    free(payload);
+    cb_builder_free(&b);
+    int status;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    for (int i = 0; i < 2; i++) {
+        close(sv[i]);
+        close(nb[i]);
+    }
 }
