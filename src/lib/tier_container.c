@@ -34,7 +34,12 @@
 #include "safepath.h"
 #include "template.h"
 
+/* How long init may take to answer HELLO: when connecting to a running
+ * one (a daemon's start-up re-adopts sandboxes one after the other), and
+ * at a start, where init is only just being exec'd and a loaded or
+ * emulated host may take a while (a start runs off the event loop). */
 #define HELLO_TIMEOUT_MS 5000
+#define START_HELLO_TIMEOUT_MS 30000
 #define STOP_TIMEOUT_MS 5000
 
 struct cb_sandbox {
@@ -1116,9 +1121,9 @@ static int container_start(struct cb_sandbox *sb, struct cb_error **err)
     int fd = sb->hello;
     sb->hello = -1;
     if (fd >= 0)
-        set_timeouts(fd, HELLO_TIMEOUT_MS);
+        set_timeouts(fd, START_HELLO_TIMEOUT_MS);
     else
-        fd = hello_begin(sb, HELLO_TIMEOUT_MS, err);
+        fd = hello_begin(sb, START_HELLO_TIMEOUT_MS, err);
     sb->pid = pid;
     sb->is_our_child = true;
     sb->start_time = proc_start_time(pid); /* pinned by the spawn's pidfd */
